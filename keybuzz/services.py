@@ -1,0 +1,110 @@
+"""State-changing operations of the platform core: tenants, members, tokens, the superadmin."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.contrib.auth import authenticate, get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from rest_framework import exceptions
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from keybuzz.authentication import ROLE_CLAIM, TENANT_CLAIM, membership_check
+from keybuzz.errors import ApplicationError, ForbiddenError
+from keybuzz.models import Membership, Role, Tenant
+
+User = get_user_model()
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access: str
+    refresh: str
+    tenant: Tenant
+    role: str
+
+
+@dataclass(frozen=True)
+class TenantSetup:
+    tenant: Tenant
+    tenant_created: bool
+    user_created: bool
+
+
+@transaction.atomic
+def tenant_create(*, slug: str, name: str, admin_username: str | None = None,
+                  admin_password: str | None = None, admin_email: str = "") -> TenantSetup:
+    """Create the tenant (or update its name) and make `admin_username` its owner. Idempotent."""
+    tenant, tenant_created = Tenant.objects.get_or_create(slug=slug, defaults={"name": name})
+    if not tenant_created and tenant.name != name:
+        tenant.name = name
+        tenant.save(update_fields=["name", "updated_at"])
+
+    user_created = False
+    if admin_username:
+        user, user_created = User.objects.get_or_create(username=admin_username, defaults={"email": admin_email})
+        if admin_password and (user_created or not user.check_password(admin_password)):
+            user.set_password(admin_password)
+            user.save(update_fields=["password"])
+        Membership.objects.update_or_create(user=user, tenant=tenant, defaults={"role": Role.OWNER})
+    return TenantSetup(tenant=tenant, tenant_created=tenant_created, user_created=user_created)
+
+
+@transaction.atomic
+def superadmin_ensure(*, username: str, email: str, password: str) -> bool:
+    """Create or update the KeyBuzz superadmin. Returns True when the user was created."""
+    if not password:
+        raise ApplicationError("KEYBUZZ_SUPERADMIN_PASSWORD is not set", code="superadmin_password_missing")
+    user, created = User.objects.get_or_create(username=username, defaults={"email": email})
+    user.email = email
+    user.is_staff = True
+    user.is_superuser = True
+    user.is_active = True
+    if created or not user.check_password(password):
+        user.set_password(password)
+    user.save(update_fields=["email", "is_staff", "is_superuser", "is_active", "password"])
+    return created
+
+
+def _token_pair(*, user: AbstractBaseUser, membership: Membership) -> TokenPair:
+    refresh = RefreshToken.for_user(user)
+    refresh[TENANT_CLAIM] = str(membership.tenant_id)
+    refresh[ROLE_CLAIM] = membership.role
+    return TokenPair(access=str(refresh.access_token), refresh=str(refresh),
+                     tenant=membership.tenant, role=membership.role)
+
+
+def token_obtain(*, username: str, password: str, tenant_slug: str | None = None) -> TokenPair:
+    """Check the credentials and issue a token pair bound to one of the user's tenants."""
+    user = authenticate(username=username, password=password)
+    if user is None:
+        raise exceptions.AuthenticationFailed("Wrong username or password.", code="invalid_credentials")
+    memberships = list(
+        Membership.objects.select_related("tenant").filter(user=user, tenant__is_active=True).order_by("tenant__slug")
+    )
+    if tenant_slug:
+        memberships = [m for m in memberships if m.tenant.slug == tenant_slug]
+        if not memberships:
+            raise ForbiddenError(f"You are not a member of an active tenant '{tenant_slug}'.", code="not_a_member")
+    if not memberships:
+        raise ForbiddenError("This user belongs to no active tenant.", code="no_tenant")
+    if len(memberships) > 1:
+        raise ApplicationError(
+            "This user belongs to several tenants; pass `tenant` with one of their slugs.",
+            code="tenant_required",
+            details={"tenants": [m.tenant.slug for m in memberships]},
+        )
+    return _token_pair(user=user, membership=memberships[0])
+
+
+def token_refresh(*, refresh: str) -> str:
+    """A new access token, re-checking the membership and taking the role from the database."""
+    try:
+        token = RefreshToken(refresh)
+    except TokenError as exc:
+        raise exceptions.AuthenticationFailed(str(exc), code="token_not_valid") from None
+    membership = membership_check(user_id=token.get("user_id"), tenant_id=token.get(TENANT_CLAIM))
+    token[ROLE_CLAIM] = membership.role
+    return str(token.access_token)

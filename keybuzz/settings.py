@@ -1,0 +1,247 @@
+"""KeyBuzz settings: one module, read from the environment (django-environ).
+
+Development defaults (SQLite, the local encrypted secret store, DEBUG) apply only when nothing is
+configured. Once an env file is loaded or DEBUG is turned off, the production variables are
+required and a missing one stops start-up with one line naming it (see `manage.py`).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+# The runbook loads `.env.production` by hand (`export $(cat .env.production | …)`); reading it
+# here makes that optional. Variables already in the environment win over the file.
+_env_file = os.environ.get("KEYBUZZ_ENV_FILE", "")
+if _env_file == "none":  # the test runner's way to ignore a developer's local .env.production
+    ENV_FILE_LOADED = ""
+elif _env_file:
+    if not Path(_env_file).is_file():
+        raise ImproperlyConfigured(f"KEYBUZZ_ENV_FILE points to a missing file: {_env_file}")
+    environ.Env.read_env(_env_file, overwrite=False)
+    ENV_FILE_LOADED = _env_file
+elif (BASE_DIR / ".env.production").is_file():
+    environ.Env.read_env(BASE_DIR / ".env.production", overwrite=False)
+    ENV_FILE_LOADED = str(BASE_DIR / ".env.production")
+else:
+    ENV_FILE_LOADED = ""
+
+# A configured deployment (an env file) defaults to production mode; a bare checkout to development.
+DEBUG = env.bool("DEBUG", default=not ENV_FILE_LOADED)
+
+
+def _required(name: str, why: str = "required when DEBUG is off") -> str:
+    value = env.str(name, default="")
+    if not value:
+        raise ImproperlyConfigured(f"{name} is not set ({why}); see .env.production.example")
+    return value
+
+
+# --- Core -------------------------------------------------------------------------------------
+if DEBUG:
+    SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="django-insecure-keybuzz-development-only-key")
+else:
+    SECRET_KEY = _required("DJANGO_SECRET_KEY")
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "keybuzz.apps.SuperadminAdminConfig",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "keybuzz",
+    "marketplaces",
+    "tickets",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "keybuzz.urls"
+WSGI_APPLICATION = "keybuzz.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ---------------------------------------------------------------------------------
+VAR_DIR = Path(env.str("KEYBUZZ_VAR_DIR", default=str(BASE_DIR / "var")))
+if env.str("DATABASE_URL", default=""):
+    DATABASES = {"default": env.db("DATABASE_URL")}
+elif DEBUG:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": VAR_DIR / "db.sqlite3"}}
+else:
+    _required("DATABASE_URL")
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+DATABASES["default"]["TEST"] = {"NAME": env.str("TEST_DATABASE_NAME", default=None)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Secret store -----------------------------------------------------------------------------
+VAULT_ADDR = env.str("VAULT_ADDR", default="")
+VAULT_TOKEN = env.str("VAULT_TOKEN", default="")
+VAULT_ROLE_ID = env.str("VAULT_ROLE_ID", default="")
+VAULT_SECRET_ID = env.str("VAULT_SECRET_ID", default="")
+VAULT_APPROLE_MOUNT = env.str("VAULT_APPROLE_MOUNT", default="approle")
+VAULT_MOUNT = env.str("VAULT_MOUNT", default="secret")
+VAULT_NAMESPACE = env.str("VAULT_NAMESPACE", default="")
+VAULT_CACERT = env.str("VAULT_CACERT", default="")
+VAULT_TIMEOUT = env.float("VAULT_TIMEOUT", default=5.0)
+
+SECRETS_BACKEND = env.str("SECRETS_BACKEND", default="vault" if VAULT_ADDR else ("local" if DEBUG else ""))
+SECRETS_LOCAL_PATH = env.str("SECRETS_LOCAL_PATH", default=str(VAR_DIR / "secrets.json"))
+SECRETS_LOCAL_KEY = env.str("SECRETS_LOCAL_KEY", default="")
+
+if SECRETS_BACKEND not in {"vault", "local"}:
+    raise ImproperlyConfigured(
+        "VAULT_ADDR is not set (a secret store is required when DEBUG is off); "
+        "see .env.production.example"
+        if not SECRETS_BACKEND
+        else f"SECRETS_BACKEND must be 'vault' or 'local', not {SECRETS_BACKEND!r}"
+    )
+if SECRETS_BACKEND == "vault":
+    _required("VAULT_ADDR", "required by SECRETS_BACKEND=vault")
+    if not VAULT_TOKEN and not (VAULT_ROLE_ID and VAULT_SECRET_ID):
+        raise ImproperlyConfigured(
+            "VAULT_TOKEN is not set (or VAULT_ROLE_ID and VAULT_SECRET_ID for AppRole); "
+            "see .env.production.example"
+        )
+elif not DEBUG:
+    # The local store is allowed in production only when asked for with an explicit key.
+    _required("SECRETS_LOCAL_KEY", "required by SECRETS_BACKEND=local when DEBUG is off")
+
+# --- Auth and JWT -----------------------------------------------------------------------------
+JWT_SECRET = env.str("JWT_SECRET", default="") if DEBUG else _required("JWT_SECRET")
+if not JWT_SECRET:
+    JWT_SECRET = "keybuzz-development-jwt-secret-not-for-production"
+
+SIMPLE_JWT = {
+    "ALGORITHM": "HS256",
+    "SIGNING_KEY": JWT_SECRET,
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("JWT_ACCESS_TOKEN_MINUTES", default=30)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=env.int("JWT_REFRESH_TOKEN_DAYS", default=7)),
+    "AUTH_HEADER_TYPES": ("Bearer",),
+    "USER_ID_FIELD": "id",
+    "USER_ID_CLAIM": "user_id",
+    "UPDATE_LAST_LOGIN": False,
+}
+
+KEYBUZZ_SUPERADMIN_USERNAME = env.str("KEYBUZZ_SUPERADMIN_USERNAME", default="superadmin")
+KEYBUZZ_SUPERADMIN_EMAIL = env.str("KEYBUZZ_SUPERADMIN_EMAIL", default="superadmin@localhost")
+KEYBUZZ_SUPERADMIN_PASSWORD = env.str("KEYBUZZ_SUPERADMIN_PASSWORD", default="")
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# --- Integrations (used by the marketplaces app) -------------------------------------------------
+FRONTEND_URL = env.str("FRONTEND_URL", default="")
+KEYBUZZ_AI_API_KEY = env.str("KEYBUZZ_AI_API_KEY", default="")
+AMAZON_SPAPI_APP_SOURCE = env.str("AMAZON_SPAPI_APP_SOURCE", default="external_test")
+AMAZON_USE_MOCK = env.bool("AMAZON_USE_MOCK", default=False)
+
+# --- REST framework and OpenAPI ---------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["keybuzz.authentication.TenantJWTAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["keybuzz.permissions.IsTenantMember"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "keybuzz.errors.api_exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+if DEBUG:
+    REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "KeyBuzz API",
+    "DESCRIPTION": "Customer service for marketplace sellers: tenants, Amazon connections, tickets.",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
+    # Swagger UI's assets are served from this server (no CDN): the docs work offline too.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+}
+
+# --- Security (production) --------------------------------------------------------------------
+# TLS ends at nginx (deploy/nginx-keybuzz.conf), which also redirects http to https, so Django
+# trusts its X-Forwarded-Proto header and does not redirect by itself: the runbook's
+# `curl http://localhost:4000/health` must keep answering on the loopback.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+if not SECURE_SSL_REDIRECT:
+    SILENCED_SYSTEM_CHECKS = ["security.W008"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+# --- I18n, static -----------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "static")))
+
+# --- Logging ----------------------------------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "line": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "line"},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # hvac and urllib3 log request URLs at DEBUG; keep them quiet so no path or token leaks.
+        "hvac": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+    },
+}
+
+KEYBUZZ_VERSION = env.str("KEYBUZZ_VERSION", default="")

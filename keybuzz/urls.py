@@ -1,0 +1,21 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from keybuzz import views
+
+api_v1 = [
+    path("auth/token", views.TokenObtainView.as_view(), name="auth-token"),
+    path("auth/token/refresh", views.TokenRefreshView.as_view(), name="auth-token-refresh"),
+    path("me", views.MeView.as_view(), name="me"),
+    path("members/", views.MemberListView.as_view(), name="member-list"),
+    path("members/<int:user_id>/", views.MemberDetailView.as_view(), name="member-detail"),
+]
+
+urlpatterns = [
+    path("health", views.HealthView.as_view(), name="health"),
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/v1/", include(api_v1)),
+]

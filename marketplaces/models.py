@@ -1,0 +1,129 @@
+"""Marketplace connections, OAuth states and the raw messages fetched from marketplaces."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from keybuzz.models import Tenant
+
+
+class MarketplaceType(models.TextChoices):
+    AMAZON = "AMAZON", "Amazon"
+
+
+class ConnectionStatus(models.TextChoices):
+    PENDING = "PENDING", "Pending"
+    CONNECTED = "CONNECTED", "Connected"
+    ERROR = "ERROR", "Error"
+    NEEDS_REAUTH = "NEEDS_REAUTH", "Needs re-authorization"
+    DISCONNECTED = "DISCONNECTED", "Disconnected"
+
+
+class AmazonRegion(models.TextChoices):
+    NA = "NA", "North America"
+    EU = "EU", "Europe"
+    FE = "FE", "Far East"
+
+
+class MarketplaceConnection(models.Model):
+    """A tenant's account on a marketplace. The refresh token lives in the secret store at
+    `secret_ref`; it is never stored in this table."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="connections")
+    type = models.CharField(max_length=16, choices=MarketplaceType.choices, default=MarketplaceType.AMAZON)
+    status = models.CharField(max_length=16, choices=ConnectionStatus.choices, default=ConnectionStatus.PENDING)
+    selling_partner_id = models.CharField(max_length=64)
+    region = models.CharField(max_length=2, choices=AmazonRegion.choices, blank=True)
+    marketplace_ids = models.JSONField(default=list, blank=True)
+    app_source = models.CharField(max_length=32, blank=True)
+    secret_ref = models.CharField(max_length=255, blank=True)
+    connected_at = models.DateTimeField(null=True, blank=True)
+    disconnected_at = models.DateTimeField(null=True, blank=True)
+
+    # Polling state: the cursor is opaque to everything but the message source that wrote it.
+    poll_cursor = models.CharField(max_length=512, blank=True)
+    last_polled_at = models.DateTimeField(null=True, blank=True)
+    next_poll_at = models.DateTimeField(null=True, blank=True)
+    lease_owner = models.CharField(max_length=128, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "type", "selling_partner_id"], name="connection_unique_tenant_type_seller"
+            ),
+        ]
+        indexes = [
+            # The poller's claim: due connections of one status, oldest first.
+            models.Index(fields=["status", "next_poll_at"], name="connection_due"),
+            models.Index(fields=["tenant", "type", "status"], name="connection_tenant_type_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.selling_partner_id} ({self.tenant_id})"
+
+
+class OAuthState(models.Model):
+    """One OAuth authorization attempt. Only a SHA-256 hash of the state value is stored."""
+
+    state_hash = models.CharField(max_length=64, unique=True)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="oauth_states")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    type = models.CharField(max_length=16, choices=MarketplaceType.choices, default=MarketplaceType.AMAZON)
+    region = models.CharField(max_length=2, choices=AmazonRegion.choices, blank=True)
+    marketplace_id = models.CharField(max_length=32, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["expires_at"], name="oauthstate_expires")]
+
+    def __str__(self) -> str:
+        return f"OAuth state for {self.tenant_id} (expires {self.expires_at:%Y-%m-%d %H:%M})"
+
+
+class ExternalMessage(models.Model):
+    """A message exactly as fetched from a marketplace. (connection, external_id) is unique:
+    that constraint, not a lookup, is what makes every poll idempotent."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="external_messages")
+    connection = models.ForeignKey(MarketplaceConnection, on_delete=models.CASCADE, related_name="messages")
+    type = models.CharField(max_length=16, choices=MarketplaceType.choices, default=MarketplaceType.AMAZON)
+    external_id = models.CharField(max_length=255)
+    thread_key = models.CharField(max_length=255)
+    order_id = models.CharField(max_length=64, blank=True)
+    sender = models.CharField(max_length=255, blank=True)
+    subject = models.CharField(max_length=500, blank=True)
+    body = models.TextField(blank=True)
+    sent_at = models.DateTimeField()
+    raw = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    ticket = models.ForeignKey(
+        "tickets.Ticket", on_delete=models.SET_NULL, null=True, blank=True, related_name="external_messages"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "external_id"], name="extmsg_unique_connection_external_id"),
+        ]
+        indexes = [
+            models.Index(fields=["type", "created_at"], name="extmsg_type_created"),
+            models.Index(fields=["tenant", "created_at"], name="extmsg_tenant_created"),
+            models.Index(fields=["connection", "thread_key"], name="extmsg_connection_thread"),
+            models.Index(fields=["order_id"], name="extmsg_order"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} message {self.external_id}"

@@ -1,0 +1,40 @@
+"""Small factory functions for tests: real rows, no magic."""
+
+from __future__ import annotations
+
+import itertools
+
+from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
+
+from keybuzz.models import Membership, Role, Tenant
+from keybuzz.services import token_obtain
+
+User = get_user_model()
+_seq = itertools.count(1)
+PASSWORD = "correct-horse-battery-staple"
+
+
+def make_tenant(slug: str | None = None, *, is_active: bool = True) -> Tenant:
+    n = next(_seq)
+    return Tenant.objects.create(slug=slug or f"tenant-{n}", name=f"Tenant {n}", is_active=is_active)
+
+
+def make_user(username: str | None = None, **extra) -> User:
+    user = User.objects.create(username=username or f"user-{next(_seq)}", **extra)
+    user.set_password(PASSWORD)
+    user.save(update_fields=["password"])
+    return user
+
+
+def make_member(tenant: Tenant | None = None, *, role: str = Role.OWNER, user: User | None = None) -> Membership:
+    return Membership.objects.create(user=user or make_user(), tenant=tenant or make_tenant(), role=role)
+
+
+def api_client(membership: Membership | None = None) -> APIClient:
+    """An API client; with a membership, it carries a real access token for that tenant."""
+    client = APIClient()
+    if membership is not None:
+        pair = token_obtain(username=membership.user.username, password=PASSWORD, tenant_slug=membership.tenant.slug)
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {pair.access}")
+    return client

@@ -1,0 +1,96 @@
+"""Tickets and their messages: what a tenant's agents read and answer."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from keybuzz.models import Tenant
+
+
+class Channel(models.TextChoices):
+    AMAZON = "AMAZON", "Amazon"
+
+
+class TicketStatus(models.TextChoices):
+    OPEN = "OPEN", "Open"
+    PENDING = "PENDING", "Pending"
+    RESOLVED = "RESOLVED", "Resolved"
+    CLOSED = "CLOSED", "Closed"
+
+
+class Ticket(models.Model):
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="tickets")
+    channel = models.CharField(max_length=16, choices=Channel.choices, default=Channel.AMAZON)
+    connection = models.ForeignKey(
+        "marketplaces.MarketplaceConnection", on_delete=models.PROTECT, null=True, blank=True, related_name="tickets"
+    )
+    thread_key = models.CharField(max_length=255)
+    subject = models.CharField(max_length=500, blank=True)
+    customer_name = models.CharField(max_length=255, blank=True)
+    customer_ref = models.CharField(max_length=255, blank=True)
+    order_id = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=16, choices=TicketStatus.choices, default=TicketStatus.OPEN)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="assigned_tickets"
+    )
+    last_message_at = models.DateTimeField(null=True, blank=True)
+    response_due_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            # A buyer's follow-up in the same thread lands on the same ticket.
+            models.UniqueConstraint(fields=["connection", "thread_key"], name="ticket_unique_connection_thread"),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "-last_message_at", "-id"], name="ticket_tenant_last_msg"),
+            models.Index(fields=["tenant", "status", "-last_message_at"], name="ticket_tenant_status_last"),
+            models.Index(fields=["tenant", "response_due_at"], name="ticket_tenant_due"),
+            models.Index(fields=["tenant", "assignee", "status"], name="ticket_tenant_assignee"),
+            models.Index(fields=["channel", "created_at"], name="ticket_channel_created"),
+            models.Index(fields=["order_id"], name="ticket_order"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.subject}"
+
+
+class Direction(models.TextChoices):
+    INBOUND = "INBOUND", "Inbound"
+    OUTBOUND = "OUTBOUND", "Outbound"
+    NOTE = "NOTE", "Internal note"
+
+
+class DeliveryStatus(models.TextChoices):
+    QUEUED = "QUEUED", "Queued"
+    SENT = "SENT", "Sent"
+    FAILED = "FAILED", "Failed"
+
+
+class TicketMessage(models.Model):
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="ticket_messages")
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="messages")
+    direction = models.CharField(max_length=16, choices=Direction.choices)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    author_name = models.CharField(max_length=255, blank=True)
+    body = models.TextField()
+    external_message = models.OneToOneField(
+        "marketplaces.ExternalMessage", on_delete=models.SET_NULL, null=True, blank=True, related_name="ticket_message"
+    )
+    delivery_status = models.CharField(max_length=16, choices=DeliveryStatus.choices, blank=True)
+    delivery_error = models.TextField(blank=True)
+    sent_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["ticket", "sent_at", "id"], name="ticketmsg_ticket_sent"),
+            models.Index(fields=["delivery_status", "created_at"], name="ticketmsg_delivery"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.direction} on ticket {self.ticket_id}"
