@@ -10,6 +10,8 @@ from __future__ import annotations
 import uuid
 
 from django.contrib.auth import get_user_model
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.plumbing import build_bearer_security_scheme_object
 from rest_framework import exceptions
 from rest_framework.request import Request
 from rest_framework_simplejwt.authentication import JWTAuthentication
@@ -63,3 +65,14 @@ class TenantJWTAuthentication(JWTAuthentication):
         request.tenant = request._request.tenant = membership.tenant
         request.membership = request._request.membership = membership
         return membership.user, token
+
+
+class TenantJWTScheme(OpenApiAuthenticationExtension):
+    """Documents the authenticator in the OpenAPI schema as a plain Bearer JWT."""
+
+    target_class = TenantJWTAuthentication
+    name = "jwtAuth"
+
+    def get_security_definition(self, auto_schema):
+        return build_bearer_security_scheme_object(header_name="AUTHORIZATION", token_prefix="Bearer",
+                                                   bearer_format="JWT")

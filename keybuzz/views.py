@@ -26,11 +26,18 @@ ERRORS_401 = {401: OpenApiResponse(ErrorSerializer, description="Missing, expire
 ERRORS_403 = {403: OpenApiResponse(ErrorSerializer, description="Membership removed or tenant deactivated.")}
 
 
-class HealthView(APIView):
-    """No authentication: load balancers and `curl localhost:4000/health` call it often."""
+class PublicAPIView(APIView):
+    """No JWT needed; credential failures still answer 401 with a Bearer challenge, not 403."""
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
+
+    def get_authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'
+
+
+class HealthView(PublicAPIView):
+    """No authentication: load balancers and `curl localhost:4000/health` call it often."""
 
     @extend_schema(responses={200: HealthSerializer, 503: HealthSerializer}, tags=["health"])
     def get(self, request: Request) -> Response:
@@ -38,10 +45,7 @@ class HealthView(APIView):
         return Response(body, status=200 if healthy else 503)
 
 
-class TokenObtainView(APIView):
-    authentication_classes: list = []
-    permission_classes = [AllowAny]
-
+class TokenObtainView(PublicAPIView):
     @extend_schema(
         request=TokenObtainInputSerializer,
         responses={
@@ -63,10 +67,7 @@ class TokenObtainView(APIView):
         return Response({"access": pair.access, "refresh": pair.refresh})
 
 
-class TokenRefreshView(APIView):
-    authentication_classes: list = []
-    permission_classes = [AllowAny]
-
+class TokenRefreshView(PublicAPIView):
     @extend_schema(request=TokenRefreshInputSerializer,
                    responses={200: AccessTokenSerializer, **ERRORS_401, **ERRORS_403}, tags=["auth"])
     def post(self, request: Request) -> Response:

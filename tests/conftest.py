@@ -5,6 +5,12 @@ from django.db import connection
 
 
 @pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # PBKDF2's production cost is pointless in tests and dominates their run time.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def local_secret_store(settings, tmp_path):
     """Each test gets its own encrypted local store, so no test sees another's secrets."""
     settings.SECRETS_BACKEND = "local"
