@@ -18,7 +18,7 @@ def two_tenants():
 
 
 def test_members_list_shows_only_the_token_tenant(two_tenants):
-    owner_a, agent_a, owner_b = two_tenants
+    owner_a, agent_a, _ = two_tenants
     response = api_client(agent_a).get("/api/v1/members/")
     assert response.status_code == 200
     assert {row["id"] for row in response.json()} == {owner_a.user_id, agent_a.user_id}
