@@ -18,7 +18,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -68,8 +68,10 @@ class SecretStore(Protocol):
 
 
 def _check_path(path: str) -> str:
-    clean = path.strip("/")
-    if not clean or ".." in clean.split("/"):
+    clean = path.strip("/") if isinstance(path, str) else ""
+    # Empty and dot segments are refused rather than normalised: Vault would collapse them and the
+    # local store would not, so one path could name two different secrets.
+    if not clean or any(part in ("", ".", "..") for part in clean.split("/")):
         raise ValueError(f"Invalid secret path: {path!r}")
     return clean
 
@@ -86,6 +88,8 @@ class VaultSecretStore:
     def __init__(self, *, addr: str, mount: str = "secret", token: str = "", role_id: str = "",
                  secret_id: str = "", approle_mount: str = "approle", namespace: str = "",
                  verify: bool | str = True, timeout: float = 5.0) -> None:
+        if not addr:
+            raise ValueError("Vault needs an address (VAULT_ADDR)")
         if not token and not (role_id and secret_id):
             raise ValueError("Vault needs a token or an AppRole role_id and secret_id")
         self.addr = addr
@@ -95,22 +99,33 @@ class VaultSecretStore:
         self._approle_mount = approle_mount
         session = requests.Session()
         session.headers["User-Agent"] = USER_AGENT
-        self._client = hvac.Client(url=addr, token=token or None, namespace=namespace or None,
+        # token="" and not None: given None, hvac falls back to $VAULT_TOKEN or ~/.vault-token and
+        # would silently use a token nobody configured instead of the AppRole login.
+        self._client = hvac.Client(url=addr, token=token, namespace=namespace or None,
                                    verify=verify, timeout=timeout, session=session)
         self._lock = threading.Lock()
-        # monotonic deadline after which the token must be renewed; None: not known yet.
+        # monotonic deadline after which the token must be renewed; None: never (or not known yet).
         self._renew_at: float | None = None
+        self._ttl = 0  # the TTL a fresh token gets, to notice a renewal capped by the max TTL
         self._renewable = False
         self._token_checked = False
 
     # Token lifecycle -----------------------------------------------------------------------
     def _login_approle(self) -> None:
-        auth = self._client.auth.approle.login(
-            role_id=self._role_id, secret_id=self._secret_id, mount_point=self._approle_mount
-        )["auth"]
+        try:
+            auth = self._client.auth.approle.login(
+                role_id=self._role_id, secret_id=self._secret_id, mount_point=self._approle_mount
+            )["auth"]
+        except hvac.exceptions.InvalidRequest:
+            # Vault answers 400, not 403, to an unknown role_id or a wrong or expired secret_id.
+            raise SecretAccessDenied(
+                "Secret store refused the AppRole login (check VAULT_ROLE_ID and VAULT_SECRET_ID)"
+            ) from None
+        self._token_checked = True
         self._renewable = bool(auth.get("renewable"))
-        self._schedule_renewal(int(auth["lease_duration"]))
-        logger.info("Vault AppRole login succeeded (token valid %ss)", auth["lease_duration"])
+        self._ttl = int(auth["lease_duration"])
+        self._schedule_renewal(self._ttl)
+        logger.info("Vault AppRole login succeeded (token valid %ss)", self._ttl)
 
     def _schedule_renewal(self, ttl: int) -> None:
         # A TTL of 0 is a token that never expires (a root or periodic-less static token).
@@ -118,30 +133,47 @@ class VaultSecretStore:
 
     def _ensure_token(self) -> None:
         with self._lock:
-            if not self._client.token:
-                self._login_approle()
-            elif not self._token_checked:
-                data = self._client.auth.token.lookup_self()["data"]
-                self._renewable = bool(data.get("renewable"))
-                # A static token that cannot be renewed is left alone: it is the operator's to rotate.
-                can_refresh = self._renewable or bool(self._role_id)
-                self._schedule_renewal(int(data.get("ttl") or 0) if can_refresh else 0)
-            self._token_checked = True
+            if not self._token_checked:
+                if not self._client.token:
+                    self._login_approle()
+                else:
+                    data = self._client.auth.token.lookup_self()["data"]
+                    self._renewable = bool(data.get("renewable"))
+                    self._ttl = int(data.get("creation_ttl") or 0)
+                    # A static token that cannot be renewed is left alone: it is the operator's to rotate.
+                    can_refresh = self._renewable or bool(self._role_id)
+                    self._schedule_renewal(int(data.get("ttl") or 0) if can_refresh else 0)
+                    self._token_checked = True
             if self._renew_at is not None and time.monotonic() >= self._renew_at:
                 self._renew()
 
     def _renew(self) -> None:
         if self._renewable:
             try:
-                auth = self._client.auth.token.renew_self()["auth"]
-                self._schedule_renewal(int(auth["lease_duration"]))
-                logger.info("Vault token renewed for %ss", auth["lease_duration"])
-                return
-            except hvac.exceptions.VaultError:
+                granted = int(self._client.auth.token.renew_self()["auth"]["lease_duration"])
+            except hvac.exceptions.VaultError as exc:
                 if not self._role_id:
-                    raise
+                    # Past its max TTL a static token cannot be renewed but still works until it
+                    # expires; after that the calls themselves report the refusal.
+                    self._renew_at = None
+                    logger.warning("Vault token renewal refused (%s); the token will expire", type(exc).__name__)
+                    return
+            else:
+                # Near its max TTL Vault grants less than a full TTL each time; an AppRole logs in
+                # afresh then, rather than renewing ever more often until the token dies.
+                if not (self._role_id and granted < self._ttl):
+                    self._schedule_renewal(granted)
+                    logger.info("Vault token renewed for %ss", granted)
+                    return
         if self._role_id:
             self._login_approle()
+
+    def _token_alive(self) -> bool:
+        try:
+            self._client.auth.token.lookup_self()
+        except hvac.exceptions.Forbidden:
+            return False
+        return True
 
     @contextmanager
     def _errors(self, path: str) -> Iterator[None]:
@@ -153,8 +185,10 @@ class VaultSecretStore:
             raise SecretAccessDenied(
                 f"Secret store refused access to {path} (check VAULT_TOKEN or the AppRole and its policy)"
             ) from None
-        except hvac.exceptions.VaultDown:
-            raise SecretStoreUnavailable(f"Secret store at {self.addr} is sealed or in standby") from None
+        except (hvac.exceptions.VaultDown, hvac.exceptions.VaultNotInitialized):
+            raise SecretStoreUnavailable(
+                f"Secret store at {self.addr} is sealed, uninitialised or in standby"
+            ) from None
         except (hvac.exceptions.InternalServerError, hvac.exceptions.BadGateway,
                 hvac.exceptions.RateLimitExceeded) as exc:
             raise SecretStoreUnavailable(
@@ -167,14 +201,16 @@ class VaultSecretStore:
         except hvac.exceptions.VaultError as exc:
             raise SecretStoreError(f"Secret store error on {path} ({type(exc).__name__})") from None
 
-    def _call(self, path: str, operation):
-        """Runs `operation` with a valid token; an AppRole token that expired early is replaced once."""
+    def _call(self, path: str, operation: Callable[[], Any]) -> Any:
+        """Runs `operation` with a valid token; an AppRole token that died early is replaced once."""
         with self._errors(path):
             self._ensure_token()
             try:
                 return operation()
             except hvac.exceptions.Forbidden:
-                if not self._role_id:
+                # A token that still answers lookup-self was refused by policy: logging in again
+                # would only pile up tokens on the server.
+                if not self._role_id or self._token_alive():
                     raise
                 with self._lock:
                     self._login_approle()
@@ -206,6 +242,20 @@ class VaultSecretStore:
 # --- Local, encrypted file --------------------------------------------------------------------
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Replaces `path` atomically by a file of mode 0600: a crash leaves the old file, never half a new one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")  # mkstemp: mode 0600
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 class LocalSecretStore:
     """Secrets in one JSON file, each value encrypted with Fernet (AES-128-CBC + HMAC-SHA256).
 
@@ -219,32 +269,34 @@ class LocalSecretStore:
         self._key = key
         self._fernet: Fernet | None = None
 
+    @property
+    def key_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".key")
+
     def _cipher(self) -> Fernet:
         if self._fernet is None:
             key = self._key or self._key_from_file()
             try:
-                self._fernet = Fernet(key.encode() if isinstance(key, str) else key)
+                self._fernet = Fernet(key.encode())
             except ValueError:
+                source = "SECRETS_LOCAL_KEY" if self._key else f"The key file {self.key_path}"
                 raise SecretAccessDenied(
-                    "SECRETS_LOCAL_KEY is not a valid Fernet key (32 url-safe base64-encoded bytes)"
+                    f"{source} is not a valid Fernet key (32 url-safe base64-encoded bytes)"
                 ) from None
         return self._fernet
 
     def _key_from_file(self) -> str:
-        key_path = self.path.with_name(self.path.name + ".key")
-        try:
-            key_path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return key_path.read_text().strip()
-        except OSError as exc:
-            raise SecretStoreUnavailable(
-                f"Local secret store key file not writable: {key_path} ({exc.strerror})"
-            ) from None
-        key = Fernet.generate_key().decode()
-        with os.fdopen(fd, "w") as handle:
-            handle.write(key + "\n")
-        return key
+        # Under the store's lock, so processes starting together agree on one key and none reads
+        # a key file another is still writing.
+        with self._locked(exclusive=True):
+            try:
+                if not self.key_path.exists():
+                    _write_private(self.key_path, Fernet.generate_key().decode() + "\n")
+                return self.key_path.read_text().strip()
+            except OSError as exc:
+                raise SecretStoreUnavailable(
+                    f"Local secret store key file not usable: {self.key_path} ({exc.strerror})"
+                ) from None
 
     @contextmanager
     def _locked(self, exclusive: bool) -> Iterator[None]:
@@ -259,24 +311,30 @@ class LocalSecretStore:
 
     def _load(self) -> dict[str, str]:
         try:
-            return json.loads(self.path.read_text())
+            entries = json.loads(self.path.read_text())
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as exc:
             raise SecretStoreUnavailable(f"Local secret store unreadable: {self.path} ({type(exc).__name__})") from None
+        if not isinstance(entries, dict):
+            raise SecretStoreUnavailable(f"Local secret store unreadable: {self.path} (not a JSON object)")
+        return entries
 
     def _save(self, entries: dict[str, str]) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
         try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(entries, handle, indent=1, sort_keys=True)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            _write_private(self.path, json.dumps(entries, indent=1, sort_keys=True))
+        except OSError as exc:
+            raise SecretStoreUnavailable(f"Local secret store not writable: {self.path} ({exc.strerror})") from None
+
+    @staticmethod
+    def _decrypt(cipher: Fernet, path: str, token: str) -> dict[str, Any]:
+        try:
+            return json.loads(cipher.decrypt(token.encode()))
+        except InvalidToken:
+            raise SecretAccessDenied(
+                f"Local secret store cannot decrypt {path}: the key is not the one it was written with"
+                " (check SECRETS_LOCAL_KEY)"
+            ) from None
 
     def read(self, path: str) -> dict[str, Any]:
         path = _check_path(path)
@@ -285,12 +343,7 @@ class LocalSecretStore:
             token = self._load().get(path)
         if token is None:
             raise SecretNotFound(path)
-        try:
-            return json.loads(cipher.decrypt(token.encode()))
-        except InvalidToken:
-            raise SecretAccessDenied(
-                f"Local secret store cannot decrypt {path}: SECRETS_LOCAL_KEY is not the key it was written with"
-            ) from None
+        return self._decrypt(cipher, path, token)
 
     def write(self, path: str, data: dict[str, Any]) -> None:
         path = _check_path(path)
@@ -308,9 +361,12 @@ class LocalSecretStore:
                 self._save(entries)
 
     def ping(self) -> None:
-        self._cipher()
+        """Raises unless the file is readable and the key decrypts what is in it."""
+        cipher = self._cipher()
         with self._locked(exclusive=False):
-            self._load()
+            entries = self._load()
+        for path, token in list(entries.items())[:1]:
+            self._decrypt(cipher, path, token)
 
 
 # --- Configured instance ----------------------------------------------------------------------

@@ -23,3 +23,32 @@ def local_secret_store(settings, tmp_path):
 def requires_postgres(db):
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL (set DATABASE_URL=postgresql://…)")
+
+
+@pytest.fixture(scope="session")
+def openbao(tmp_path_factory):
+    """A real OpenBao dev server on a free 127.0.0.1 port for the whole session (KV v2 at `secret/`).
+
+    Yields a `tests.openbao.OpenBao`: `addr`, `root_token`, `mount`, and `client()` for an hvac
+    client with the root token (or `client(token=…)` with another).
+    """
+    from tests.openbao import start_openbao
+
+    server = start_openbao(tmp_path_factory.mktemp("openbao"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def vault_settings(settings, openbao):
+    """Points the secret store at the session's OpenBao with its root token; returns the server."""
+    settings.SECRETS_BACKEND = "vault"
+    settings.VAULT_ADDR = openbao.addr
+    settings.VAULT_TOKEN = openbao.root_token
+    settings.VAULT_MOUNT = openbao.mount
+    settings.VAULT_ROLE_ID = ""
+    settings.VAULT_SECRET_ID = ""
+    settings.VAULT_NAMESPACE = ""
+    return openbao
