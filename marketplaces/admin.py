@@ -1,6 +1,8 @@
 from django.contrib import admin
+from django.db.models import Q
 
-from marketplaces.models import ExternalMessage, MarketplaceConnection, OAuthState
+from marketplaces import selectors
+from marketplaces.models import ConnectionStatus, ExternalMessage, MarketplaceConnection, OAuthState
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -13,11 +15,34 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class EffectiveStatusFilter(admin.SimpleListFilter):
+    """The status the product shows: CONNECTED rows made with another SP-API app than the current
+    AMAZON_SPAPI_APP_SOURCE read NEEDS_REAUTH (see marketplaces.selectors)."""
+
+    title = "effective status"
+    parameter_name = "effective_status"
+
+    def lookups(self, request, model_admin):
+        return ConnectionStatus.choices
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if not value:
+            return queryset
+        current = selectors.current_app_source()
+        stale = Q(status=ConnectionStatus.CONNECTED) & ~Q(app_source=current)
+        if value == ConnectionStatus.NEEDS_REAUTH:
+            return queryset.filter(Q(status=ConnectionStatus.NEEDS_REAUTH) | stale)
+        if value == ConnectionStatus.CONNECTED:
+            return queryset.filter(status=ConnectionStatus.CONNECTED, app_source=current)
+        return queryset.filter(status=value)
+
+
 @admin.register(MarketplaceConnection)
 class MarketplaceConnectionAdmin(admin.ModelAdmin):
-    list_display = ["selling_partner_id", "tenant", "type", "status", "region", "app_source",
+    list_display = ["selling_partner_id", "tenant", "type", "effective_status", "region", "app_source",
                     "connected_at", "last_polled_at", "consecutive_failures", "last_error"]
-    list_filter = ["status", "type", "region", "app_source", "tenant"]
+    list_filter = [EffectiveStatusFilter, "status", "type", "region", "app_source", "tenant"]
     search_fields = ["selling_partner_id", "tenant__slug", "id"]
     date_hierarchy = "created_at"
     list_select_related = ["tenant"]
@@ -28,6 +53,16 @@ class MarketplaceConnectionAdmin(admin.ModelAdmin):
               "lease_owner", "lease_expires_at", "last_error", "last_error_at", "consecutive_failures",
               "created_at", "updated_at"]
     readonly_fields = [f for f in fields if f != "status"]
+
+    def get_queryset(self, request):
+        return selectors.with_effective_status(super().get_queryset(request))
+
+    @admin.display(description="status", ordering="effective_status")
+    def effective_status(self, obj: MarketplaceConnection) -> str:
+        status = getattr(obj, "effective_status", None) or selectors.connection_effective_status(obj)
+        if status == ConnectionStatus.NEEDS_REAUTH and obj.status == ConnectionStatus.CONNECTED:
+            return f"NEEDS_REAUTH (made with the {obj.app_source or 'unknown'} app)"
+        return status
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -1,0 +1,1 @@
+"""Amazon clients: marketplaces and regions, Login with Amazon (LWA), the SP-API app's credentials."""

@@ -1,0 +1,71 @@
+"""Read-only queries on marketplace connections; tenant-scoped ones take the tenant explicitly.
+
+A connection's *effective* status is its stored status, except that a CONNECTED connection made
+with another SP-API app than the current `AMAZON_SPAPI_APP_SOURCE` reads NEEDS_REAUTH: after the
+switch its refresh token belongs to the other app and no longer works (runbook "Basculer vers
+Credentials KeyBuzz"). It is computed, not stored, so switching back revives those connections
+and no migration step is needed at switch time; the poller uses `pollable_connections()`.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db.models import Case, CharField, Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models.functions import Coalesce
+
+from keybuzz.models import Tenant
+from marketplaces.models import ConnectionStatus, ExternalMessage, MarketplaceConnection, MarketplaceType
+
+
+def current_app_source() -> str:
+    return settings.AMAZON_SPAPI_APP_SOURCE
+
+
+def effective_status_expression() -> Case:
+    return Case(
+        When(Q(status=ConnectionStatus.CONNECTED) & ~Q(app_source=current_app_source()),
+             then=Value(ConnectionStatus.NEEDS_REAUTH)),
+        default=F("status"),
+        output_field=CharField(),
+    )
+
+
+def connection_effective_status(connection: MarketplaceConnection) -> str:
+    if connection.status == ConnectionStatus.CONNECTED and connection.app_source != current_app_source():
+        return ConnectionStatus.NEEDS_REAUTH
+    return connection.status
+
+
+def with_effective_status(queryset: QuerySet[MarketplaceConnection]) -> QuerySet[MarketplaceConnection]:
+    return queryset.annotate(effective_status=effective_status_expression())
+
+
+def pollable_connections() -> QuerySet[MarketplaceConnection]:
+    """Amazon connections the poller may use: CONNECTED with the current app's tokens."""
+    return MarketplaceConnection.objects.filter(
+        type=MarketplaceType.AMAZON, status=ConnectionStatus.CONNECTED, app_source=current_app_source()
+    )
+
+
+def _count(model, related: str) -> Coalesce:
+    counts = (model.objects.filter(**{related: OuterRef("pk")}).order_by()
+              .values(related).annotate(n=Count("pk")).values("n"))
+    return Coalesce(Subquery(counts, output_field=IntegerField()), 0)
+
+
+def amazon_connection_list(*, tenant: Tenant) -> QuerySet[MarketplaceConnection]:
+    """The tenant's Amazon connections with effective status and message/ticket counts: one query."""
+    from tickets.models import Ticket  # tickets depends on marketplaces; read-only use here
+
+    return with_effective_status(
+        MarketplaceConnection.objects.filter(tenant=tenant, type=MarketplaceType.AMAZON)
+    ).annotate(
+        message_count=_count(ExternalMessage, "connection"),
+        ticket_count=_count(Ticket, "connection"),
+    ).order_by("-connected_at", "-created_at")
+
+
+def amazon_connection_get(*, tenant: Tenant, selling_partner_id: str) -> MarketplaceConnection | None:
+    return MarketplaceConnection.objects.filter(
+        tenant=tenant, type=MarketplaceType.AMAZON, selling_partner_id=selling_partner_id
+    ).first()

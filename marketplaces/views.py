@@ -1,0 +1,174 @@
+"""HTTP endpoints of the Amazon connection: OAuth start and callback, status, disconnect."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import render
+from django.views import View
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from keybuzz.errors import ApplicationError, _first_message
+from keybuzz.permissions import IsTenantAdmin
+from keybuzz.serializers import ErrorSerializer
+from marketplaces import selectors, services
+from marketplaces.models import ConnectionStatus
+from marketplaces.serializers import (
+    ConnectionSerializer,
+    DisconnectInputSerializer,
+    DisconnectSerializer,
+    OAuthCallbackQuerySerializer,
+    OAuthStartInputSerializer,
+    OAuthStartSerializer,
+    StatusSerializer,
+)
+
+ERRORS = {
+    400: OpenApiResponse(ErrorSerializer, description="Invalid input."),
+    401: OpenApiResponse(ErrorSerializer, description="Missing, expired or invalid token."),
+    403: OpenApiResponse(ErrorSerializer, description="Agents may not change the Amazon connection."),
+}
+STATUS_PRIORITY = [ConnectionStatus.CONNECTED, ConnectionStatus.NEEDS_REAUTH, ConnectionStatus.ERROR,
+                   ConnectionStatus.PENDING, ConnectionStatus.DISCONNECTED]
+
+
+def _site_url(request: HttpRequest) -> str:
+    return request.build_absolute_uri("/")
+
+
+class AmazonOAuthStartView(APIView):
+    permission_classes = [IsTenantAdmin]
+
+    @extend_schema(
+        request=OAuthStartInputSerializer,
+        responses={200: OAuthStartSerializer, **ERRORS,
+                   503: OpenApiResponse(ErrorSerializer, description="`credentials_missing`: no SP-API app.")},
+        tags=["amazon"],
+    )
+    def post(self, request: Request) -> Response:
+        data = OAuthStartInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        started = services.amazon_oauth_start(
+            tenant=request.tenant, user=request.user, marketplace=data.validated_data.get("marketplace", ""),
+            region=data.validated_data.get("region", ""), site_url=_site_url(request),
+        )
+        return Response({
+            "authUrl": started.auth_url,
+            "expiresAt": started.expires_at,
+            "message": "Redirect user to authUrl to authorize KeyBuzz on Amazon Seller Central "
+                       "(the link is single use and expires at expiresAt).",
+            "region": started.region,
+            "marketplaceId": started.marketplace_id,
+        })
+
+
+class AmazonOAuthCallbackView(View):
+    """Where Amazon sends the seller's browser back. No JWT: the single-use state authenticates.
+
+    The browser is redirected to the frontend (`AMAZON_OAUTH_RETURN_URL`, else `FRONTEND_URL`) with
+    `?amazon=connected` or `?amazon=error&code=<code>`; without a frontend URL a small HTML page is
+    shown, with a 4xx status on failure. A client asking for JSON gets `{"code", "message"}`.
+    """
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        query = OAuthCallbackQuerySerializer(data=request.GET.dict())
+        try:
+            if not query.is_valid():
+                raise ApplicationError(f"Invalid callback: {_first_message(query.errors)}", code="invalid_callback")
+            params = query.validated_data
+            connection = services.amazon_oauth_callback(
+                state=params["state"], code=params.get("spapi_oauth_code", ""),
+                selling_partner_id=params.get("selling_partner_id", ""), error=params.get("error", ""),
+                site_url=_site_url(request),
+            )
+        except ApplicationError as exc:
+            response = _callback_result(request, ok=False, code=exc.code, message=exc.message,
+                                        status=exc.status_code)
+        else:
+            response = _callback_result(
+                request, ok=True, code="connected", status=200, seller=connection.selling_partner_id,
+                message=f"Amazon seller {connection.selling_partner_id} is connected to KeyBuzz.",
+            )
+        # The URL carried a one-time code: never leak it through a Referer, never cache the answer.
+        response["Referrer-Policy"] = "no-referrer"
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    accept = request.headers.get("Accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def _with_query(url: str, params: dict[str, str]) -> str:
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in params]
+    return urlunsplit(parts._replace(query=urlencode(query + list(params.items()))))
+
+
+def _callback_result(request: HttpRequest, *, ok: bool, code: str, message: str, status: int,
+                     seller: str = "") -> HttpResponse:
+    if _wants_json(request):
+        body = {"status": ConnectionStatus.CONNECTED, "sellingPartnerId": seller, "message": message} if ok \
+            else {"code": code, "message": message}
+        return JsonResponse(body, status=status)
+    return_url = settings.AMAZON_OAUTH_RETURN_URL or settings.FRONTEND_URL
+    if return_url:
+        marker = {"amazon": "connected", "seller": seller} if ok else {"amazon": "error", "code": code}
+        return HttpResponseRedirect(_with_query(return_url, marker))
+    return render(request, "marketplaces/amazon_oauth_result.html",
+                  {"ok": ok, "code": code, "message": message}, status=status)
+
+
+def _overall_status(connections: list) -> str:
+    present = {c.effective_status for c in connections}
+    for status in STATUS_PRIORITY:
+        if status in present:
+            return status
+    return "NOT_CONNECTED"
+
+
+class AmazonStatusView(APIView):
+    """Any member of the tenant may look; only the tenant's own connections are listed."""
+
+    @extend_schema(responses={200: StatusSerializer, 401: ERRORS[401]}, tags=["amazon"])
+    def get(self, request: Request) -> Response:
+        connections = list(selectors.amazon_connection_list(tenant=request.tenant))
+        overall = _overall_status(connections)
+        return Response({
+            "status": overall,
+            "connected": overall == ConnectionStatus.CONNECTED,
+            "appSource": selectors.current_app_source(),
+            "connections": ConnectionSerializer(connections, many=True).data,
+        })
+
+
+class AmazonDisconnectView(APIView):
+    permission_classes = [IsTenantAdmin]
+
+    @extend_schema(
+        request=DisconnectInputSerializer,
+        parameters=[OpenApiParameter("sellingPartnerId", str, required=False,
+                                     description="Also accepted in the query string.")],
+        responses={200: DisconnectSerializer, **ERRORS, 404: ErrorSerializer,
+                   503: OpenApiResponse(ErrorSerializer, description="The token could not be deleted yet.")},
+        tags=["amazon"],
+    )
+    def post(self, request: Request) -> Response:
+        body = request.data if isinstance(request.data, dict) else {}
+        data = DisconnectInputSerializer(data={**request.query_params.dict(), **body})
+        data.is_valid(raise_exception=True)
+        seller = data.validated_data.get("sellingPartnerId") or data.validated_data.get("selling_partner_id", "")
+        targets = services.amazon_disconnect(tenant=request.tenant, selling_partner_id=seller)
+        connections = selectors.amazon_connection_list(tenant=request.tenant).filter(pk__in=[c.pk for c in targets])
+        return Response({
+            "status": ConnectionStatus.DISCONNECTED,
+            "message": "Amazon is disconnected and its stored token deleted. To revoke KeyBuzz at Amazon too, "
+                       "remove the app in Seller Central > Manage Your Apps.",
+            "connections": ConnectionSerializer(connections, many=True).data,
+        })
