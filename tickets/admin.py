@@ -7,7 +7,8 @@ class TicketMessageInline(admin.TabularInline):
     model = TicketMessage
     extra = 0
     can_delete = False
-    fields = ["direction", "author", "author_name", "body", "delivery_status", "delivery_error", "sent_at"]
+    fields = ["direction", "author", "author_name", "body", "delivery_status", "delivery_attempts", "delivery_error",
+              "sent_at"]
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None) -> bool:
@@ -30,13 +31,15 @@ class TicketAdmin(admin.ModelAdmin):
 
 @admin.register(TicketMessage)
 class TicketMessageAdmin(admin.ModelAdmin):
-    list_display = ["id", "ticket", "tenant", "direction", "author_name", "delivery_status", "sent_at"]
+    list_display = ["id", "ticket", "tenant", "direction", "author_name", "delivery_status", "delivery_attempts",
+                    "sent_at"]
     list_filter = ["direction", "delivery_status", "tenant"]
     search_fields = ["body", "ticket__subject", "ticket__order_id", "external_message__external_id"]
     date_hierarchy = "sent_at"
     list_select_related = ["tenant", "ticket"]
     readonly_fields = ["tenant", "ticket", "direction", "author", "author_name", "body", "external_message",
-                       "delivery_status", "delivery_error", "sent_at", "created_at"]
+                       "delivery_status", "delivery_error", "delivery_attempts", "next_attempt_at", "delivered_at",
+                       "delivery_ref", "stopped_response_due_at", "sent_at", "created_at"]
 
     def has_add_permission(self, request) -> bool:
         return False

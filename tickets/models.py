@@ -82,7 +82,19 @@ class TicketMessage(models.Model):
         "marketplaces.ExternalMessage", on_delete=models.SET_NULL, null=True, blank=True, related_name="ticket_message"
     )
     delivery_status = models.CharField(max_length=16, choices=DeliveryStatus.choices, blank=True)
+    # The last delivery failure's reason (kept while a retry is pending, final once FAILED). Safe to
+    # show to agents: channel adapters never put a secret in it.
     delivery_error = models.TextField(blank=True)
+    # Outbound delivery bookkeeping (send_replies): attempts made so far, when the next one is due
+    # (also the claim lease while a worker holds the message), when the channel accepted it and the
+    # channel's own reference for it.
+    delivery_attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    delivery_ref = models.CharField(max_length=255, blank=True)
+    # The ticket's response due time that this reply stopped; put back if the reply finally fails,
+    # because then the buyer is still waiting for an answer.
+    stopped_response_due_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -90,6 +102,10 @@ class TicketMessage(models.Model):
         indexes = [
             models.Index(fields=["ticket", "sent_at", "id"], name="ticketmsg_ticket_sent"),
             models.Index(fields=["delivery_status", "created_at"], name="ticketmsg_delivery"),
+            # The list's per-ticket subqueries (last inbound, last reply, counts by direction).
+            models.Index(fields=["ticket", "direction", "sent_at"], name="ticketmsg_ticket_dir_sent"),
+            # The sender's claim: due QUEUED replies, oldest first.
+            models.Index(fields=["delivery_status", "next_attempt_at"], name="ticketmsg_delivery_due"),
         ]
 
     def __str__(self) -> str:

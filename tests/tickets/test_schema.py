@@ -1,0 +1,42 @@
+"""Every ticket endpoint is in the OpenAPI schema with its parameters and error codes."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.factories import api_client
+
+
+@pytest.fixture
+def schema(db):
+    response = api_client().get("/api/schema/", {"format": "json"})
+    assert response.status_code == 200
+    return response.json()
+
+
+def _param_names(operation) -> set[str]:
+    return {p["name"] for p in operation.get("parameters", [])}
+
+
+def test_ticket_endpoints_are_documented(schema):
+    paths = schema["paths"]
+    listing = paths["/api/v1/tickets/"]["get"]
+    assert {"status", "channel", "assignee", "connection", "overdue", "q", "ordering", "cursor", "limit"} <= (
+        _param_names(listing)
+    )
+    assert {"200", "400", "401"} <= set(listing["responses"])
+    assert "invalid_filter" in listing["responses"]["400"]["description"]
+
+    detail = paths["/api/v1/tickets/{ticket_id}/"]
+    assert {"200", "404"} <= set(detail["get"]["responses"])
+    assert {"200", "400", "403", "404", "409"} <= set(detail["patch"]["responses"])
+    assert "invalid_transition" in detail["patch"]["responses"]["409"]["description"]
+    assert "invalid_assignee" in detail["patch"]["responses"]["400"]["description"]
+
+    reply = paths["/api/v1/tickets/{ticket_id}/messages/"]["post"]
+    assert {"201", "400", "404", "409"} <= set(reply["responses"])
+    assert "body_too_long" in reply["responses"]["400"]["description"]
+
+    assert "200" in paths["/api/v1/tickets/stats/"]["get"]["responses"]
+    error = schema["components"]["schemas"]["Error"]
+    assert {"code", "message"} <= set(error["properties"])

@@ -1,0 +1,107 @@
+"""Keyset ("cursor") pagination of the ticket list.
+
+A page ends at a row's (sort value, id); the next page asks for rows strictly after it in the
+order `sort value, id` (NULL values last). Tickets that arrive meanwhile sort before that point
+(newer `last_message_at`) or land in their place without shifting the rest, so a client walking
+the pages never sees a ticket twice nor misses one that existed when it started. (A ticket whose
+sort value changes while the client walks — a new buyer message — moves, as in every inbox.)
+
+The cursor is opaque to clients: url-safe base64 of a small JSON object. It carries only a sort
+value and an id; the query is always scoped to the caller's tenant, so a forged cursor cannot
+reach another tenant's rows.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db.models import F, Q, QuerySet
+from django.utils.dateparse import parse_datetime
+
+from keybuzz.errors import ApplicationError
+
+# ordering parameter → (field, descending)
+ORDERINGS: dict[str, tuple[str, bool]] = {
+    "-last_message_at": ("last_message_at", True),  # default: newest activity first
+    "last_message_at": ("last_message_at", False),
+    "response_due_at": ("response_due_at", False),  # most urgent first; no due time last
+    "-response_due_at": ("response_due_at", True),
+}
+DEFAULT_ORDERING = "-last_message_at"
+
+
+class InvalidCursorError(ApplicationError):
+    code = "invalid_cursor"
+
+
+@dataclass(frozen=True)
+class Cursor:
+    ordering: str
+    value: datetime | None
+    last_id: int
+
+
+def encode_cursor(cursor: Cursor) -> str:
+    payload = {"o": cursor.ordering, "v": cursor.value.isoformat() if cursor.value else None, "i": cursor.last_id}
+    raw = json.dumps(payload, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(token: str, *, ordering: str) -> Cursor:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        payload = json.loads(raw)
+        value = payload["v"]
+        parsed = parse_datetime(value) if value is not None else None
+        if (value is not None and parsed is None) or not isinstance(payload["i"], int):
+            raise ValueError
+        cursor = Cursor(ordering=str(payload["o"]), value=parsed, last_id=payload["i"])
+    except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError):
+        raise InvalidCursorError("Invalid cursor: use the `next` link of the previous page.") from None
+    if cursor.ordering != ordering:
+        raise InvalidCursorError("Invalid cursor: it belongs to another ordering; start again without a cursor.")
+    return cursor
+
+
+def order(queryset: QuerySet, *, ordering: str) -> QuerySet:
+    field, descending = ORDERINGS[ordering]
+    if descending:
+        return queryset.order_by(F(field).desc(nulls_last=True), "-id")
+    return queryset.order_by(F(field).asc(nulls_last=True), "id")
+
+
+def after(queryset: QuerySet, cursor: Cursor) -> QuerySet:
+    """Rows strictly after the cursor's row in the ordering (NULLs last)."""
+    field, descending = ORDERINGS[cursor.ordering]
+    beyond_id = Q(id__lt=cursor.last_id) if descending else Q(id__gt=cursor.last_id)
+    if cursor.value is None:
+        return queryset.filter(Q(**{f"{field}__isnull": True}) & beyond_id)
+    beyond_value = Q(**{f"{field}__lt" if descending else f"{field}__gt": cursor.value})
+    return queryset.filter(
+        beyond_value | (Q(**{field: cursor.value}) & beyond_id) | Q(**{f"{field}__isnull": True})
+    )
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[Any]
+    next_cursor: str | None
+
+
+def paginate(queryset: QuerySet, *, ordering: str, cursor_token: str | None, size: int) -> Page:
+    """One page of `queryset` (one query: size + 1 rows tell whether there is a next page)."""
+    if cursor_token:
+        queryset = after(queryset, decode_cursor(cursor_token, ordering=ordering))
+    rows = list(order(queryset, ordering=ordering)[: size + 1])
+    next_cursor = None
+    if len(rows) > size:
+        rows = rows[:size]
+        field, _ = ORDERINGS[ordering]
+        last = rows[-1]
+        next_cursor = encode_cursor(Cursor(ordering=ordering, value=getattr(last, field), last_id=last.pk))
+    return Page(rows=rows, next_cursor=next_cursor)

@@ -1,0 +1,204 @@
+"""Read-only ticket queries. Each takes the tenant explicitly; none writes.
+
+The list's per-ticket figures (message counts, last-message preview, last inbound / last reply
+times, the overdue flag) are correlated subqueries of one SELECT, so a page costs one query
+whatever its size.
+
+"Unanswered": an OPEN or PENDING ticket whose last buyer (INBOUND) message has no agent reply
+(OUTBOUND, not FAILED) at or after it. "Overdue": unanswered and its response due time has passed.
+A reply clears `response_due_at` (services.ticket_message_create), so the due time is the response
+clock; the message check keeps the definition true even when a buyer message is filed late.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from django.db.models import (
+    BooleanField,
+    Case,
+    Count,
+    Exists,
+    F,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce, Substr
+from django.utils import timezone
+
+from keybuzz.models import Tenant
+from tickets.models import DeliveryStatus, Direction, Ticket, TicketMessage, TicketStatus
+
+PREVIEW_LENGTH = 160
+ACTIVE_STATUSES = (TicketStatus.OPEN, TicketStatus.PENDING)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class TicketFilters:
+    statuses: list[str] = field(default_factory=list)
+    channel: str | None = None
+    assignee: str | int | None = None  # "me", "none" or a user id
+    connection_id: str | None = None
+    overdue: bool | None = None
+    q: str = ""
+
+
+def _messages_of_outer_ticket() -> QuerySet[TicketMessage]:
+    return TicketMessage.objects.filter(ticket=OuterRef("pk"))
+
+
+def _count(queryset: QuerySet[TicketMessage]) -> Coalesce:
+    counted = queryset.order_by().values("ticket").annotate(n=Count("pk")).values("n")
+    return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
+
+
+def _unanswered_q() -> Q:
+    return (
+        Q(status__in=ACTIVE_STATUSES, last_inbound_at__isnull=False)
+        & (Q(last_reply_at__isnull=True) | Q(last_reply_at__lt=F("last_inbound_at")))
+    )
+
+
+def _overdue_q(now: datetime) -> Q:
+    return _unanswered_q() & Q(response_due_at__lt=now)
+
+
+def ticket_queryset(*, tenant: Tenant, now: datetime | None = None) -> QuerySet[Ticket]:
+    """The tenant's tickets with everything a list row or the detail header shows."""
+    now = now or timezone.now()
+    messages = _messages_of_outer_ticket()
+    conversation = messages.filter(direction__in=[Direction.INBOUND, Direction.OUTBOUND]).order_by("-sent_at", "-id")
+    live_replies = messages.filter(direction=Direction.OUTBOUND).exclude(delivery_status=DeliveryStatus.FAILED)
+    return (
+        Ticket.objects.filter(tenant=tenant)
+        .select_related("assignee")
+        .annotate(
+            last_inbound_at=Subquery(
+                messages.filter(direction=Direction.INBOUND).order_by("-sent_at").values("sent_at")[:1]
+            ),
+            last_reply_at=Subquery(live_replies.order_by("-sent_at").values("sent_at")[:1]),
+            preview_body=Subquery(conversation.values(p=Substr("body", 1, PREVIEW_LENGTH))[:1]),
+            preview_direction=Subquery(conversation.values("direction")[:1]),
+            preview_author_name=Subquery(conversation.values("author_name")[:1]),
+            preview_sent_at=Subquery(conversation.values("sent_at")[:1]),
+            message_count=_count(messages.filter(direction__in=[Direction.INBOUND, Direction.OUTBOUND])),
+            note_count=_count(messages.filter(direction=Direction.NOTE)),
+            failed_count=_count(messages.filter(delivery_status=DeliveryStatus.FAILED)),
+        )
+        .annotate(
+            is_overdue=Case(When(_overdue_q(now), then=Value(True)), default=Value(False),
+                            output_field=BooleanField()),
+        )
+    )
+
+
+def ticket_list(*, tenant: Tenant, user_id: int, filters: TicketFilters,
+                now: datetime | None = None) -> QuerySet[Ticket]:
+    """The tenant's tickets matching `filters` (unordered: the paginator orders them)."""
+    now = now or timezone.now()
+    queryset = ticket_queryset(tenant=tenant, now=now)
+    if filters.statuses:
+        queryset = queryset.filter(status__in=filters.statuses)
+    if filters.channel:
+        queryset = queryset.filter(channel=filters.channel)
+    if filters.assignee == "me":
+        queryset = queryset.filter(assignee_id=user_id)
+    elif filters.assignee == "none":
+        queryset = queryset.filter(assignee__isnull=True)
+    elif filters.assignee is not None:
+        queryset = queryset.filter(assignee_id=int(filters.assignee))
+    if filters.connection_id:
+        queryset = queryset.filter(connection_id=filters.connection_id)
+    if filters.overdue is True:
+        queryset = queryset.filter(_overdue_q(now))
+    elif filters.overdue is False:
+        queryset = queryset.exclude(_overdue_q(now))
+    if filters.q:
+        text = filters.q
+        in_messages = TicketMessage.objects.filter(ticket=OuterRef("pk"), body__icontains=text)
+        queryset = queryset.filter(
+            Q(subject__icontains=text)
+            | Q(customer_name__icontains=text)
+            | Q(customer_ref__icontains=text)
+            | Q(order_id__icontains=text)
+            | Exists(in_messages)
+        )
+    return queryset
+
+
+def ticket_get(*, tenant: Tenant, ticket_id: int, now: datetime | None = None) -> Ticket | None:
+    """One ticket of the tenant with its list figures, or None (also for another tenant's id)."""
+    return ticket_queryset(tenant=tenant, now=now).filter(pk=ticket_id).first()
+
+
+def ticket_messages(*, tenant: Tenant, ticket: Ticket) -> QuerySet[TicketMessage]:
+    """The ticket's messages in conversation order (notes included)."""
+    return (
+        TicketMessage.objects.filter(tenant=tenant, ticket=ticket)
+        .select_related("author")
+        .order_by("sent_at", "id")
+    )
+
+
+@dataclass(frozen=True)
+class TicketStats:
+    by_status: dict[str, int]
+    total: int
+    unassigned: int  # OPEN or PENDING with nobody assigned
+    assigned_to_me: int  # OPEN or PENDING assigned to the caller
+    unanswered: int
+    overdue: int
+    oldest_unanswered_since: datetime | None  # when the longest-waiting buyer started waiting
+    oldest_unanswered_ticket_id: int | None
+    oldest_unanswered_age_seconds: int | None
+
+
+def ticket_stats(*, tenant: Tenant, user_id: int, now: datetime | None = None) -> TicketStats:
+    """The inbox header's figures, in three queries."""
+    now = now or timezone.now()
+    active = Q(status__in=ACTIVE_STATUSES)
+    counts = Ticket.objects.filter(tenant=tenant).aggregate(
+        total=Count("pk"),
+        unassigned=Count("pk", filter=active & Q(assignee__isnull=True)),
+        assigned_to_me=Count("pk", filter=active & Q(assignee_id=user_id)),
+        **{status.value: Count("pk", filter=Q(status=status)) for status in TicketStatus},
+    )
+    annotated = ticket_queryset(tenant=tenant, now=now)
+    waiting = annotated.filter(_unanswered_q()).aggregate(
+        unanswered=Count("pk"), overdue=Count("pk", filter=Q(response_due_at__lt=now))
+    )
+    # The buyer has been waiting since the first INBOUND message after the last live reply.
+    first_unanswered = Subquery(
+        TicketMessage.objects.filter(
+            ticket=OuterRef("pk"),
+            direction=Direction.INBOUND,
+            sent_at__gt=Coalesce(OuterRef("last_reply_at"), Value(_EPOCH)),
+        ).order_by("sent_at").values("sent_at")[:1]
+    )
+    oldest = (
+        annotated.filter(_unanswered_q())
+        .annotate(waiting_since=first_unanswered)
+        .filter(waiting_since__isnull=False)
+        .order_by("waiting_since", "pk")
+        .values_list("pk", "waiting_since")
+        .first()
+    )
+    oldest_id, oldest_since = oldest if oldest else (None, None)
+    return TicketStats(
+        by_status={status.value: counts[status.value] for status in TicketStatus},
+        total=counts["total"],
+        unassigned=counts["unassigned"],
+        assigned_to_me=counts["assigned_to_me"],
+        unanswered=waiting["unanswered"],
+        overdue=waiting["overdue"],
+        oldest_unanswered_since=oldest_since,
+        oldest_unanswered_ticket_id=oldest_id,
+        oldest_unanswered_age_seconds=max(0, int((now - oldest_since).total_seconds())) if oldest_since else None,
+    )

@@ -1,0 +1,152 @@
+"""Input parsing and output shapes of the tickets API (no business rules here: see services)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from tickets.models import Channel, DeliveryStatus, Direction, Ticket, TicketMessage, TicketStatus
+from tickets.pagination import ORDERINGS
+from tickets.services import MessageKind
+
+# --- Inputs -----------------------------------------------------------------------------------
+
+
+class TicketListQuerySerializer(serializers.Serializer):
+    status = serializers.ListField(child=serializers.ChoiceField(choices=TicketStatus.choices), required=False)
+    channel = serializers.ChoiceField(choices=Channel.choices, required=False)
+    assignee = serializers.RegexField(r"^(me|none|[0-9]{1,18})$", required=False,
+                                      error_messages={"invalid": "Use `me`, `none` or a user id."})
+    connection = serializers.UUIDField(required=False)
+    overdue = serializers.BooleanField(required=False, allow_null=True, default=None)
+    q = serializers.CharField(required=False, max_length=200, allow_blank=True, default="")
+    ordering = serializers.ChoiceField(choices=list(ORDERINGS), required=False)
+    cursor = serializers.CharField(required=False, max_length=512)
+    limit = serializers.IntegerField(required=False, min_value=1)
+
+
+class TicketUpdateSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=TicketStatus.choices, required=False)
+    assignee = serializers.IntegerField(required=False, allow_null=True, min_value=1,
+                                        help_text="A member's user id; null unassigns.")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs:
+            raise serializers.ValidationError("Send `status` and/or `assignee`.", code="nothing_to_update")
+        return attrs
+
+
+class TicketMessageCreateSerializer(serializers.Serializer):
+    # Emptiness and length are checked by the service (codes body_empty, body_too_long).
+    body = serializers.CharField(allow_blank=True, trim_whitespace=False)
+    type = serializers.ChoiceField(choices=[k.value for k in MessageKind], default=MessageKind.REPLY.value,
+                                   help_text="`reply` (sent to the buyer) or `note` (internal, never sent).")
+
+
+# --- Outputs ----------------------------------------------------------------------------------
+
+
+class UserRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    username = serializers.CharField()
+    name = serializers.SerializerMethodField()
+
+    def get_name(self, user) -> str:
+        return user.get_full_name() or user.username
+
+
+class CustomerSerializer(serializers.Serializer):
+    name = serializers.CharField(source="customer_name")
+    ref = serializers.CharField(source="customer_ref")
+
+
+class PreviewSerializer(serializers.Serializer):
+    direction = serializers.ChoiceField(choices=Direction.choices, source="preview_direction")
+    author_name = serializers.CharField(source="preview_author_name")
+    body = serializers.CharField(source="preview_body")
+    sent_at = serializers.DateTimeField(source="preview_sent_at")
+
+
+class CountsSerializer(serializers.Serializer):
+    messages = serializers.IntegerField(source="message_count", help_text="Buyer messages and replies.")
+    notes = serializers.IntegerField(source="note_count")
+    failed = serializers.IntegerField(source="failed_count", help_text="Replies that could not be delivered.")
+
+
+class TicketRowSerializer(serializers.ModelSerializer):
+    """A ticket as the list shows it (the queryset comes from selectors.ticket_queryset)."""
+
+    customer = CustomerSerializer(source="*")
+    assignee = UserRefSerializer(allow_null=True)
+    connection = serializers.UUIDField(source="connection_id", allow_null=True)
+    last_message = serializers.SerializerMethodField()
+    counts = CountsSerializer(source="*")
+    overdue = serializers.BooleanField(source="is_overdue")
+    last_inbound_at = serializers.DateTimeField(allow_null=True)
+    last_reply_at = serializers.DateTimeField(allow_null=True)
+
+    class Meta:
+        model = Ticket
+        fields = ["id", "subject", "customer", "order_id", "channel", "connection", "status", "assignee",
+                  "last_message", "counts", "last_message_at", "last_inbound_at", "last_reply_at",
+                  "response_due_at", "overdue", "created_at", "updated_at"]
+
+    @extend_schema_field(PreviewSerializer(allow_null=True))
+    def get_last_message(self, ticket: Ticket) -> dict[str, Any] | None:
+        if ticket.preview_direction is None:
+            return None
+        return PreviewSerializer(ticket).data
+
+
+class DeliverySerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=DeliveryStatus.choices, source="delivery_status")
+    attempts = serializers.IntegerField(source="delivery_attempts")
+    next_attempt_at = serializers.DateTimeField(allow_null=True)
+    delivered_at = serializers.DateTimeField(allow_null=True)
+    error = serializers.CharField(source="delivery_error", help_text="Why the last attempt failed, if it did.")
+
+
+class TicketMessageSerializer(serializers.ModelSerializer):
+    author = UserRefSerializer(allow_null=True)
+    delivery = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TicketMessage
+        fields = ["id", "direction", "author", "author_name", "body", "sent_at", "created_at", "delivery"]
+
+    @extend_schema_field(DeliverySerializer(allow_null=True))
+    def get_delivery(self, message: TicketMessage) -> dict[str, Any] | None:
+        if message.direction != Direction.OUTBOUND:
+            return None
+        return DeliverySerializer(message).data
+
+
+class TicketDetailSerializer(TicketRowSerializer):
+    messages = serializers.SerializerMethodField()
+
+    class Meta(TicketRowSerializer.Meta):
+        fields = [*TicketRowSerializer.Meta.fields, "thread_key", "messages"]
+
+    @extend_schema_field(TicketMessageSerializer(many=True))
+    def get_messages(self, ticket: Ticket) -> list[dict[str, Any]]:
+        return TicketMessageSerializer(self.context["messages"], many=True).data
+
+
+class TicketPageSerializer(serializers.Serializer):
+    next = serializers.URLField(allow_null=True, help_text="The next page, or null on the last one.")
+    next_cursor = serializers.CharField(allow_null=True)
+    results = TicketRowSerializer(many=True)
+
+
+class TicketStatsSerializer(serializers.Serializer):
+    by_status = serializers.DictField(child=serializers.IntegerField())
+    total = serializers.IntegerField()
+    unassigned = serializers.IntegerField(help_text="OPEN or PENDING, nobody assigned.")
+    assigned_to_me = serializers.IntegerField(help_text="OPEN or PENDING, assigned to the caller.")
+    unanswered = serializers.IntegerField(help_text="OPEN or PENDING with a buyer message not yet answered.")
+    overdue = serializers.IntegerField(help_text="Unanswered past the response due time.")
+    oldest_unanswered_since = serializers.DateTimeField(allow_null=True)
+    oldest_unanswered_ticket_id = serializers.IntegerField(allow_null=True)
+    oldest_unanswered_age_seconds = serializers.IntegerField(allow_null=True)

@@ -1,0 +1,10 @@
+from django.urls import path
+
+from tickets import views
+
+urlpatterns = [
+    path("tickets/", views.TicketListView.as_view(), name="ticket-list"),
+    path("tickets/stats/", views.TicketStatsView.as_view(), name="ticket-stats"),
+    path("tickets/<int:ticket_id>/", views.TicketDetailView.as_view(), name="ticket-detail"),
+    path("tickets/<int:ticket_id>/messages/", views.TicketMessageCreateView.as_view(), name="ticket-messages"),
+]

@@ -1,0 +1,188 @@
+"""The agents' ticket API: thin views that parse, call one selector or service, and render."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers as drf_serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
+from rest_framework.views import APIView
+
+from keybuzz.errors import ApplicationError, NotFoundError
+from keybuzz.serializers import ErrorSerializer
+from tickets import conf, pagination, selectors, services
+from tickets.models import Channel, TicketStatus
+from tickets.serializers import (
+    TicketDetailSerializer,
+    TicketListQuerySerializer,
+    TicketMessageCreateSerializer,
+    TicketMessageSerializer,
+    TicketPageSerializer,
+    TicketRowSerializer,
+    TicketStatsSerializer,
+    TicketUpdateSerializer,
+)
+
+
+def _error(description: str) -> OpenApiResponse:
+    return OpenApiResponse(ErrorSerializer, description=description)
+
+
+AUTH_ERRORS = {
+    401: _error("`not_authenticated`, `token_not_valid`, `user_inactive`: missing, expired or invalid token."),
+    403: _error("`membership_revoked`, `tenant_inactive`."),
+}
+NOT_FOUND = {404: _error("`not_found`: no such ticket in the caller's tenant (other tenants' ids included).")}
+TICKET_ID = OpenApiParameter("ticket_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="Ticket id.")
+
+
+def _validated(serializer: drf_serializers.Serializer, *, code: str = "invalid_input") -> dict[str, Any]:
+    if not serializer.is_valid():
+        field, problems = next(iter(serializer.errors.items()))
+        problem = problems[0] if isinstance(problems, list) and problems else problems
+        if isinstance(problem, dict):  # a list field's error is keyed by the item's index
+            problem = next(iter(problem.values()))[0]
+        message = str(problem) if field == "non_field_errors" else f"{field}: {problem}"
+        raise ApplicationError(message, code=code, details=serializer.errors)
+    return serializer.validated_data
+
+
+def _detail(request: Request, ticket_id: int) -> Response:
+    ticket = selectors.ticket_get(tenant=request.tenant, ticket_id=ticket_id)
+    if ticket is None:
+        raise NotFoundError("No such ticket.")
+    messages = selectors.ticket_messages(tenant=request.tenant, ticket=ticket)
+    return Response(TicketDetailSerializer(ticket, context={"messages": messages}).data)
+
+
+class TicketListView(APIView):
+    @extend_schema(
+        operation_id="tickets_list",
+        summary="List the tenant's tickets",
+        parameters=[
+            OpenApiParameter("status", OpenApiTypes.STR, many=True, enum=TicketStatus.values,
+                             description="Repeat (`status=OPEN&status=PENDING`) or comma-separate "
+                                         "(`status=OPEN,PENDING`)."),
+            OpenApiParameter("channel", OpenApiTypes.STR, enum=Channel.values),
+            OpenApiParameter("assignee", OpenApiTypes.STR, description="`me`, `none` (unassigned) or a user id."),
+            OpenApiParameter("connection", OpenApiTypes.UUID, description="A marketplace connection id."),
+            OpenApiParameter("overdue", OpenApiTypes.BOOL,
+                             description="`true`: unanswered past the response due time; `false`: the others."),
+            OpenApiParameter("q", OpenApiTypes.STR,
+                             description="Text in the subject, customer, order id or any message (max 200)."),
+            OpenApiParameter("ordering", OpenApiTypes.STR, enum=list(pagination.ORDERINGS),
+                             description="Default `-last_message_at` (newest activity first); "
+                                         "`response_due_at`: most urgent first, tickets without a due time last."),
+            OpenApiParameter("cursor", OpenApiTypes.STR, description="From the previous page's `next` link."),
+            OpenApiParameter("limit", OpenApiTypes.INT, description="Page size (default 25, max 100)."),
+        ],
+        responses={
+            200: TicketPageSerializer,
+            400: _error("`invalid_filter` (a filter's value), `invalid_cursor`."),
+            **AUTH_ERRORS,
+        },
+        tags=["tickets"],
+    )
+    def get(self, request: Request) -> Response:
+        raw = request.query_params
+        statuses = [part.strip() for value in raw.getlist("status") for part in value.split(",") if part.strip()]
+        data: dict[str, Any] = {key: raw.get(key) for key in raw if key != "status"}
+        if statuses:
+            data["status"] = statuses
+        params = _validated(TicketListQuerySerializer(data=data), code="invalid_filter")
+        filters = selectors.TicketFilters(
+            statuses=params.get("status", []),
+            channel=params.get("channel"),
+            assignee=params.get("assignee"),
+            connection_id=str(params["connection"]) if params.get("connection") else None,
+            overdue=params.get("overdue"),
+            q=params.get("q", "").strip(),
+        )
+        ordering = params.get("ordering") or pagination.DEFAULT_ORDERING
+        size = min(params.get("limit") or conf.page_size(), conf.page_size_max())
+        queryset = selectors.ticket_list(tenant=request.tenant, user_id=request.user.pk, filters=filters)
+        page = pagination.paginate(queryset, ordering=ordering, cursor_token=params.get("cursor"), size=size)
+        next_url = None
+        if page.next_cursor:
+            next_url = replace_query_param(request.build_absolute_uri(), "cursor", page.next_cursor)
+        return Response({
+            "next": next_url,
+            "next_cursor": page.next_cursor,
+            "results": TicketRowSerializer(page.rows, many=True).data,
+        })
+
+
+class TicketDetailView(APIView):
+    @extend_schema(operation_id="tickets_retrieve", summary="A ticket with its messages",
+                   parameters=[TICKET_ID], responses={200: TicketDetailSerializer, **AUTH_ERRORS, **NOT_FOUND},
+                   tags=["tickets"])
+    def get(self, request: Request, ticket_id: int) -> Response:
+        return _detail(request, ticket_id)
+
+    @extend_schema(
+        operation_id="tickets_update",
+        summary="Change a ticket's status and/or assignee",
+        parameters=[TICKET_ID],
+        request=TicketUpdateSerializer,
+        examples=[OpenApiExample("Resolve", value={"status": "RESOLVED"}, request_only=True),
+                  OpenApiExample("Take it", value={"assignee": 12}, request_only=True),
+                  OpenApiExample("Unassign", value={"assignee": None}, request_only=True)],
+        responses={
+            200: TicketDetailSerializer,
+            400: _error("`invalid_input` (unknown status, nothing to update), "
+                        "`invalid_assignee` (not an active member of this tenant)."),
+            401: AUTH_ERRORS[401],
+            403: _error("`role_forbidden`: agents cannot close, reopen a closed ticket, or assign others; "
+                        "also `membership_revoked`, `tenant_inactive`."),
+            **NOT_FOUND,
+            409: _error("`invalid_transition`: the status change is not allowed; "
+                        "`details` has `from`, `to` and `allowed`."),
+        },
+        tags=["tickets"],
+    )
+    def patch(self, request: Request, ticket_id: int) -> Response:
+        data = _validated(TicketUpdateSerializer(data=request.data))
+        services.ticket_update(
+            tenant=request.tenant, ticket_id=ticket_id, actor=request.membership, status=data.get("status"),
+            assignee_id=data["assignee"] if "assignee" in data else services.UNSET,
+        )
+        return _detail(request, ticket_id)
+
+
+class TicketMessageCreateView(APIView):
+    @extend_schema(
+        operation_id="tickets_messages_create",
+        summary="Reply to the buyer, or add an internal note",
+        parameters=[TICKET_ID],
+        request=TicketMessageCreateSerializer,
+        examples=[OpenApiExample("Reply", value={"body": "Your parcel left today."}, request_only=True),
+                  OpenApiExample("Note", value={"type": "note", "body": "Refund approved by Sam."},
+                                 request_only=True)],
+        responses={
+            201: TicketMessageSerializer,
+            400: _error("`body_empty`, `body_too_long` (details.max_length), `invalid_input`."),
+            **AUTH_ERRORS,
+            **NOT_FOUND,
+            409: _error("`ticket_closed`: reopen the ticket first."),
+        },
+        tags=["tickets"],
+    )
+    def post(self, request: Request, ticket_id: int) -> Response:
+        data = _validated(TicketMessageCreateSerializer(data=request.data))
+        message = services.ticket_message_create(
+            tenant=request.tenant, ticket_id=ticket_id, author=request.user, body=data["body"],
+            kind=services.MessageKind(data["type"]),
+        )
+        return Response(TicketMessageSerializer(message).data, status=201)
+
+
+class TicketStatsView(APIView):
+    @extend_schema(operation_id="tickets_stats", summary="Counts for the inbox header",
+                   responses={200: TicketStatsSerializer, **AUTH_ERRORS}, tags=["tickets"])
+    def get(self, request: Request) -> Response:
+        stats = selectors.ticket_stats(tenant=request.tenant, user_id=request.user.pk)
+        return Response(TicketStatsSerializer(stats).data)
