@@ -176,6 +176,19 @@ FRONTEND_URL = env.str("FRONTEND_URL", default="")
 KEYBUZZ_AI_API_KEY = env.str("KEYBUZZ_AI_API_KEY", default="")
 AMAZON_SPAPI_APP_SOURCE = env.str("AMAZON_SPAPI_APP_SOURCE", default="external_test")
 AMAZON_USE_MOCK = env.bool("AMAZON_USE_MOCK", default=False)
+# The SP-API app: when AMAZON_SPAPI_CLIENT_ID/SECRET/APPLICATION_ID are set they are used, else the
+# secret store's keybuzz/ai/amazon_spapi_app_temp (external_test) or keybuzz/ai/amazon_spapi_app (keybuzz).
+AMAZON_SPAPI_CLIENT_ID = env.str("AMAZON_SPAPI_CLIENT_ID", default="")
+AMAZON_SPAPI_CLIENT_SECRET = env.str("AMAZON_SPAPI_CLIENT_SECRET", default="")
+AMAZON_SPAPI_APPLICATION_ID = env.str("AMAZON_SPAPI_APPLICATION_ID", default="")
+AMAZON_SPAPI_REDIRECT_URI = env.str("AMAZON_SPAPI_REDIRECT_URI", default="")
+AMAZON_SPAPI_REGION = env.str("AMAZON_SPAPI_REGION", default="")  # NA | EU | FE, or us-east-1 | eu-west-1 | us-west-2
+AMAZON_SPAPI_DRAFT_APP = env.str("AMAZON_SPAPI_DRAFT_APP", default="")  # "true": consent URLs get version=beta
+AMAZON_OAUTH_STATE_TTL = env.int("AMAZON_OAUTH_STATE_TTL", default=15 * 60)  # seconds
+AMAZON_OAUTH_RETURN_URL = env.str("AMAZON_OAUTH_RETURN_URL", default="")  # default: FRONTEND_URL
+AMAZON_LWA_TOKEN_URL = env.str("AMAZON_LWA_TOKEN_URL", default="https://api.amazon.com/auth/o2/token")
+AMAZON_HTTP_TIMEOUT = env.float("AMAZON_HTTP_TIMEOUT", default=10.0)  # seconds, per request
+AMAZON_HTTP_RETRIES = env.int("AMAZON_HTTP_RETRIES", default=2)  # on 5xx and connection failures
 
 # --- REST framework and OpenAPI ---------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -245,3 +258,43 @@ LOGGING = {
 }
 
 KEYBUZZ_VERSION = env.str("KEYBUZZ_VERSION", default="")
+
+# --- Tickets ----------------------------------------------------------------------------------
+# The agents' API (tickets app): reply size, the list's page size, and the send_replies worker.
+TICKETS_REPLY_MAX_LENGTH = env.int("TICKETS_REPLY_MAX_LENGTH", default=10_000)
+TICKETS_PAGE_SIZE = env.int("TICKETS_PAGE_SIZE", default=25)
+TICKETS_PAGE_SIZE_MAX = env.int("TICKETS_PAGE_SIZE_MAX", default=100)
+# A reply's delivery is tried up to MAX_ATTEMPTS times, waiting BACKOFF * 2^(attempt-1) seconds
+# (capped) between attempts; then it is FAILED with the last reason.
+TICKETS_SEND_MAX_ATTEMPTS = env.int("TICKETS_SEND_MAX_ATTEMPTS", default=5)
+TICKETS_SEND_BACKOFF_SECONDS = env.int("TICKETS_SEND_BACKOFF_SECONDS", default=60)
+TICKETS_SEND_BACKOFF_MAX_SECONDS = env.int("TICKETS_SEND_BACKOFF_MAX_SECONDS", default=3600)
+# How long a worker holds a claimed reply; a crashed worker's replies are retried after it.
+# Must stay well above a channel adapter's own network timeout.
+TICKETS_SEND_LEASE_SECONDS = env.int("TICKETS_SEND_LEASE_SECONDS", default=300)
+TICKETS_SEND_BATCH_SIZE = env.int("TICKETS_SEND_BATCH_SIZE", default=100)
+# Dotted path of the real Amazon reply adapter (the relay-mailbox work plugs it in here). Empty and
+# AMAZON_USE_MOCK off: Amazon replies fail with "No Amazon sender configured".
+TICKETS_AMAZON_ADAPTER = env.str("TICKETS_AMAZON_ADAPTER", default="")
+# Stable OpenAPI names for the tickets API's enums (several serializers share a field named "status").
+SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update({
+    "TicketStatusEnum": "tickets.models.TicketStatus",
+    "TicketMessageTypeEnum": ["reply", "note"],
+})
+
+# --- Poller (marketplaces.poller, `manage.py poll_amazon`) ------------------------------------
+# Source of Amazon messages: a dotted path to a MessageSource class; empty uses the mock when
+# AMAZON_USE_MOCK is on (the SP-API source plugs in here).
+AMAZON_MESSAGE_SOURCE = env.str("AMAZON_MESSAGE_SOURCE", default="")
+# A connection is polled at most once per interval; failures back off exponentially from BASE
+# seconds up to MAX. A claimed connection is leased for LEASE seconds: a killed worker's
+# connections are polled again once it runs out.
+AMAZON_POLL_INTERVAL_SECONDS = env.int("AMAZON_POLL_INTERVAL_SECONDS", default=60)
+AMAZON_POLL_BACKOFF_BASE_SECONDS = env.int("AMAZON_POLL_BACKOFF_BASE_SECONDS", default=300)
+AMAZON_POLL_BACKOFF_MAX_SECONDS = env.int("AMAZON_POLL_BACKOFF_MAX_SECONDS", default=6 * 3600)
+AMAZON_POLL_LEASE_SECONDS = env.int("AMAZON_POLL_LEASE_SECONDS", default=600)
+# Connections leased per claim: small enough that concurrent workers share the work evenly.
+AMAZON_POLL_CLAIM_BATCH = env.int("AMAZON_POLL_CLAIM_BATCH", default=20)
+# The mock: messages per poll window (3 gives the runbook's 3/3/3 check) and the window length.
+AMAZON_MOCK_MESSAGES_PER_POLL = env.int("AMAZON_MOCK_MESSAGES_PER_POLL", default=3)
+AMAZON_MOCK_WINDOW_SECONDS = env.int("AMAZON_MOCK_WINDOW_SECONDS", default=300)

@@ -18,4 +18,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/v1/", include(api_v1)),
+    path("api/v1/", include("tickets.urls")),
+    path("api/v1/", include("marketplaces.urls")),
 ]

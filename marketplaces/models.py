@@ -127,3 +127,27 @@ class ExternalMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} message {self.external_id}"
+
+
+class QuarantinedMessage(models.Model):
+    """A fetched message that could not be read, kept aside with the reason so it never blocks
+    the connection's other messages and an operator can look at it in the admin."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="quarantined_messages")
+    connection = models.ForeignKey(MarketplaceConnection, on_delete=models.CASCADE, related_name="quarantined")
+    # NULL when the message had no id: such messages never conflict with one another.
+    external_id = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    reason = models.TextField()
+    raw = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "external_id"], name="quarantine_unique_connection_external_id"
+            ),
+        ]
+        indexes = [models.Index(fields=["created_at"], name="quarantine_created")]
+
+    def __str__(self) -> str:
+        return f"Quarantined {self.external_id or 'message'}: {self.reason[:60]}"
