@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
@@ -310,5 +310,9 @@ def replies_send_loop(*, interval: float, stop: threading.Event, limit: int | No
     """Run `replies_send_due` every `interval` seconds until `stop` is set (a signal handler sets it);
     the reply in hand is finished first."""
     while not stop.is_set():
-        on_run(replies_send_due(limit=limit, should_stop=stop.is_set))
+        try:
+            on_run(replies_send_due(limit=limit, should_stop=stop.is_set))
+        except DatabaseError as exc:
+            # The database went away for a moment: a long-running worker waits and tries again.
+            logger.error("[Reply Sender] Run error: %s: %s", type(exc).__name__, exc)
         stop.wait(interval)

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from keybuzz.models import Role
@@ -403,3 +403,27 @@ def test_a_reply_locked_by_another_worker_is_skipped_not_waited_for(requires_pos
     assert (summary.claimed, summary.sent) == (1, 1)
     assert TicketMessage.objects.get(pk=free.pk).delivery_status == DeliveryStatus.SENT
     assert TicketMessage.objects.get(pk=locked.pk).delivery_status == DeliveryStatus.QUEUED
+
+
+def test_loop_mode_survives_a_database_hiccup(admin, admin_client, caplog):
+    reply(admin_client, make_ticket(admin.tenant), "Hello")
+    failures = iter([True])
+
+    def database_goes_away_once(execute, sql, params, many, context):
+        if next(failures, False):
+            raise OperationalError("server closed the connection unexpectedly")
+        return execute(sql, params, many, context)
+
+    stop = threading.Event()
+    sent = []
+
+    def on_run(summary):
+        sent.append(summary.sent)
+        stop.set()
+
+    with caplog.at_level(logging.ERROR, logger="tickets.delivery"), \
+            connection.execute_wrapper(database_goes_away_once):
+        replies_send_loop(interval=0, stop=stop, on_run=on_run)
+
+    assert sent == [1]
+    assert "[Reply Sender] Run error: OperationalError: server closed the connection" in caplog.text
