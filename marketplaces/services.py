@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -232,13 +233,14 @@ def amazon_oauth_callback(*, state: str, code: str = "", selling_partner_id: str
     """Consume the state, exchange the code at LWA, store the refresh token, mark CONNECTED."""
     if error:
         # The seller declined (or Amazon refused): burn the state so the URL cannot be replayed.
+        error = re.sub(r"[^A-Za-z0-9_.-]", "", error)[:64] or "unknown"  # it came from the query string
         try:
             row = oauth_state_consume(state=state)
             who = f"tenant {row.tenant_id}"
         except InvalidState:
             who = "unknown state"
-        logger.warning("Amazon OAuth callback error: Amazon returned error=%s (%s)", error[:64], who)
-        raise AuthorizationDenied(f"Amazon did not authorize KeyBuzz: {error[:64]}")
+        logger.warning("Amazon OAuth callback error: Amazon returned error=%s (%s)", error, who)
+        raise AuthorizationDenied(f"Amazon did not authorize KeyBuzz: {error}")
 
     # Before the state is spent: a configuration fault must not cost the seller their attempt.
     app = amazon_app_get(site_url=site_url)
