@@ -1,15 +1,72 @@
-"""Database helpers the ORM does not offer."""
+"""Bulk writes the ORM does not offer, for PostgreSQL and SQLite.
+
+On PostgreSQL a statement passes one array per column and unnests it, so its text does not grow
+with the number of rows: psycopg parses it once and the server plans it cheaply. SQLite gets the
+equivalent multi-row VALUES. Only quoted names from the models' meta and placeholders ever go
+into the SQL text; every value is a parameter.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import contextmanager
 
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connections, models
+
+
+def _db():
+    # The real wrapper of this thread, not the `connection` proxy: every attribute read on the
+    # proxy goes through a thread-local lookup, and a bulk write reads it per value.
+    return connections[DEFAULT_DB_ALIAS]
+
+
+def _quote(name: str) -> str:
+    return _db().ops.quote_name(name)
+
+
+def _is_postgres() -> bool:
+    return _db().vendor == "postgresql"
+
+
+@contextmanager
+def _cursor():
+    """On PostgreSQL, a cursor binding its parameters on the server: Django's default client-side
+    binding would render every array element into the SQL text, which costs more than the write.
+    It shares the connection, hence the transaction, and Django wraps it as any cursor (errors,
+    query logging, execute wrappers)."""
+    db = _db()
+    if db.vendor != "postgresql":
+        with db.cursor() as cursor:
+            yield cursor
+        return
+    import psycopg
+
+    db.ensure_connection()
+    with db._prepare_cursor(psycopg.Cursor(db.connection)) as cursor:
+        yield cursor
+
+
+def _batches(columns: Sequence[models.Field], items: Sequence) -> list[Sequence]:
+    if _is_postgres():
+        return [items]  # one array per column: the parameter count does not grow with the rows
+    size = max(1, _db().ops.bulk_batch_size(columns, items))
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _unnest(columns: Sequence[models.Field], rows: list[list]) -> tuple[str, list]:
+    db = _db()
+    arrays = ", ".join(f"%s::{f.db_type(db)}[]" for f in columns)
+    return f"unnest({arrays})", [[row[i] for row in rows] for i in range(len(columns))]
+
+
+def _values(columns: Sequence[models.Field], rows: list[list]) -> tuple[str, list]:
+    row_sql = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    return "VALUES " + ", ".join([row_sql] * len(rows)), [value for row in rows for value in row]
 
 
 def insert_ignoring_conflicts(objs: Sequence[models.Model], *, conflict_fields: Sequence[str],
                               returning: Sequence[str]) -> list[tuple]:
-    """INSERT … ON CONFLICT (conflict_fields) DO NOTHING RETURNING returning, for PostgreSQL and SQLite.
+    """INSERT … ON CONFLICT (conflict_fields) DO NOTHING RETURNING returning.
 
     Unlike `bulk_create(ignore_conflicts=True)`, it tells exactly which rows this statement
     inserted, which is what lets concurrent pollers share work without check-then-insert races:
@@ -17,26 +74,58 @@ def insert_ignoring_conflicts(objs: Sequence[models.Model], *, conflict_fields: 
     """
     if not objs:
         return []
-    model = type(objs[0])
-    meta = model._meta
+    meta = type(objs[0])._meta
     fields = [f for f in meta.concrete_fields if not isinstance(f, models.AutoField)]
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(f.column) for f in fields)
-    conflict = ", ".join(quote(meta.get_field(name).column) for name in conflict_fields)
-    returned = ", ".join(quote(meta.get_field(name).column) for name in returning)
-    row_sql = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    batch_size = max(1, connection.ops.bulk_batch_size(fields, objs))
+    columns = ", ".join(_quote(f.column) for f in fields)
+    conflict = ", ".join(_quote(meta.get_field(name).column) for name in conflict_fields)
+    returned = ", ".join(_quote(meta.get_field(name).column) for name in returning)
 
-    rows: list[tuple] = []
-    with connection.cursor() as cursor:
-        for start in range(0, len(objs), batch_size):
-            batch = objs[start:start + batch_size]
-            params: list = []
-            for obj in batch:
-                params.extend(f.get_db_prep_save(f.pre_save(obj, add=True), connection) for f in fields)
-            # Only quoted names from the model's meta and placeholders go into the text.
-            sql = (f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES {', '.join([row_sql] * len(batch))} "  # noqa: S608
-                   f"ON CONFLICT ({conflict}) DO NOTHING RETURNING {returned}")
+    db = _db()
+    inserted: list[tuple] = []
+    with _cursor() as cursor:
+        for batch in _batches(fields, objs):
+            rows = [[f.get_db_prep_save(f.pre_save(obj, add=True), db) for f in fields] for obj in batch]
+            if _is_postgres():
+                source, params = _unnest(fields, rows)
+                source = f"SELECT * FROM {source}"
+            else:
+                source, params = _values(fields, rows)
+            cursor.execute(
+                f"INSERT INTO {_quote(meta.db_table)} ({columns}) {source} "
+                f"ON CONFLICT ({conflict}) DO NOTHING RETURNING {returned}",
+                params,
+            )
+            inserted.extend(cursor.fetchall())
+    return inserted
+
+
+def update_from_values(model: type[models.Model], rows: Sequence[dict], *, fields: Sequence[str]) -> int:
+    """One UPDATE setting `fields` per primary key, from rows keyed by attribute name (`id`,
+    `ticket_id`, …, as in a model's `__dict__`).
+
+    `bulk_update` builds a CASE expression per row and field, which costs far more Python time than
+    the database spends; here each row is a plain list of parameters.
+    """
+    if not rows:
+        return 0
+    meta = model._meta
+    pk = meta.pk
+    columns = [pk, *(meta.get_field(name) for name in fields)]
+    table = _quote(meta.db_table)
+    names = ", ".join(_quote(f"v_{f.column}") for f in columns)
+    assignments = ", ".join(f"{_quote(f.column)} = v.{_quote(f'v_{f.column}')}" for f in columns[1:])
+    match = f"{table}.{_quote(pk.column)} = v.{_quote(f'v_{pk.column}')}"
+    db = _db()
+    updated = 0
+    with _cursor() as cursor:
+        for batch in _batches(columns, rows):
+            values = [[f.get_db_prep_save(row[f.attname], db) for f in columns] for row in batch]
+            if _is_postgres():
+                source, params = _unnest(columns, values)
+                sql = f"UPDATE {table} SET {assignments} FROM {source} AS v ({names}) WHERE {match}"
+            else:
+                source, params = _values(columns, values)
+                sql = f"WITH v ({names}) AS ({source}) UPDATE {table} SET {assignments} FROM v WHERE {match}"
             cursor.execute(sql, params)
-            rows.extend(cursor.fetchall())
-    return rows
+            updated += cursor.rowcount
+    return updated

@@ -293,7 +293,9 @@ AMAZON_POLL_INTERVAL_SECONDS = env.int("AMAZON_POLL_INTERVAL_SECONDS", default=6
 AMAZON_POLL_BACKOFF_BASE_SECONDS = env.int("AMAZON_POLL_BACKOFF_BASE_SECONDS", default=300)
 AMAZON_POLL_BACKOFF_MAX_SECONDS = env.int("AMAZON_POLL_BACKOFF_MAX_SECONDS", default=6 * 3600)
 AMAZON_POLL_LEASE_SECONDS = env.int("AMAZON_POLL_LEASE_SECONDS", default=600)
-# Connections leased per claim: small enough that concurrent workers share the work evenly.
+# Connections polled at once by one run (threads; always 1 on SQLite), and leased per claim:
+# small enough that concurrent workers share the work evenly.
+AMAZON_POLL_WORKERS = env.int("AMAZON_POLL_WORKERS", default=4)
 AMAZON_POLL_CLAIM_BATCH = env.int("AMAZON_POLL_CLAIM_BATCH", default=20)
 # The mock: messages per poll window (3 gives the runbook's 3/3/3 check) and the window length.
 AMAZON_MOCK_MESSAGES_PER_POLL = env.int("AMAZON_MOCK_MESSAGES_PER_POLL", default=3)

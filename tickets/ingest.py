@@ -14,7 +14,7 @@ from uuid import UUID
 from django.db import transaction
 from django.utils import timezone
 
-from keybuzz.db import insert_ignoring_conflicts
+from keybuzz.db import insert_ignoring_conflicts, update_from_values
 from tickets.models import Direction, Ticket, TicketMessage, TicketStatus
 
 # Amazon expects sellers to answer buyer messages within 24 hours.
@@ -53,47 +53,57 @@ def inbound_messages_file(*, tenant_id: UUID, connection_id: UUID, channel: str,
         raise RuntimeError("inbound_messages_file must run inside the caller's transaction")
 
     ordered = sorted(messages, key=lambda m: (m.sent_at, m.external_message_id))
-    first_by_thread: dict[str, InboundMessage] = {}
+    by_thread: dict[str, list[InboundMessage]] = {}
     for message in ordered:
-        first_by_thread.setdefault(message.thread_key, message)
+        by_thread.setdefault(message.thread_key, []).append(message)
+    now = timezone.now()
 
     tickets = {t.thread_key: t for t in Ticket.objects.filter(connection_id=connection_id,
-                                                             thread_key__in=list(first_by_thread))}
-    missing = [first_by_thread[key] for key in first_by_thread if key not in tickets]
-    created_ids: set[int] = set()
+                                                             thread_key__in=list(by_thread))
+               .only("id", "thread_key", "status", "last_message_at", "response_due_at")}
+    created = 0
+    new_rows: dict[str, Ticket] = {}
+    missing = [key for key in by_thread if key not in tickets]
     if missing:
+        # New tickets are written with their final state, so only existing ones need an UPDATE.
+        for key in missing:
+            first, last = by_thread[key][0], by_thread[key][-1]
+            new_rows[key] = Ticket(
+                tenant_id=tenant_id, channel=channel, connection_id=connection_id, thread_key=key,
+                subject=first.subject[:500], customer_name=first.customer_name[:255],
+                customer_ref=first.customer_ref[:255], order_id=first.order_id[:64], status=TicketStatus.OPEN,
+                last_message_at=last.sent_at, response_due_at=first.sent_at + RESPONSE_TIME,
+            )
         # A concurrent poller may create the same thread's ticket: the unique constraint decides,
-        # and the loser reads the winner's row below.
-        new_rows = [
-            Ticket(tenant_id=tenant_id, channel=channel, connection_id=connection_id, thread_key=m.thread_key,
-                   subject=m.subject[:500], customer_name=m.customer_name[:255],
-                   customer_ref=m.customer_ref[:255], order_id=m.order_id[:64], status=TicketStatus.OPEN)
-            for m in missing
-        ]
-        created_ids = {row[0] for row in insert_ignoring_conflicts(
-            new_rows, conflict_fields=["connection", "thread_key"], returning=["id"])}
-        tickets.update({t.thread_key: t for t in Ticket.objects.filter(
-            connection_id=connection_id, thread_key__in=[m.thread_key for m in missing])})
+        # and the loser treats the winner's row as an existing ticket.
+        inserted = insert_ignoring_conflicts(list(new_rows.values()), conflict_fields=["connection", "thread_key"],
+                                             returning=["id", "thread_key"])
+        for pk, key in inserted:
+            new_rows[key].id = pk
+        created = len(inserted)
+        lost = [key for key in missing if new_rows[key].id is None]
+        if lost:
+            tickets.update({t.thread_key: t for t in Ticket.objects.filter(connection_id=connection_id,
+                                                                          thread_key__in=lost)})
 
-    now = timezone.now()
-    ticket_messages = []
-    ticket_by_message: dict[int, int] = {}
-    for message in ordered:
-        ticket = tickets[message.thread_key]
-        ticket_by_message[message.external_message_id] = ticket.id
-        ticket_messages.append(TicketMessage(
-            tenant_id=tenant_id, ticket_id=ticket.id, direction=Direction.INBOUND,
-            author_name=message.customer_name[:255], body=message.body,
-            external_message_id=message.external_message_id, sent_at=message.sent_at,
-        ))
-        if ticket.last_message_at is None or message.sent_at > ticket.last_message_at:
-            ticket.last_message_at = message.sent_at
-        if ticket.response_due_at is None:
-            ticket.response_due_at = message.sent_at + RESPONSE_TIME
-        ticket.status = TicketStatus.OPEN
+    existing = [tickets[key] for key in by_thread if key in tickets]
+    for ticket in existing:
+        thread = by_thread[ticket.thread_key]
+        ticket.last_message_at = max(filter(None, [ticket.last_message_at, thread[-1].sent_at]))
+        if ticket.response_due_at is None:  # answered until now: the clock starts again
+            ticket.response_due_at = thread[0].sent_at + RESPONSE_TIME
+        ticket.status = TicketStatus.OPEN  # the buyer is waiting again, whatever the status was
         ticket.updated_at = now
+    update_from_values(Ticket, [t.__dict__ for t in existing],
+                       fields=["status", "last_message_at", "response_due_at", "updated_at"])
 
-    TicketMessage.objects.bulk_create(ticket_messages)
-    touched = list({tickets[m.thread_key].id: tickets[m.thread_key] for m in ordered}.values())
-    Ticket.objects.bulk_update(touched, ["status", "last_message_at", "response_due_at", "updated_at"])
-    return InboundResult(tickets_created=len(created_ids), ticket_by_message=ticket_by_message)
+    ticket_ids = {key: (tickets[key] if key in tickets else new_rows[key]).id for key in by_thread}
+    insert_ignoring_conflicts(
+        [TicketMessage(tenant_id=tenant_id, ticket_id=ticket_ids[m.thread_key], direction=Direction.INBOUND,
+                       author_name=m.customer_name[:255], body=m.body, external_message_id=m.external_message_id,
+                       sent_at=m.sent_at)
+         for m in ordered],
+        conflict_fields=["external_message"], returning=["id"],
+    )
+    return InboundResult(tickets_created=created,
+                         ticket_by_message={m.external_message_id: ticket_ids[m.thread_key] for m in ordered})

@@ -46,6 +46,13 @@ def poll(*args: str) -> tuple[int, str]:
     return 0, out.getvalue()
 
 
+@pytest.fixture(autouse=True)
+def one_worker(settings):
+    # These tests run inside a transaction that other threads' connections cannot see; the
+    # threaded runs are tested in test_poller_processes.py.
+    settings.AMAZON_POLL_WORKERS = 1
+
+
 @pytest.fixture
 def mock_amazon(settings):
     settings.AMAZON_USE_MOCK = True
