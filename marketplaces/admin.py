@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.db.models import Q
 
 from marketplaces import selectors
-from marketplaces.models import ConnectionStatus, ExternalMessage, MarketplaceConnection, OAuthState
+from marketplaces.models import ConnectionStatus, ExternalMessage, MarketplaceConnection, OAuthState, QuarantinedMessage
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -84,5 +84,14 @@ class ExternalMessageAdmin(ReadOnlyAdmin):
                     "created_at", "ticket"]
     list_filter = ["type", "tenant"]
     search_fields = ["external_id", "order_id", "subject", "thread_key", "connection__selling_partner_id"]
+    date_hierarchy = "created_at"
+    list_select_related = ["tenant", "connection"]
+
+
+@admin.register(QuarantinedMessage)
+class QuarantinedMessageAdmin(ReadOnlyAdmin):
+    list_display = ["external_id", "tenant", "connection", "reason", "created_at"]
+    list_filter = ["tenant"]
+    search_fields = ["external_id", "reason", "connection__selling_partner_id"]
     date_hierarchy = "created_at"
     list_select_related = ["tenant", "connection"]

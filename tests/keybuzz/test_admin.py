@@ -10,7 +10,13 @@ from django.urls import reverse
 from django.utils import timezone
 
 from keybuzz.models import Role
-from marketplaces.models import ConnectionStatus, ExternalMessage, MarketplaceConnection, OAuthState
+from marketplaces.models import (
+    ConnectionStatus,
+    ExternalMessage,
+    MarketplaceConnection,
+    OAuthState,
+    QuarantinedMessage,
+)
 from tests.factories import make_member, make_tenant, make_user
 from tickets.models import Direction, Ticket, TicketMessage
 
@@ -19,6 +25,7 @@ pytestmark = pytest.mark.django_db
 MODELS = [
     ("keybuzz", "tenant"), ("keybuzz", "membership"),
     ("marketplaces", "marketplaceconnection"), ("marketplaces", "oauthstate"), ("marketplaces", "externalmessage"),
+    ("marketplaces", "quarantinedmessage"),
     ("tickets", "ticket"), ("tickets", "ticketmessage"),
 ]
 
@@ -39,6 +46,8 @@ def data():
         tenant=tenant, connection=connection, external_id="msg-1", thread_key="thread-1", order_id="402-1",
         subject="Where is my order?", body="Hello", sent_at=now,
     )
+    QuarantinedMessage.objects.create(tenant=tenant, connection=connection, external_id="msg-bad",
+                                      reason="missing threadId", raw={"messageId": "msg-bad"})
     ticket = Ticket.objects.create(tenant=tenant, connection=connection, thread_key="thread-1",
                                    subject="Where is my order?", order_id="402-1", last_message_at=now)
     TicketMessage.objects.create(tenant=tenant, ticket=ticket, direction=Direction.INBOUND, body="Hello",
