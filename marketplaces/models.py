@@ -151,3 +151,40 @@ class QuarantinedMessage(models.Model):
 
     def __str__(self) -> str:
         return f"Quarantined {self.external_id or 'message'}: {self.reason[:60]}"
+
+
+class PollRun(models.Model):
+    """One run of the poller (`poll_amazon --once` from cron, or one turn of its loop), written at
+    the end of the run. The poller is a separate process from the web server, so what it measured
+    has to go through the database to reach `GET /metrics` and the dashboard; the age of the newest
+    row also shows a cron that stopped running. Rows older than the retention are pruned."""
+
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    worker = models.CharField(max_length=128)
+    connections = models.PositiveIntegerField(default=0)
+    fetched = models.PositiveIntegerField(default=0)
+    new_messages = models.PositiveIntegerField(default=0)
+    new_tickets = models.PositiveIntegerField(default=0)
+    quarantined = models.PositiveIntegerField(default=0)
+    failures = models.PositiveIntegerField(default=0)
+    seconds = models.FloatField(default=0.0)
+
+    class Meta:
+        indexes = [models.Index(fields=["-finished_at"], name="pollrun_finished")]
+
+    def __str__(self) -> str:
+        return f"Poll run {self.finished_at:%Y-%m-%d %H:%M:%S} ({self.connections} connections)"
+
+
+class PollCounter(models.Model):
+    """Cumulative poller counters (runs, failures, the duration histogram's buckets, …), one row
+    per name, incremented in the database by every run. Unlike PollRun rows they are never pruned,
+    so they only grow: what Prometheus counters and histograms require, shared by every poller
+    process on every host and kept across restarts."""
+
+    name = models.CharField(max_length=64, unique=True)
+    value = models.FloatField(default=0.0)
+
+    def __str__(self) -> str:
+        return f"{self.name} = {self.value:g}"

@@ -70,20 +70,28 @@ def _overdue_q(now: datetime) -> Q:
     return _unanswered_q() & Q(response_due_at__lt=now)
 
 
+def _reply_times() -> dict[str, Subquery]:
+    """The last buyer message's and the last live reply's times: what "unanswered" is made of."""
+    messages = _messages_of_outer_ticket()
+    live_replies = messages.filter(direction=Direction.OUTBOUND).exclude(delivery_status=DeliveryStatus.FAILED)
+    return {
+        "last_inbound_at": Subquery(
+            messages.filter(direction=Direction.INBOUND).order_by("-sent_at").values("sent_at")[:1]
+        ),
+        "last_reply_at": Subquery(live_replies.order_by("-sent_at").values("sent_at")[:1]),
+    }
+
+
 def ticket_queryset(*, tenant: Tenant, now: datetime | None = None) -> QuerySet[Ticket]:
     """The tenant's tickets with everything a list row or the detail header shows."""
     now = now or timezone.now()
     messages = _messages_of_outer_ticket()
     conversation = messages.filter(direction__in=[Direction.INBOUND, Direction.OUTBOUND]).order_by("-sent_at", "-id")
-    live_replies = messages.filter(direction=Direction.OUTBOUND).exclude(delivery_status=DeliveryStatus.FAILED)
     return (
         Ticket.objects.filter(tenant=tenant)
         .select_related("assignee")
         .annotate(
-            last_inbound_at=Subquery(
-                messages.filter(direction=Direction.INBOUND).order_by("-sent_at").values("sent_at")[:1]
-            ),
-            last_reply_at=Subquery(live_replies.order_by("-sent_at").values("sent_at")[:1]),
+            **_reply_times(),
             preview_body=Subquery(conversation.values(p=Substr("body", 1, PREVIEW_LENGTH))[:1]),
             preview_direction=Subquery(conversation.values("direction")[:1]),
             preview_author_name=Subquery(conversation.values("author_name")[:1]),
@@ -97,6 +105,14 @@ def ticket_queryset(*, tenant: Tenant, now: datetime | None = None) -> QuerySet[
                             output_field=BooleanField()),
         )
     )
+
+
+def overdue_ticket_count(*, tenant: Tenant | None = None, now: datetime | None = None) -> int:
+    """How many tickets are overdue (the definition above): the tenant's, or with no tenant every
+    tenant's, for the operators' metrics. One query."""
+    now = now or timezone.now()
+    queryset = Ticket.objects.all() if tenant is None else Ticket.objects.filter(tenant=tenant)
+    return queryset.annotate(**_reply_times()).filter(_overdue_q(now)).count()
 
 
 def ticket_list(*, tenant: Tenant, user_id: int, filters: TicketFilters,
