@@ -19,6 +19,7 @@ from rest_framework_simplejwt.exceptions import InvalidToken
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import Token
 
+from keybuzz.logging import log_context_bind
 from keybuzz.models import Membership
 
 TENANT_CLAIM = "tenant_id"
@@ -64,6 +65,7 @@ class TenantJWTAuthentication(JWTAuthentication):
         # Views read the tenant from here; `request._request` keeps it for Django-level code too.
         request.tenant = request._request.tenant = membership.tenant
         request.membership = request._request.membership = membership
+        log_context_bind(tenant_id=membership.tenant_id)  # the request's log lines name the tenant
         return membership.user, token
 
 

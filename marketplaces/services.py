@@ -29,6 +29,7 @@ from django.utils import timezone
 from rest_framework import status as http
 
 from keybuzz.errors import ApplicationError, ConflictError, ForbiddenError, NotFoundError, ServiceUnavailableError
+from keybuzz.logging import log_context_bind
 from keybuzz.models import Membership, Tenant
 from keybuzz.secrets import SecretNotFound, SecretStoreError, get_secret_store
 from marketplaces.amazon import lwa
@@ -190,6 +191,7 @@ def _record_failure(*, row: OAuthState, selling_partner_id: str, app: AmazonApp,
             defaults={"status": ConnectionStatus.ERROR, "region": row.region, "app_source": app.app_source,
                       "marketplace_ids": [row.marketplace_id] if row.marketplace_id else []},
         )
+        log_context_bind(connection_id=connection.id)
         connection.last_error = error
         connection.last_error_at = now
         fields = ["last_error", "last_error_at", "updated_at"]
@@ -249,6 +251,7 @@ def amazon_oauth_callback(*, state: str, code: str = "", selling_partner_id: str
     except InvalidState as exc:
         logger.warning("Amazon OAuth callback error: %s", exc.message)
         raise
+    log_context_bind(tenant_id=row.tenant_id)  # the state names the tenant: later lines carry it
     try:
         _check_still_allowed(row)
     except ForbiddenError as exc:
@@ -287,6 +290,7 @@ def amazon_oauth_callback(*, state: str, code: str = "", selling_partner_id: str
         raise SecretStoreFailed(f"Could not store the Amazon credentials: {exc}") from None
 
     connection = _connection_connect(row=row, selling_partner_id=selling_partner_id, app=app, secret_ref=path)
+    log_context_bind(connection_id=connection.id)
     logger.info("Amazon OAuth callback: tenant %s connected seller %s (region %s, app %s)", row.tenant_id,
                 selling_partner_id, row.region, app.app_source)
     return connection
