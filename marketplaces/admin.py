@@ -2,7 +2,14 @@ from django.contrib import admin
 from django.db.models import Q
 
 from marketplaces import selectors
-from marketplaces.models import ConnectionStatus, ExternalMessage, MarketplaceConnection, OAuthState, QuarantinedMessage
+from marketplaces.models import (
+    ConnectionStatus,
+    ExternalMessage,
+    MarketplaceConnection,
+    OAuthState,
+    PollRun,
+    QuarantinedMessage,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -95,3 +102,14 @@ class QuarantinedMessageAdmin(ReadOnlyAdmin):
     search_fields = ["external_id", "reason", "connection__selling_partner_id"]
     date_hierarchy = "created_at"
     list_select_related = ["tenant", "connection"]
+
+
+@admin.register(PollRun)
+class PollRunAdmin(ReadOnlyAdmin):
+    """The poller's runs (written by poll_run; kept 35 days): the dashboard shows the last ten."""
+
+    list_display = ["finished_at", "worker", "seconds", "connections", "fetched", "new_messages", "new_tickets",
+                    "quarantined", "failures"]
+    search_fields = ["worker"]  # the host name is its first part
+    date_hierarchy = "finished_at"
+    ordering = ["-finished_at"]

@@ -116,3 +116,16 @@ def test_others_are_refused(client, data, kind):
     response = client.get(URL, {"tenant": "acme"})
     assert response.status_code == 302
     assert response["Location"].startswith("/admin/login/?next=/admin/dashboard/")
+
+
+def test_poll_runs_in_the_admin(superadmin_client, data):
+    from django.test import Client
+
+    from marketplaces.models import PollRun
+
+    listing = superadmin_client.get("/admin/marketplaces/pollrun/", {"q": "web1"})
+    assert listing.status_code == 200 and "web1:42:abc" in listing.content.decode()
+    run = PollRun.objects.get()
+    page = superadmin_client.get(f"/admin/marketplaces/pollrun/{run.pk}/change/").content.decode()
+    assert "web1:42:abc" in page and 'name="worker"' not in page  # read-only
+    assert Client().get("/admin/marketplaces/pollrun/").status_code == 302  # anonymous
