@@ -6,7 +6,7 @@ short-lived processes (possibly on several hosts), while `GET /metrics` is answe
 workers; a counter in the poller's memory dies with the process. prometheus_client's
 multiprocess mode would need a directory shared by both (same host only) and would keep one file
 per dead cron process, every five minutes, forever. A row per run and a handful of counter rows
-cost three small queries per run, work across hosts and survive restarts.
+cost four small statements per run, work across hosts and survive restarts.
 """
 
 from __future__ import annotations
@@ -49,15 +49,13 @@ def counter_deltas(*, connections: int, fetched: int, new_messages: int, new_tic
 
 
 def _counters_add(deltas: dict[str, float]) -> None:
-    """One UPDATE adds every delta; row locks make concurrent runs add up."""
+    """Adds every delta: missing rows are first inserted at zero (ON CONFLICT DO NOTHING), then one
+    UPDATE adds to all of them; row locks make concurrent runs add up, even on the very first run.
+    Two statements every time, so a run's query count does not depend on history."""
+    PollCounter.objects.bulk_create([PollCounter(name=name, value=0.0) for name in deltas], ignore_conflicts=True)
     increment = Case(*[When(name=name, then=Value(float(delta))) for name, delta in deltas.items()],
                      default=Value(0.0), output_field=FloatField())
-    updated = PollCounter.objects.filter(name__in=deltas).update(value=F("value") + increment)
-    if updated < len(deltas):
-        # The very first run (or a new bucket): the missing rows start at this run's values; the
-        # rows that existed were incremented above and are left alone by the conflict clause.
-        PollCounter.objects.bulk_create([PollCounter(name=name, value=float(delta)) for name, delta in deltas.items()],
-                                        ignore_conflicts=True)
+    PollCounter.objects.filter(name__in=deltas).update(value=F("value") + increment)
 
 
 def poll_run_record(*, worker: str, started_at: datetime, connections: int, fetched: int, new_messages: int,
