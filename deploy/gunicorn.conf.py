@@ -58,11 +58,12 @@ forwarded_allow_ips = "127.0.0.1,::1"
 proxy_allow_ips = "127.0.0.1,::1"
 
 # Logs: stdout/stderr → journald. The access line has the path without its query string, so the
-# OAuth callback's one-time code and state never reach a log; the client is nginx's X-Forwarded-For.
+# OAuth callback's one-time code and state never reach a log; then the peer (nginx) and the client
+# (X-Forwarded-For, "-" when the request did not come through nginx).
 accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
-access_log_format = '%({x-forwarded-for}i)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms "%(a)s"'
+access_log_format = '%(h)s %({x-forwarded-for}i)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms "%(a)s"'
 logconfig_dict = gunicorn_logconfig(level=loglevel, fmt=os.environ.get("LOG_FORMAT", "line"))
 capture_output = False
 proc_name = "keybuzz-backend"
