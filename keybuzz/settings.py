@@ -239,23 +239,19 @@ STATIC_URL = "static/"
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "static")))
 
 # --- Logging ----------------------------------------------------------------------------------
-LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "line": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-    },
-    "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "line"},
-    },
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {
-        # hvac and urllib3 log request URLs at DEBUG; keep them quiet so no path or token leaks.
-        "hvac": {"level": "WARNING"},
-        "urllib3": {"level": "WARNING"},
-    },
-}
+# One line per event on stderr (journald for the service, the log file for cron jobs): time, level,
+# logger, tenant and connection ids, message; LOG_FORMAT=json for JSON lines. Secret-shaped values
+# are masked on the way out (keybuzz/logging.py).
+from keybuzz.logging import FORMATS as _LOG_FORMATS  # noqa: E402
+from keybuzz.logging import logging_config as _logging_config  # noqa: E402
+
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+LOG_FORMAT = env.str("LOG_FORMAT", default="line").strip().lower()
+if LOG_FORMAT not in _LOG_FORMATS:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be one of {', '.join(_LOG_FORMATS)}, not {LOG_FORMAT!r}")
+LOGGING = _logging_config(level=LOG_LEVEL, fmt=LOG_FORMAT)
+# Every request starts with no tenant in the log context (a worker thread serves many tenants).
+MIDDLEWARE = ["keybuzz.logging.LogContextMiddleware", *MIDDLEWARE]
 
 KEYBUZZ_VERSION = env.str("KEYBUZZ_VERSION", default="")
 
@@ -300,3 +296,10 @@ AMAZON_POLL_CLAIM_BATCH = env.int("AMAZON_POLL_CLAIM_BATCH", default=20)
 # The mock: messages per poll window (3 gives the runbook's 3/3/3 check) and the window length.
 AMAZON_MOCK_MESSAGES_PER_POLL = env.int("AMAZON_MOCK_MESSAGES_PER_POLL", default=3)
 AMAZON_MOCK_WINDOW_SECONDS = env.int("AMAZON_MOCK_WINDOW_SECONDS", default=300)
+
+# --- Metrics (marketplaces.ops: `keybuzz_metrics`, GET /metrics, /admin/dashboard/) ----------------
+# Bearer token Prometheus sends to GET /metrics; empty disables the endpoint (it answers 404).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# A poller with no run, or an active connection not polled, for this many seconds is shown as
+# stalled on the dashboard and in `keybuzz_metrics` (3 cron periods of 5 minutes).
+METRICS_POLL_STALE_SECONDS = env.int("METRICS_POLL_STALE_SECONDS", default=900)

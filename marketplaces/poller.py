@@ -28,10 +28,12 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from keybuzz.db import insert_ignoring_conflicts, update_from_values
+from keybuzz.logging import log_context
 from keybuzz.secrets import SecretStoreError
 from marketplaces.amazon.app import AppCredentialsMissing, load_app_credentials
 from marketplaces.amazon.tokens import AccessTokenProvider, NeedsReauth, TokenRefreshFailed
 from marketplaces.models import ConnectionStatus, ExternalMessage, MarketplaceConnection, QuarantinedMessage
+from marketplaces.ops.services import poll_run_record
 from marketplaces.selectors import pollable_connections
 from marketplaces.sources import (
     FetchResult,
@@ -312,6 +314,13 @@ class ConnectionOutcome:
 
 def connection_poll(*, claimed: ClaimedConnection, source: MessageSource,
                     tokens: AccessTokenProvider) -> ConnectionOutcome:
+    # Every line logged while polling this connection carries its tenant and connection ids.
+    with log_context(tenant_id=claimed.snapshot.tenant_id, connection_id=claimed.snapshot.id):
+        return _connection_poll(claimed=claimed, source=source, tokens=tokens)
+
+
+def _connection_poll(*, claimed: ClaimedConnection, source: MessageSource,
+                     tokens: AccessTokenProvider) -> ConnectionOutcome:
     snap = claimed.snapshot
     tenant = snap.tenant_id
     logger.info("%s Starting poll for tenant: %s (connection %s, seller %s)", LOG, tenant, snap.id,
@@ -321,11 +330,12 @@ def connection_poll(*, claimed: ClaimedConnection, source: MessageSource,
                         if source.needs_access_token else None)
         fetched = source.fetch(snap, access_token=access_token)
     except NeedsReauth as exc:
-        logger.error("%s %s for tenant %s (connection %s): NEEDS_REAUTH", LOG, exc, tenant, snap.id)
+        # "Poll error" (the runbook's `amazon poller.*error`) and "Token refresh failed" (in exc) both match.
+        logger.error("%s Poll error for tenant %s (connection %s): %s; NEEDS_REAUTH", LOG, tenant, snap.id, exc)
         failure_record(connection_id=snap.id, error=str(exc), needs_reauth=True)
         return ConnectionOutcome(error=str(exc))
     except TokenRefreshFailed as exc:
-        logger.error("%s %s for tenant %s (connection %s); will retry", LOG, exc, tenant, snap.id)
+        logger.error("%s Poll error for tenant %s (connection %s): %s; will retry", LOG, tenant, snap.id, exc)
         failure_record(connection_id=snap.id, error=str(exc))
         return ConnectionOutcome(error=str(exc))
     except (SourceError, SecretStoreError) as exc:
@@ -384,6 +394,16 @@ class _Run:
         with self.lock:
             return frozenset(self.seen)
 
+    def take(self, claimed: list[ClaimedConnection]) -> tuple[list[ClaimedConnection], list[str]]:
+        """Marks claimed connections as this run's. Returns those no thread of the run took before,
+        and the ids of the others: with --force, a connection another thread polled and released
+        can be claimed again before that thread records it."""
+        with self.lock:
+            fresh = [c for c in claimed if c.snapshot.id not in self.seen]
+            taken = {c.snapshot.id for c in fresh}
+            self.seen.update(taken)
+            return fresh, [c.snapshot.id for c in claimed if c.snapshot.id not in taken]
+
     def record(self, connection_id: str, outcome: ConnectionOutcome) -> None:
         with self.lock:
             self.seen.add(connection_id)
@@ -416,6 +436,10 @@ def _worker_loop(run: _Run, *, worker: str, source: MessageSource, tokens: Acces
         run.give_back(wanted - len(claimed))
         if not claimed:
             return
+        claimed, again = run.take(claimed)
+        if again:  # already polled in this run: one poll per connection and run
+            leases_release(worker=worker, connection_ids=again)
+            run.give_back(len(again))
         for index, item in enumerate(claimed):
             if should_stop():
                 rest = [c.snapshot.id for c in claimed[index:]]
@@ -436,6 +460,7 @@ def poll_run(*, limit: int | None = None, tenant_id: str | None = None, connecti
     writers, always gets one. Raises PollerConfigurationError.
     """
     started = time.monotonic()
+    started_at = timezone.now()  # for the metrics' PollRun row
     worker = worker or worker_name()
     try:
         source = get_message_source()
@@ -471,4 +496,9 @@ def poll_run(*, limit: int | None = None, tenant_id: str | None = None, connecti
         if errors:
             raise errors[0]
     run.summary.seconds = time.monotonic() - started
+    # Metrics: the run's figures go to the database, where GET /metrics and the dashboard read them.
+    summary = run.summary
+    poll_run_record(worker=worker, started_at=started_at, connections=summary.connections, fetched=summary.fetched,
+                    new_messages=summary.new_messages, new_tickets=summary.new_tickets,
+                    quarantined=summary.quarantined, failures=summary.failures, seconds=summary.seconds)
     return run.summary
