@@ -8,7 +8,7 @@ if [ ! -x .venv/bin/python ]; then
   echo "==> Creating .venv with $($PYTHON --version)"
   "$PYTHON" -m venv .venv
 fi
-stamp=.venv/.installed-$(cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)-$(basename "$REQ_FILE" .txt)
+stamp=.venv/.installed-$(cat requirements.txt requirements-dev.txt constraints.txt | sha256sum | cut -c1-16)-$(basename "$REQ_FILE" .txt)
 if [ ! -f "$stamp" ]; then
   echo "==> Installing $REQ_FILE"
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$REQ_FILE"
