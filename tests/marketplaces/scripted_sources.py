@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from marketplaces.sources import FetchResult, SourceError
+from marketplaces.sources import FetchResult
 from marketplaces.sources.base import ConnectionSnapshot
 from marketplaces.sources.mock import MockAmazonSource
 
@@ -51,7 +51,3 @@ class TokenScriptedSource(ScriptedSource):
 
     needs_access_token = True
 
-
-class BrokenSource(ScriptedSource):
-    def fetch(self, connection: ConnectionSnapshot, *, access_token: str | None) -> FetchResult:
-        raise SourceError("Amazon answered 503 QuotaExceeded")
