@@ -88,6 +88,7 @@ class OAuthState(models.Model):
     used_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = "OAuth state"
         indexes = [models.Index(fields=["expires_at"], name="oauthstate_expires")]
 
     def __str__(self) -> str:
