@@ -1,15 +1,19 @@
 """Bulk writes the ORM does not offer, for PostgreSQL and SQLite.
 
-On PostgreSQL a statement passes one array per column and unnests it, so its text does not grow
-with the number of rows: psycopg parses it once and the server plans it cheaply. SQLite gets the
+On PostgreSQL a statement passes all its rows as one JSON parameter (`jsonb_to_recordset`), so its
+text does not grow with the number of rows: psycopg parses it once and the server plans it cheaply. SQLite gets the
 equivalent multi-row VALUES. Only quoted names from the models' meta and placeholders ever go
 into the SQL text; every value is a parameter.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from contextlib import contextmanager
+from datetime import date, datetime, time
+from decimal import Decimal
+from uuid import UUID
 
 from django.db import DEFAULT_DB_ALIAS, connections, models
 
@@ -48,15 +52,29 @@ def _cursor():
 
 def _batches(columns: Sequence[models.Field], items: Sequence) -> list[Sequence]:
     if _is_postgres():
-        return [items]  # one array per column: the parameter count does not grow with the rows
+        return [items]  # one JSON parameter: the parameter count does not grow with the rows
     size = max(1, _db().ops.bulk_batch_size(columns, items))
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def _unnest(columns: Sequence[models.Field], rows: list[list]) -> tuple[str, list]:
+def _json_default(value: object) -> object:
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, UUID | Decimal):
+        return str(value)
+    if hasattr(value, "obj"):  # psycopg's Jsonb wrapper, what Django prepares for a JSONField
+        return value.obj
+    raise TypeError(f"{type(value).__name__} cannot go into a bulk write")
+
+
+def _records(columns: Sequence[models.Field], rows: list[list]) -> tuple[str, list]:
+    """All rows as one JSON parameter, typed back into columns by the server. Encoding JSON is done
+    in C; psycopg's array adaptation would cost more Python time per value than the write itself."""
     db = _db()
-    arrays = ", ".join(f"%s::{f.db_type(db)}[]" for f in columns)
-    return f"unnest({arrays})", [[row[i] for row in rows] for i in range(len(columns))]
+    names = [f"v_{f.column}" for f in columns]
+    definition = ", ".join(f"{_quote(name)} {f.db_type(db)}" for name, f in zip(names, columns, strict=True))
+    payload = json.dumps([dict(zip(names, row, strict=True)) for row in rows], default=_json_default)
+    return f"jsonb_to_recordset(%s::jsonb) AS v ({definition})", [payload]
 
 
 def _values(columns: Sequence[models.Field], rows: list[list]) -> tuple[str, list]:
@@ -86,7 +104,7 @@ def insert_ignoring_conflicts(objs: Sequence[models.Model], *, conflict_fields: 
         for batch in _batches(fields, objs):
             rows = [[f.get_db_prep_save(f.pre_save(obj, add=True), db) for f in fields] for obj in batch]
             if _is_postgres():
-                source, params = _unnest(fields, rows)
+                source, params = _records(fields, rows)
                 source = f"SELECT * FROM {source}"
             else:
                 source, params = _values(fields, rows)
@@ -121,8 +139,8 @@ def update_from_values(model: type[models.Model], rows: Sequence[dict], *, field
         for batch in _batches(columns, rows):
             values = [[f.get_db_prep_save(row[f.attname], db) for f in columns] for row in batch]
             if _is_postgres():
-                source, params = _unnest(columns, values)
-                sql = f"UPDATE {table} SET {assignments} FROM {source} AS v ({names}) WHERE {match}"
+                source, params = _records(columns, values)
+                sql = f"UPDATE {table} SET {assignments} FROM {source} WHERE {match}"
             else:
                 source, params = _values(columns, values)
                 sql = f"WITH v ({names}) AS ({source}) UPDATE {table} SET {assignments} FROM v WHERE {match}"

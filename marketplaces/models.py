@@ -122,8 +122,6 @@ class ExternalMessage(models.Model):
         indexes = [
             models.Index(fields=["type", "created_at"], name="extmsg_type_created"),
             models.Index(fields=["tenant", "created_at"], name="extmsg_tenant_created"),
-            models.Index(fields=["connection", "thread_key"], name="extmsg_connection_thread"),
-            models.Index(fields=["order_id"], name="extmsg_order"),
         ]
 
     def __str__(self) -> str:

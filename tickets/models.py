@@ -50,7 +50,6 @@ class Ticket(models.Model):
             models.Index(fields=["tenant", "response_due_at"], name="ticket_tenant_due"),
             models.Index(fields=["tenant", "assignee", "status"], name="ticket_tenant_assignee"),
             models.Index(fields=["channel", "created_at"], name="ticket_channel_created"),
-            models.Index(fields=["order_id"], name="ticket_order"),
         ]
 
     def __str__(self) -> str:
