@@ -35,9 +35,8 @@ def _is_postgres() -> bool:
 @contextmanager
 def _cursor():
     """On PostgreSQL, a cursor binding its parameters on the server: Django's default client-side
-    binding would render every array element into the SQL text, which costs more than the write.
-    It shares the connection, hence the transaction, and Django wraps it as any cursor (errors,
-    query logging, execute wrappers)."""
+    binding would escape the whole JSON payload into the SQL text. It shares the connection, hence
+    the transaction, and Django wraps it as any cursor (errors, query logging, execute wrappers)."""
     db = _db()
     if db.vendor != "postgresql":
         with db.cursor() as cursor:
