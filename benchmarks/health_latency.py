@@ -22,7 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.openbao import free_port, running_openbao  # noqa: E402
+from tests.net import free_port  # noqa: E402
+from tests.openbao import running_openbao  # noqa: E402
 
 
 def measure(env: dict[str, str], requests: int) -> list[float]:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import itertools
 
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from keybuzz.models import Membership, Role, Tenant
 from keybuzz.services import token_obtain
+from marketplaces.models import ConnectionStatus, MarketplaceConnection
 
 User = get_user_model()
 _seq = itertools.count(1)
@@ -38,3 +40,20 @@ def api_client(membership: Membership | None = None) -> APIClient:
         pair = token_obtain(username=membership.user.username, password=PASSWORD, tenant_slug=membership.tenant.slug)
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {pair.access}")
     return client
+
+
+_NOW = object()
+
+
+def make_connection(tenant: Tenant | None = None, *, seller: str | None = None,
+                    status: str = ConnectionStatus.CONNECTED, app_source: str = "external_test",
+                    connected_at=_NOW, **fields) -> MarketplaceConnection:
+    """An Amazon connection as the OAuth callback leaves it (the secret itself is not written)."""
+    tenant = tenant or make_tenant()
+    seller = seller or fields.pop("selling_partner_id", None) or f"A{next(_seq):012d}"
+    fields.setdefault("region", "EU")
+    fields.setdefault("marketplace_ids", ["A13V1IB3VIYZZH"])
+    fields.setdefault("secret_ref", f"keybuzz/tenants/{tenant.id}/amazon/{seller}")
+    return MarketplaceConnection.objects.create(
+        tenant=tenant, selling_partner_id=seller, status=status, app_source=app_source,
+        connected_at=timezone.now() if connected_at is _NOW else connected_at, **fields)

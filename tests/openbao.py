@@ -40,7 +40,7 @@ def bao_binary() -> str:
     return found
 
 
-def free_port() -> int:
+def free_port_pair() -> int:
     """A loopback port that is free together with the next one (the dev server's cluster port)."""
     for _ in range(50):
         with socket.socket() as first:
@@ -109,7 +109,7 @@ def start_openbao(workdir: Path, *, timeout: float = START_TIMEOUT) -> OpenBao:
     env["HOME"] = str(workdir)
     last_error = ""
     for attempt in range(3):
-        port = free_port()
+        port = free_port_pair()
         server = OpenBao(addr=f"http://{HOST}:{port}", root_token=secrets.token_urlsafe(24),
                          log_path=workdir / f"bao-{port}.log")
         with open(server.log_path, "wb") as log:

@@ -1,18 +1,11 @@
 from __future__ import annotations
 
-import socket
-
 import pytest
 from django.db import connection
 from django.db.utils import OperationalError
 
 import keybuzz
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.net import free_port
 
 
 @pytest.mark.django_db

@@ -30,7 +30,7 @@ from keybuzz.logging import (
     redact,
 )
 from marketplaces.models import MarketplaceConnection
-from tests.factories import api_client, make_member, make_tenant
+from tests.factories import api_client, make_connection, make_member
 from tests.marketplaces.conftest import (
     ACCESS_TOKEN,
     CALLBACK_URL,
@@ -109,17 +109,6 @@ def parsed(line: str) -> dict[str, str]:
     match = LINE.match(line)
     assert match, f"not a KeyBuzz log line: {line!r}"
     return match.groupdict()
-
-
-def make_connection(tenant=None, *, seller: str = "A1LOGSELLER") -> MarketplaceConnection:
-    from django.utils import timezone
-
-    tenant = tenant or make_tenant()
-    return MarketplaceConnection.objects.create(
-        tenant=tenant, selling_partner_id=seller, status="CONNECTED", app_source="external_test", region="EU",
-        marketplace_ids=["A13V1IB3VIYZZH"], secret_ref=f"keybuzz/tenants/{tenant.id}/amazon/{seller}",
-        connected_at=timezone.now(),
-    )
 
 
 def poll(*args: str) -> int:

@@ -24,7 +24,8 @@ from keybuzz.secrets import (
     VaultSecretStore,
     get_secret_store,
 )
-from tests.openbao import free_port, running_openbao
+from tests.net import free_port
+from tests.openbao import running_openbao
 
 REFRESH_TOKEN = "Atzr|IwEBIA-refresh-token-value"
 

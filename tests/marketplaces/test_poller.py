@@ -17,7 +17,7 @@ from django.utils import timezone
 from keybuzz.secrets import get_secret_store
 from marketplaces.models import ConnectionStatus, ExternalMessage, MarketplaceConnection, QuarantinedMessage
 from marketplaces.poller import poll_run
-from tests.factories import make_tenant
+from tests.factories import make_connection
 from tests.marketplaces.scripted_sources import ScriptedSource, TokenScriptedSource, raw_message
 from tickets.models import Direction, Ticket, TicketMessage, TicketStatus
 
@@ -25,16 +25,6 @@ pytestmark = pytest.mark.django_db
 
 LWA_URL = "https://api.amazon.com/auth/o2/token"
 REFRESH_TOKEN = "Atzr|poller-test-refresh-token-0123456789"
-
-
-def make_connection(tenant=None, *, seller: str = "A1SELLER", status: str = ConnectionStatus.CONNECTED,
-                    app_source: str = "external_test", **extra) -> MarketplaceConnection:
-    tenant = tenant or make_tenant()
-    return MarketplaceConnection.objects.create(
-        tenant=tenant, selling_partner_id=seller, status=status, app_source=app_source, region="EU",
-        marketplace_ids=["A13V1IB3VIYZZH"], secret_ref=f"keybuzz/tenants/{tenant.id}/amazon/{seller}",
-        connected_at=timezone.now(), **extra,
-    )
 
 
 def poll(*args: str) -> tuple[int, str]:

@@ -10,7 +10,8 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from keybuzz.models import Tenant
-from marketplaces.models import ConnectionStatus, ExternalMessage, MarketplaceConnection, QuarantinedMessage
+from marketplaces.models import ExternalMessage, MarketplaceConnection, QuarantinedMessage
+from tests import factories
 from tickets.models import Ticket
 
 # pytest-django's live server (the browser test) listens on 127.0.0.1 only, not on every
@@ -21,14 +22,10 @@ _seq = itertools.count(1)
 SUPERADMIN_PASSWORD = "pw-superadmin-metrics-123"
 
 
-def make_connection(tenant: Tenant, *, status: str = ConnectionStatus.CONNECTED, app_source: str = "external_test",
-                    last_polled_at: datetime | None = None, connected_at: datetime | None = None,
+def make_connection(tenant: Tenant, *, last_polled_at: datetime | None = None, connected_at: datetime | None = None,
                     **fields) -> MarketplaceConnection:
-    seller = fields.pop("selling_partner_id", f"A{next(_seq):012d}")
-    return MarketplaceConnection.objects.create(
-        tenant=tenant, selling_partner_id=seller, status=status, app_source=app_source, region="EU",
-        secret_ref=f"keybuzz/tenants/{tenant.id}/amazon/{seller}", last_polled_at=last_polled_at,
-        connected_at=connected_at, **fields)
+    """Unlike the shared factory, no connected_at unless given: the figures read both times."""
+    return factories.make_connection(tenant, last_polled_at=last_polled_at, connected_at=connected_at, **fields)
 
 
 def make_message(connection: MarketplaceConnection, *, created_at: datetime) -> ExternalMessage:

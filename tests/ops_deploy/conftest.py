@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
@@ -29,12 +28,6 @@ def find_tool(name: str) -> str:
     if os.environ.get("KEYBUZZ_DEPLOY_TOOLS_REQUIRED") == "1":
         pytest.fail(message)
     pytest.skip(message)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def render(text: str, replacements: dict[str, str]) -> str:

@@ -49,6 +49,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from tests.net import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "DEPLOY.md"
 APP_DIR = "/opt/keybuzz/keybuzz-backend"
@@ -185,12 +187,6 @@ def match_expected(expected: str, output: str) -> list[str]:
 
 
 # --- The sandbox ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def find_tool(name: str) -> str:

@@ -12,7 +12,8 @@ import subprocess
 import time
 import urllib.request
 
-from tests.ops_deploy.conftest import ROOT, free_port
+from tests.net import free_port
+from tests.ops_deploy.conftest import ROOT
 
 CONF = ROOT / "deploy" / "gunicorn.conf.py"
 GUNICORN = ROOT / ".venv" / "bin" / "gunicorn"

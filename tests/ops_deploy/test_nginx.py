@@ -13,7 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.ops_deploy.conftest import find_tool, free_port
+from tests.net import free_port
+from tests.ops_deploy.conftest import find_tool
 from tests.ops_deploy.nginx_sandbox import HOST, prepare
 
 

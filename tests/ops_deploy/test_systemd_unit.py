@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.ops_deploy.conftest import APP_DIR, ROOT, find_tool, free_port, render
+from tests.net import free_port
+from tests.ops_deploy.conftest import APP_DIR, ROOT, find_tool, render
 
 UNIT = "keybuzz-backend.service"
 

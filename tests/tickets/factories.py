@@ -8,16 +8,9 @@ from datetime import datetime, timedelta
 from django.utils import timezone
 
 from keybuzz.models import Tenant
-from marketplaces.models import ConnectionStatus, MarketplaceConnection
 from tickets.models import DeliveryStatus, Direction, Ticket, TicketMessage, TicketStatus
 
 _seq = itertools.count(1)
-
-
-def make_connection(tenant: Tenant, **fields) -> MarketplaceConnection:
-    fields.setdefault("selling_partner_id", f"A{next(_seq):012d}")
-    fields.setdefault("status", ConnectionStatus.CONNECTED)
-    return MarketplaceConnection.objects.create(tenant=tenant, **fields)
 
 
 def make_ticket(tenant: Tenant, *, inbound: str | None = "Where is my parcel?", at: datetime | None = None,

@@ -8,8 +8,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from keybuzz.models import Role
-from tests.factories import api_client, make_member, make_tenant
-from tests.tickets.factories import add_message, make_connection, make_ticket
+from tests.factories import api_client, make_connection, make_member, make_tenant
+from tests.tickets.factories import add_message, make_ticket
 from tickets.models import DeliveryStatus, Direction, TicketStatus
 
 URL = "/api/v1/tickets/"
