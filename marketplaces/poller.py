@@ -396,8 +396,8 @@ class _Run:
 
     def take(self, claimed: list[ClaimedConnection]) -> tuple[list[ClaimedConnection], list[str]]:
         """Marks claimed connections as this run's. Returns those no thread of the run took before,
-        and the ids of the others: with --force, a connection another thread polled and released
-        can be claimed again before that thread records it."""
+        and the ids of the others: with --force, a connection another thread has polled and
+        released can be claimed again by a thread whose `polled()` snapshot predates it."""
         with self.lock:
             fresh = [c for c in claimed if c.snapshot.id not in self.seen]
             taken = {c.snapshot.id for c in fresh}
@@ -406,7 +406,6 @@ class _Run:
 
     def record(self, connection_id: str, outcome: ConnectionOutcome) -> None:
         with self.lock:
-            self.seen.add(connection_id)
             s = self.summary
             s.connections += 1
             s.fetched += outcome.fetched
