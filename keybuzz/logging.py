@@ -200,6 +200,11 @@ def _pieces(fmt: str) -> tuple[dict, dict]:
     return formatters, filters
 
 
+# Every handler writes through the context and redaction filters, in the chosen format.
+_STREAM_HANDLER = {"class": "logging.StreamHandler", "formatter": "keybuzz",
+                   "filters": ["keybuzz_context", "keybuzz_redact"]}
+
+
 def logging_config(*, level: str = "INFO", fmt: str = "line") -> dict[str, Any]:
     """Django's LOGGING: everything goes to stderr (journald, or the cron job's log file)."""
     formatters, filters = _pieces(fmt)
@@ -208,10 +213,7 @@ def logging_config(*, level: str = "INFO", fmt: str = "line") -> dict[str, Any]:
         "disable_existing_loggers": False,
         "formatters": formatters,
         "filters": filters,
-        "handlers": {
-            "console": {"class": "logging.StreamHandler", "formatter": "keybuzz",
-                        "filters": ["keybuzz_context", "keybuzz_redact"]},
-        },
+        "handlers": {"console": dict(_STREAM_HANDLER)},
         "root": {"handlers": ["console"], "level": level.upper()},
         "loggers": {
             # Django's own console handler would print its records a second time through the root.
@@ -226,16 +228,14 @@ def logging_config(*, level: str = "INFO", fmt: str = "line") -> dict[str, Any]:
 def gunicorn_logconfig(*, level: str = "INFO", fmt: str = "line") -> dict[str, Any]:
     """gunicorn's `logconfig_dict`: its error log (stderr) and access log (stdout) in the same format."""
     formatters, filters = _pieces(fmt)
-    handler = {"class": "logging.StreamHandler", "formatter": "keybuzz",
-               "filters": ["keybuzz_context", "keybuzz_redact"]}
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": formatters,
         "filters": filters,
         "handlers": {
-            "keybuzz_stderr": {**handler, "stream": "ext://sys.stderr"},
-            "keybuzz_stdout": {**handler, "stream": "ext://sys.stdout"},
+            "keybuzz_stderr": {**_STREAM_HANDLER, "stream": "ext://sys.stderr"},
+            "keybuzz_stdout": {**_STREAM_HANDLER, "stream": "ext://sys.stdout"},
         },
         "root": {"handlers": ["keybuzz_stderr"], "level": level.upper()},
         "loggers": {
