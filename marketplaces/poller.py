@@ -463,11 +463,11 @@ def poll_run(*, limit: int | None = None, tenant_id: str | None = None, connecti
     worker = worker or worker_name()
     try:
         source = get_message_source()
-        if source.needs_access_token:
-            load_app_credentials()
+        # Checked once up front (a missing app is the operator's to fix), then reused for every token.
+        app = load_app_credentials() if source.needs_access_token else None
     except (SourceConfigurationError, AppCredentialsMissing) as exc:
         raise PollerConfigurationError(str(getattr(exc, "message", exc))) from None
-    tokens = tokens or AccessTokenProvider()
+    tokens = tokens or AccessTokenProvider(app=app)
     workers = 1 if connection.vendor == "sqlite" else max(workers or settings.AMAZON_POLL_WORKERS, 1)
 
     run = _Run(limit)
