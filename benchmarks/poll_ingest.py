@@ -111,7 +111,8 @@ def main() -> None:
     workers = args.workers or settings.AMAZON_POLL_WORKERS
     rss_late = rss_mib()
     total = summary.new_messages
-    assert summary.failures == 0 and total == args.connections * args.messages, summary
+    if summary.failures or total != args.connections * args.messages:
+        sys.exit(f"benchmark run failed: {summary.failures} connections failed, {total} new messages (see the log)")
 
     plain_rate = plain_insert_rate(url, args.connections, args.messages)
     rate = total / elapsed

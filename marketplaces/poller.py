@@ -27,7 +27,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from keybuzz.db import insert_ignoring_conflicts, update_from_values
+from keybuzz.db import insert_rows, update_rows
 from keybuzz.logging import log_context
 from keybuzz.secrets import SecretStoreError
 from marketplaces.amazon.app import AppCredentialsMissing, load_app_credentials
@@ -214,15 +214,13 @@ def _clean_json(value: Any, *, for_quarantine: bool = False) -> Any:
 def _file(snap: ConnectionSnapshot, good: list[tuple[dict, ParsedMessage]]) -> IngestResult:
     """Inserts the new messages (the unique constraint drops known ones) and files them as tickets."""
     rows = [
-        ExternalMessage(
-            tenant_id=snap.tenant_id, connection_id=snap.id, external_id=p.external_id, thread_key=p.thread_key,
-            order_id=_clean(p.order_id)[:64], sender=_clean(p.sender)[:255], subject=_clean(p.subject)[:500],
-            body=_clean(p.body), sent_at=p.sent_at, raw=_clean_json(raw),
-        )
+        {"external_id": p.external_id, "thread_key": p.thread_key, "order_id": _clean(p.order_id)[:64],
+         "sender": _clean(p.sender)[:255], "subject": _clean(p.subject)[:500], "body": _clean(p.body),
+         "sent_at": p.sent_at, "raw": _clean_json(raw)}
         for raw, p in good
     ]
-    inserted = {external_id: pk for pk, external_id in insert_ignoring_conflicts(
-        rows, conflict_fields=["connection", "external_id"], returning=["id", "external_id"])}
+    inserted = dict(insert_rows(ExternalMessage, rows, shared={"tenant_id": snap.tenant_id, "connection_id": snap.id},
+                                conflict_fields=["connection", "external_id"], returning=["external_id", "id"]))
     filed = inbound_messages_file(
         tenant_id=snap.tenant_id, connection_id=snap.id, channel="AMAZON",
         messages=[
@@ -232,8 +230,8 @@ def _file(snap: ConnectionSnapshot, good: list[tuple[dict, ParsedMessage]]) -> I
             for _, p in good if p.external_id in inserted
         ],
     )
-    update_from_values(ExternalMessage, [{"id": pk, "ticket_id": ticket_id}
-                                         for pk, ticket_id in filed.ticket_by_message.items()], fields=["ticket"])
+    update_rows(ExternalMessage, [{"id": pk, "ticket_id": ticket} for pk, ticket in filed.ticket_by_message.items()],
+                fields=["ticket"])
     return IngestResult(new_messages=len(inserted), new_tickets=filed.tickets_created)
 
 
@@ -269,11 +267,12 @@ def _commit(claimed: ClaimedConnection, fetch: FetchResult, good: list[tuple[dic
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                 bad.append((item[0], f"cannot be stored: {type(exc).__name__}: {reason}"))
 
-    quarantined = insert_ignoring_conflicts(
-        [QuarantinedMessage(tenant_id=snap.tenant_id, connection_id=snap.id,
-                            external_id=_clean(str(raw.get("messageId") or raw.get("id") or ""))[:255] or None,
-                            reason=reason[:MAX_ERROR_LENGTH], raw=_clean_json(raw, for_quarantine=True))
+    quarantined = insert_rows(
+        QuarantinedMessage,
+        [{"external_id": _clean(str(raw.get("messageId") or raw.get("id") or ""))[:255] or None,
+          "reason": reason[:MAX_ERROR_LENGTH], "raw": _clean_json(raw, for_quarantine=True)}
          for raw, reason in bad],
+        shared={"tenant_id": snap.tenant_id, "connection_id": snap.id},
         conflict_fields=["connection", "external_id"], returning=["id"],
     )
     MarketplaceConnection.objects.filter(id=snap.id).update(

@@ -12,9 +12,8 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.db import transaction
-from django.utils import timezone
 
-from keybuzz.db import insert_ignoring_conflicts, update_from_values
+from keybuzz.db import OnConflict, insert_rows
 from tickets.models import Direction, Ticket, TicketMessage, TicketStatus
 
 # Amazon expects sellers to answer buyer messages within 24 hours.
@@ -56,53 +55,35 @@ def inbound_messages_file(*, tenant_id: UUID, connection_id: UUID, channel: str,
     by_thread: dict[str, list[InboundMessage]] = {}
     for message in ordered:
         by_thread.setdefault(message.thread_key, []).append(message)
-    now = timezone.now()
 
-    tickets = {t.thread_key: t for t in Ticket.objects.filter(connection_id=connection_id,
-                                                             thread_key__in=list(by_thread))
-               .only("id", "thread_key", "status", "last_message_at", "response_due_at")}
-    created = 0
-    new_rows: dict[str, Ticket] = {}
-    missing = [key for key in by_thread if key not in tickets]
-    if missing:
-        # New tickets are written with their final state, so only existing ones need an UPDATE.
-        for key in missing:
-            first, last = by_thread[key][0], by_thread[key][-1]
-            new_rows[key] = Ticket(
-                tenant_id=tenant_id, channel=channel, connection_id=connection_id, thread_key=key,
-                subject=first.subject[:500], customer_name=first.customer_name[:255],
-                customer_ref=first.customer_ref[:255], order_id=first.order_id[:64], status=TicketStatus.OPEN,
-                last_message_at=last.sent_at, response_due_at=first.sent_at + RESPONSE_TIME,
-            )
-        # A concurrent poller may create the same thread's ticket: the unique constraint decides,
-        # and the loser treats the winner's row as an existing ticket.
-        inserted = insert_ignoring_conflicts(list(new_rows.values()), conflict_fields=["connection", "thread_key"],
-                                             returning=["id", "thread_key"])
-        for pk, key in inserted:
-            new_rows[key].id = pk
-        created = len(inserted)
-        lost = [key for key in missing if new_rows[key].id is None]
-        if lost:
-            tickets.update({t.thread_key: t for t in Ticket.objects.filter(connection_id=connection_id,
-                                                                          thread_key__in=lost)})
+    # One upsert per batch: a new thread's ticket is written in its final state; an existing one
+    # (even one a concurrent poller has just created: the unique constraint decides) is reopened,
+    # its last message time moves forward and an answered ticket's clock starts again.
+    ticket_rows = []
+    for key, thread in by_thread.items():
+        first, last = thread[0], thread[-1]
+        ticket_rows.append({
+            "thread_key": key, "subject": first.subject[:500], "customer_name": first.customer_name[:255],
+            "customer_ref": first.customer_ref[:255], "order_id": first.order_id[:64],
+            "last_message_at": last.sent_at, "response_due_at": first.sent_at + RESPONSE_TIME,
+        })
+    filed = insert_rows(
+        Ticket, ticket_rows, conflict_fields=["connection", "thread_key"],
+        shared={"tenant_id": tenant_id, "channel": channel, "connection_id": connection_id,
+                "status": TicketStatus.OPEN},
+        update={"status": OnConflict.NEW, "updated_at": OnConflict.NEW, "last_message_at": OnConflict.LATEST,
+                "response_due_at": OnConflict.KEEP},
+        returning=["thread_key", "id", "created_at", "updated_at"],
+    )
+    ticket_ids = {key: pk for key, pk, _, _ in filed}
+    # A new row's two timestamps are the statement's one `now`; an updated row keeps its creation time.
+    created = sum(1 for _, _, created_at, updated_at in filed if created_at == updated_at)
 
-    existing = [tickets[key] for key in by_thread if key in tickets]
-    for ticket in existing:
-        thread = by_thread[ticket.thread_key]
-        ticket.last_message_at = max(filter(None, [ticket.last_message_at, thread[-1].sent_at]))
-        if ticket.response_due_at is None:  # answered until now: the clock starts again
-            ticket.response_due_at = thread[0].sent_at + RESPONSE_TIME
-        ticket.status = TicketStatus.OPEN  # the buyer is waiting again, whatever the status was
-        ticket.updated_at = now
-    update_from_values(Ticket, [t.__dict__ for t in existing],
-                       fields=["status", "last_message_at", "response_due_at", "updated_at"])
-
-    ticket_ids = {key: (tickets[key] if key in tickets else new_rows[key]).id for key in by_thread}
-    insert_ignoring_conflicts(
-        [TicketMessage(tenant_id=tenant_id, ticket_id=ticket_ids[m.thread_key], direction=Direction.INBOUND,
-                       author_name=m.customer_name[:255], body=m.body, external_message_id=m.external_message_id,
-                       sent_at=m.sent_at)
-         for m in ordered],
+    insert_rows(
+        TicketMessage,
+        [{"ticket_id": ticket_ids[m.thread_key], "author_name": m.customer_name[:255], "body": m.body,
+          "external_message_id": m.external_message_id, "sent_at": m.sent_at} for m in ordered],
+        shared={"tenant_id": tenant_id, "direction": Direction.INBOUND},
         conflict_fields=["external_message"], returning=["id"],
     )
     return InboundResult(tickets_created=created,
