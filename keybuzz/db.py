@@ -14,9 +14,11 @@ placeholders ever go into the SQL text; every value is a parameter.
 from __future__ import annotations
 
 import enum
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
@@ -69,29 +71,6 @@ def _json_default(value: object) -> object:
     raise TypeError(f"{type(value).__name__} cannot go into a bulk write")
 
 
-def _recordset(fields: Sequence[models.Field], rows: Sequence[Mapping[str, Any]]) -> tuple[str, list]:
-    """`jsonb_to_recordset(…) AS v (…)` over the rows' values of `fields`, and its one parameter.
-    Encoding JSON is done in C; psycopg's array adaptation would cost more Python time per value
-    than the write itself. The server types each value back by its column's definition."""
-    db = _db()
-    definition = ", ".join(f"{_quote(f.attname)} {f.db_type(db)}" for f in fields)
-    return f"jsonb_to_recordset(%s::jsonb) AS v ({definition})", [json.dumps(rows, default=_json_default)]
-
-
-def _values(fields: Sequence[models.Field], rows: Sequence[Mapping[str, Any]], *,
-            shared: Mapping[str, Any] | None = None) -> tuple[str, list]:
-    """Multi-row VALUES for SQLite: each value prepared by its field, `shared` repeated per row."""
-    db = _db()
-    shared = shared or {}
-    prepared_shared = [f.get_db_prep_save(shared[f.attname], db) for f in fields if f.attname in shared]
-    row_sql = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    params: list = []
-    for row in rows:
-        params.extend(f.get_db_prep_save(row[f.attname], db) for f in fields if f.attname not in shared)
-        params.extend(prepared_shared)
-    return "VALUES " + ", ".join([row_sql] * len(rows)), params
-
-
 def _sqlite_batches(rows: Sequence, width: int) -> list[Sequence]:
     # SQLite caps the number of parameters of a statement.
     size = max(1, _db().features.max_query_params // max(width, 1))
@@ -117,6 +96,48 @@ def _conflict_update(table: str, field: models.Field, rule: OnConflict) -> str:
     return f"{column} = {value}"
 
 
+@dataclass(frozen=True)
+class _Insert:
+    """The text of one shape of bulk insert, built once per process: building it costs more
+    Python time than the database spends on a small batch."""
+
+    varying: tuple[models.Field, ...]  # from the rows
+    fixed: tuple[models.Field, ...]  # one value for all rows: `shared`, else the default
+    head: str  # up to the rows' source
+    tail: str  # ON CONFLICT … RETURNING …
+
+
+@functools.lru_cache(maxsize=128)
+def _insert_statement(model: type[models.Model], keys: frozenset[str], conflict_fields: tuple[str, ...],
+                      returning: tuple[str, ...], update: tuple[tuple[str, OnConflict], ...], vendor: str) -> _Insert:
+    db = _db()
+    meta = model._meta
+    fields = [f for f in meta.concrete_fields if not isinstance(f, models.AutoField)]
+    varying = tuple(f for f in fields if f.attname in keys)
+    fixed = tuple(f for f in fields if f.attname not in keys)
+    table = _quote(meta.db_table)
+    conflict = ", ".join(_quote(meta.get_field(name).column) for name in conflict_fields)
+    if update:
+        action = "DO UPDATE SET " + ", ".join(_conflict_update(table, meta.get_field(name), rule)
+                                              for name, rule in update)
+    else:
+        action = "DO NOTHING"
+    tail = f" ON CONFLICT ({conflict}) {action} RETURNING " + ", ".join(
+        _quote(meta.get_field(name).column) for name in returning)
+    if vendor == "postgresql":
+        # Values common to all rows are parameters of the SELECT list, cast to their column's type;
+        # the rows come as one JSON parameter (`_recordset`).
+        select = ", ".join(f"CAST(%s AS {f.db_type(db)})" if f in fixed else f"v.{_quote(f.attname)}"
+                           for f in fields)
+        definition = ", ".join(f"{_quote(f.attname)} {f.db_type(db)}" for f in varying)
+        columns = ", ".join(_quote(f.column) for f in fields)
+        head = (f"INSERT INTO {table} ({columns}) SELECT {select} "
+                f"FROM jsonb_to_recordset(%s::jsonb) AS v ({definition})")
+    else:
+        head = f"INSERT INTO {table} (" + ", ".join(_quote(f.column) for f in (*varying, *fixed)) + ") "
+    return _Insert(varying=varying, fixed=fixed, head=head, tail=tail)
+
+
 def insert_rows(model: type[models.Model], rows: Sequence[Mapping[str, Any]], *, conflict_fields: Sequence[str],
                 returning: Sequence[str], shared: Mapping[str, Any] | None = None,
                 update: Mapping[str, OnConflict] | None = None) -> list[tuple]:
@@ -132,71 +153,25 @@ def insert_rows(model: type[models.Model], rows: Sequence[Mapping[str, Any]], *,
     """
     if not rows:
         return []
-    meta = model._meta
     db = _db()
-    fields = [f for f in meta.concrete_fields if not isinstance(f, models.AutoField)]
-    varying = [f for f in fields if f.attname in rows[0]]
+    statement = _insert_statement(model, frozenset(rows[0]), tuple(conflict_fields), tuple(returning),
+                                  tuple((update or {}).items()), db.vendor)
+    shared = shared or {}
     now = timezone.now()
-    fixed = {f.attname: (shared[f.attname] if shared and f.attname in shared else _default(f, now))
-             for f in fields if f.attname not in rows[0]}
-    table = _quote(meta.db_table)
-    conflict = ", ".join(_quote(meta.get_field(name).column) for name in conflict_fields)
-    returned = ", ".join(_quote(meta.get_field(name).column) for name in returning)
-    if update:
-        action = "DO UPDATE SET " + ", ".join(_conflict_update(table, meta.get_field(name), rule)
-                                              for name, rule in update.items())
-    else:
-        action = "DO NOTHING"
-
-    if db.vendor == "postgresql":
-        columns = ", ".join(_quote(f.column) for f in fields)
-        recordset, params = _recordset(varying, rows)
-        # Values common to all rows are parameters of the SELECT list, cast to their column's type.
-        select = ", ".join(f"CAST(%s AS {f.db_type(db)})" if f.attname in fixed else f"v.{_quote(f.attname)}"
-                           for f in fields)
-        fixed_params = [f.get_db_prep_save(fixed[f.attname], db) for f in fields if f.attname in fixed]
-        with _cursor() as cursor:
-            cursor.execute(f"INSERT INTO {table} ({columns}) SELECT {select} FROM {recordset} "
-                           f"ON CONFLICT ({conflict}) {action} RETURNING {returned}", [*fixed_params, *params])
+    fixed = [f.get_db_prep_save(shared[f.attname] if f.attname in shared else _default(f, now), db)
+             for f in statement.fixed]
+    with _cursor() as cursor:
+        if db.vendor == "postgresql":
+            cursor.execute(statement.head + statement.tail, [*fixed, json.dumps(rows, default=_json_default)])
             return cursor.fetchall()
-
-    order = [*varying, *(f for f in fields if f.attname in fixed)]
-    columns = ", ".join(_quote(f.column) for f in order)
-    written: list[tuple] = []
-    with _cursor() as cursor:
-        for batch in _sqlite_batches(rows, len(order)):
-            source, params = _values(order, batch, shared=fixed)
-            cursor.execute(f"INSERT INTO {table} ({columns}) {source} ON CONFLICT ({conflict}) {action} "
-                           f"RETURNING {returned}", params)
+        written: list[tuple] = []
+        width = len(statement.varying) + len(statement.fixed)
+        row_sql = "(" + ", ".join(["%s"] * width) + ")"
+        for batch in _sqlite_batches(rows, width):
+            params: list = []
+            for row in batch:
+                params.extend(f.get_db_prep_save(row[f.attname], db) for f in statement.varying)
+                params.extend(fixed)
+            cursor.execute(statement.head + "VALUES " + ", ".join([row_sql] * len(batch)) + statement.tail, params)
             written.extend(cursor.fetchall())
-    return written
-
-
-def update_rows(model: type[models.Model], rows: Sequence[Mapping[str, Any]], *, fields: Sequence[str]) -> int:
-    """One UPDATE setting `fields` per primary key, from rows keyed by attribute name (`id`,
-    `ticket_id`, …).
-
-    `bulk_update` builds a CASE expression per row and field, which costs far more Python time than
-    the database spends; here each row is a plain list of parameters.
-    """
-    if not rows:
-        return 0
-    meta = model._meta
-    pk = meta.pk
-    columns = [pk, *(meta.get_field(name) for name in fields)]
-    table = _quote(meta.db_table)
-    assignments = ", ".join(f"{_quote(f.column)} = v.{_quote(f.attname)}" for f in columns[1:])
-    match = f"{table}.{_quote(pk.column)} = v.{_quote(pk.attname)}"
-    with _cursor() as cursor:
-        if _db().vendor == "postgresql":
-            source, params = _recordset(columns, rows)
-            cursor.execute(f"UPDATE {table} SET {assignments} FROM {source} WHERE {match}", params)
-            return cursor.rowcount
-        names = ", ".join(_quote(f.attname) for f in columns)
-        updated = 0
-        for batch in _sqlite_batches(rows, len(columns)):
-            source, params = _values(columns, batch)
-            cursor.execute(f"WITH v ({names}) AS ({source}) UPDATE {table} SET {assignments} FROM v WHERE {match}",
-                           params)
-            updated += cursor.rowcount
-        return updated
+        return written

@@ -92,7 +92,8 @@ class ExternalMessageAdmin(ReadOnlyAdmin):
     list_filter = ["type", "tenant"]
     search_fields = ["external_id", "order_id", "subject", "thread_key", "connection__selling_partner_id"]
     date_hierarchy = "created_at"
-    list_select_related = ["tenant", "connection"]
+    list_select_related = ["tenant", "connection", "ticket_message__ticket"]
+    readonly_fields = ["ticket"]
 
 
 @admin.register(QuarantinedMessage)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import models
 
 from keybuzz.models import Tenant
@@ -99,8 +100,10 @@ class ExternalMessage(models.Model):
     """A message exactly as fetched from a marketplace. (connection, external_id) is unique:
     that constraint, not a lookup, is what makes every poll idempotent."""
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="external_messages")
-    connection = models.ForeignKey(MarketplaceConnection, on_delete=models.CASCADE, related_name="messages")
+    # No index of their own: (tenant, created_at) and the (connection, external_id) constraint lead with them.
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="external_messages", db_index=False)
+    connection = models.ForeignKey(MarketplaceConnection, on_delete=models.CASCADE, related_name="messages",
+                                   db_index=False)
     type = models.CharField(max_length=16, choices=MarketplaceType.choices, default=MarketplaceType.AMAZON)
     external_id = models.CharField(max_length=255)
     thread_key = models.CharField(max_length=255)
@@ -111,9 +114,6 @@ class ExternalMessage(models.Model):
     sent_at = models.DateTimeField()
     raw = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    ticket = models.ForeignKey(
-        "tickets.Ticket", on_delete=models.SET_NULL, null=True, blank=True, related_name="external_messages"
-    )
 
     class Meta:
         constraints = [
@@ -126,6 +126,16 @@ class ExternalMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} message {self.external_id}"
+
+    @property
+    def ticket(self):
+        """The ticket the message was filed in. The link is stored once, on its TicketMessage
+        (`external_message`, unique): a second copy here would cost the poller an UPDATE of
+        every message it inserts."""
+        try:
+            return self.ticket_message.ticket
+        except ObjectDoesNotExist:
+            return None
 
 
 class QuarantinedMessage(models.Model):

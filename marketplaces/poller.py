@@ -27,7 +27,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from keybuzz.db import insert_rows, update_rows
+from keybuzz.db import insert_rows
 from keybuzz.logging import log_context
 from keybuzz.secrets import SecretStoreError
 from marketplaces.amazon.app import AppCredentialsMissing, load_app_credentials
@@ -221,7 +221,7 @@ def _file(snap: ConnectionSnapshot, good: list[tuple[dict, ParsedMessage]]) -> I
     ]
     inserted = dict(insert_rows(ExternalMessage, rows, shared={"tenant_id": snap.tenant_id, "connection_id": snap.id},
                                 conflict_fields=["connection", "external_id"], returning=["external_id", "id"]))
-    filed = inbound_messages_file(
+    tickets_created = inbound_messages_file(
         tenant_id=snap.tenant_id, connection_id=snap.id, channel="AMAZON",
         messages=[
             InboundMessage(external_message_id=inserted[p.external_id], thread_key=p.thread_key, sent_at=p.sent_at,
@@ -230,9 +230,7 @@ def _file(snap: ConnectionSnapshot, good: list[tuple[dict, ParsedMessage]]) -> I
             for _, p in good if p.external_id in inserted
         ],
     )
-    update_rows(ExternalMessage, [{"id": pk, "ticket_id": ticket} for pk, ticket in filed.ticket_by_message.items()],
-                fields=["ticket"])
-    return IngestResult(new_messages=len(inserted), new_tickets=filed.tickets_created)
+    return IngestResult(new_messages=len(inserted), new_tickets=tickets_created)
 
 
 def messages_ingest(*, claimed: ClaimedConnection, fetch: FetchResult, source: MessageSource) -> IngestResult:

@@ -32,22 +32,17 @@ class InboundMessage:
     customer_ref: str = ""
 
 
-@dataclass(frozen=True)
-class InboundResult:
-    tickets_created: int
-    ticket_by_message: dict[int, int]  # external_message_id → ticket id
-
-
 def inbound_messages_file(*, tenant_id: UUID, connection_id: UUID, channel: str,
-                          messages: Sequence[InboundMessage]) -> InboundResult:
+                          messages: Sequence[InboundMessage]) -> int:
     """Find or create each message's ticket by thread key, add the messages to it, move its clock.
+    Returns the number of tickets created.
 
     A follow-up lands on its thread's ticket and reopens it (whatever its status: the buyer is
     waiting again). The response due time is the first unanswered message's time + 24 h; an agent's
     reply clears it (tickets.services).
     """
     if not messages:
-        return InboundResult(tickets_created=0, ticket_by_message={})
+        return 0
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("inbound_messages_file must run inside the caller's transaction")
 
@@ -86,5 +81,4 @@ def inbound_messages_file(*, tenant_id: UUID, connection_id: UUID, channel: str,
         shared={"tenant_id": tenant_id, "direction": Direction.INBOUND},
         conflict_fields=["external_message"], returning=["id"],
     )
-    return InboundResult(tickets_created=created,
-                         ticket_by_message={m.external_message_id: ticket_ids[m.thread_key] for m in ordered})
+    return created

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 
 from keybuzz.models import Tenant
 
@@ -20,10 +21,13 @@ class TicketStatus(models.TextChoices):
 
 
 class Ticket(models.Model):
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="tickets")
+    # Foreign keys without an index of their own where a composite index or constraint leads with
+    # them, or with a partial one where most rows are NULL: every index costs each poll a write.
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="tickets", db_index=False)
     channel = models.CharField(max_length=16, choices=Channel.choices, default=Channel.AMAZON)
     connection = models.ForeignKey(
-        "marketplaces.MarketplaceConnection", on_delete=models.PROTECT, null=True, blank=True, related_name="tickets"
+        "marketplaces.MarketplaceConnection", on_delete=models.PROTECT, null=True, blank=True, related_name="tickets",
+        db_index=False,
     )
     thread_key = models.CharField(max_length=255)
     subject = models.CharField(max_length=500, blank=True)
@@ -32,7 +36,8 @@ class Ticket(models.Model):
     order_id = models.CharField(max_length=64, blank=True)
     status = models.CharField(max_length=16, choices=TicketStatus.choices, default=TicketStatus.OPEN)
     assignee = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="assigned_tickets"
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="assigned_tickets",
+        db_index=False,
     )
     last_message_at = models.DateTimeField(null=True, blank=True)
     response_due_at = models.DateTimeField(null=True, blank=True)
@@ -50,6 +55,7 @@ class Ticket(models.Model):
             models.Index(fields=["tenant", "response_due_at"], name="ticket_tenant_due"),
             models.Index(fields=["tenant", "assignee", "status"], name="ticket_tenant_assignee"),
             models.Index(fields=["channel", "created_at"], name="ticket_channel_created"),
+            models.Index(fields=["assignee"], condition=Q(assignee__isnull=False), name="ticket_assignee"),
         ]
 
     def __str__(self) -> str:
@@ -70,10 +76,11 @@ class DeliveryStatus(models.TextChoices):
 
 class TicketMessage(models.Model):
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="ticket_messages")
-    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="messages")
+    # Indexed by ticketmsg_ticket_sent, which leads with it.
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="messages", db_index=False)
     direction = models.CharField(max_length=16, choices=Direction.choices)
     author = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
     )
     author_name = models.CharField(max_length=255, blank=True)
     body = models.TextField()
@@ -100,11 +107,15 @@ class TicketMessage(models.Model):
     class Meta:
         indexes = [
             models.Index(fields=["ticket", "sent_at", "id"], name="ticketmsg_ticket_sent"),
-            models.Index(fields=["delivery_status", "created_at"], name="ticketmsg_delivery"),
+            # Delivery indexes hold replies only: inbound messages, most of the table, have no status.
+            models.Index(fields=["delivery_status", "created_at"], condition=~Q(delivery_status=""),
+                         name="ticketmsg_delivery"),
             # The list's per-ticket subqueries (last inbound, last reply, counts by direction).
             models.Index(fields=["ticket", "direction", "sent_at"], name="ticketmsg_ticket_dir_sent"),
             # The sender's claim: due QUEUED replies, oldest first.
-            models.Index(fields=["delivery_status", "next_attempt_at"], name="ticketmsg_delivery_due"),
+            models.Index(fields=["delivery_status", "next_attempt_at"], condition=~Q(delivery_status=""),
+                         name="ticketmsg_delivery_due"),
+            models.Index(fields=["author"], condition=Q(author__isnull=False), name="ticketmsg_author"),
         ]
 
     def __str__(self) -> str:

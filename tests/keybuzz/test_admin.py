@@ -85,6 +85,15 @@ def test_changelists_filter_and_search(superadmin_client, data):
     assert "Where is my order?" not in superadmin_client.get(tickets, {"q": "nothing-like-it"}).content.decode()
 
 
+def test_a_message_shows_the_ticket_it_was_filed_in(superadmin_client, data):
+    ticket = str(data["ticket"])
+    changelist = superadmin_client.get(reverse("admin:marketplaces_externalmessage_changelist")).content.decode()
+    assert ticket in changelist
+    message = ExternalMessage.objects.get()
+    change = superadmin_client.get(reverse("admin:marketplaces_externalmessage_change", args=[message.pk]))
+    assert ticket in change.content.decode()
+
+
 def test_no_secret_is_shown_or_editable(superadmin_client, data):
     page = superadmin_client.get(
         reverse("admin:marketplaces_oauthstate_change", args=[OAuthState.objects.get().pk])

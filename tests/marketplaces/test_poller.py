@@ -94,7 +94,8 @@ def test_first_poll_gives_the_runbook_three_messages_three_tickets(mock_amazon, 
 
     ticket = Ticket.objects.order_by("id").first()
     message = ticket.messages.get()
-    assert (message.direction, message.body) == (Direction.INBOUND, ExternalMessage.objects.get(ticket=ticket).body)
+    assert message.external_message.ticket == ticket
+    assert (message.direction, message.body) == (Direction.INBOUND, message.external_message.body)
     assert ticket.status == TicketStatus.OPEN and ticket.customer_name and ticket.order_id
     assert ticket.response_due_at == message.sent_at + timedelta(hours=24)
     connection.refresh_from_db()

@@ -13,7 +13,7 @@ from keybuzz.secrets import SecretNotFound, SecretStoreUnavailable, get_secret_s
 from marketplaces.models import ConnectionStatus, ExternalMessage, MarketplaceConnection
 from tests.factories import api_client, make_member
 from tests.marketplaces.conftest import AMAZON_OAUTH, DISCONNECT_URL, SELLER_ID, STATUS_URL, make_connection
-from tickets.models import Ticket
+from tickets.models import Direction, Ticket, TicketMessage
 
 pytestmark = [pytest.mark.django_db, *AMAZON_OAUTH]
 
@@ -23,8 +23,10 @@ def _messages(connection, n: int) -> None:
     for i in range(n):
         ticket = Ticket.objects.create(tenant=connection.tenant, connection=connection, thread_key=f"t{i}",
                                        subject=f"Order {i}", last_message_at=now)
-        ExternalMessage.objects.create(tenant=connection.tenant, connection=connection, external_id=f"m{i}",
-                                       thread_key=f"t{i}", sent_at=now, ticket=ticket)
+        message = ExternalMessage.objects.create(tenant=connection.tenant, connection=connection,
+                                                 external_id=f"m{i}", thread_key=f"t{i}", sent_at=now)
+        TicketMessage.objects.create(tenant=connection.tenant, ticket=ticket, direction=Direction.INBOUND,
+                                     body="Hello", external_message=message, sent_at=now)
 
 
 def test_status_without_connection(owner_client):
