@@ -3,47 +3,22 @@ conditional UPDATE really runs concurrently (SQLite serializes every writer)."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from django.db import close_old_connections, connections
 from rest_framework.test import APIClient
 
 from marketplaces.models import ConnectionStatus, MarketplaceConnection, OAuthState
 from marketplaces.services import InvalidState, oauth_state_consume
 from tests.marketplaces.conftest import AMAZON_OAUTH, callback, lwa_ok, start_flow
+from tests.threads import race
 
 pytestmark = [pytest.mark.django_db(transaction=True), *AMAZON_OAUTH]
-
-
-def race(n: int, work) -> list:
-    """Run `work()` in n threads released together; each thread has its own DB connection."""
-    barrier = threading.Barrier(n)
-    results: list = [None] * n
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait(timeout=10)
-            results[i] = work()
-        except Exception as exc:  # the outcome is the result
-            results[i] = exc
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    close_old_connections()
-    return results
 
 
 def test_concurrent_consumers_of_one_state(requires_postgres, owner_client):
     state = start_flow(owner_client)
     for _ in range(5):  # repeat: a race that is lost only sometimes must still be caught
         OAuthState.objects.update(used_at=None)
-        results = race(8, lambda: oauth_state_consume(state=state))
+        results = race(8, lambda _: oauth_state_consume(state=state))
         winners = [r for r in results if isinstance(r, OAuthState)]
         losers = [r for r in results if isinstance(r, InvalidState)]
         assert len(winners) == 1, results
@@ -53,7 +28,7 @@ def test_concurrent_consumers_of_one_state(requires_postgres, owner_client):
 def test_two_concurrent_callbacks_connect_once(requires_postgres, owner, owner_client, fake_lwa):
     lwa_ok(fake_lwa)
     state = start_flow(owner_client)
-    results = race(2, lambda: callback(APIClient(), state=state, HTTP_ACCEPT="application/json"))
+    results = race(2, lambda _: callback(APIClient(), state=state, HTTP_ACCEPT="application/json"))
     statuses = sorted(r.status_code for r in results)
     assert statuses == [200, 400], results
     loser = next(r for r in results if r.status_code == 400)

@@ -116,11 +116,14 @@ def test_a_batch_fetched_twice_is_filed_once(mock_amazon):
     """As after a crash between the fetch and the commit: the same messages come again."""
     connection = make_connection()
     poll()
+    Ticket.objects.update(status=TicketStatus.RESOLVED, response_due_at=None)
+    before = list(Ticket.objects.order_by("id").values())
     MarketplaceConnection.objects.filter(pk=connection.pk).update(poll_cursor="", next_poll_at=None)
     code, out = poll()
     assert code == 0
     assert "fetched=3 new_messages=0 new_tickets=0" in out
     assert (ExternalMessage.objects.count(), Ticket.objects.count(), TicketMessage.objects.count()) == (3, 3, 3)
+    assert list(Ticket.objects.order_by("id").values()) == before  # old messages reopen nothing
 
 
 def test_follow_up_lands_on_its_ticket_and_reopens_it(mock_amazon, clock):
