@@ -113,6 +113,9 @@ def _insert_statement(model: type[models.Model], keys: frozenset[str], conflict_
     db = _db()
     meta = model._meta
     fields = [f for f in meta.concrete_fields if not isinstance(f, models.AutoField)]
+    unknown = keys - {f.attname for f in fields}
+    if unknown:  # a misspelt key would otherwise leave its column at the default
+        raise ValueError(f"{meta.label} has no field {', '.join(sorted(unknown))}")
     varying = tuple(f for f in fields if f.attname in keys)
     fixed = tuple(f for f in fields if f.attname not in keys)
     table = _quote(meta.db_table)
@@ -126,7 +129,7 @@ def _insert_statement(model: type[models.Model], keys: frozenset[str], conflict_
         _quote(meta.get_field(name).column) for name in returning)
     if vendor == "postgresql":
         # Values common to all rows are parameters of the SELECT list, cast to their column's type;
-        # the rows come as one JSON parameter (`_recordset`).
+        # the rows come as one JSON parameter, typed back by the server from the definition.
         select = ", ".join(f"CAST(%s AS {f.db_type(db)})" if f in fixed else f"v.{_quote(f.attname)}"
                            for f in fields)
         definition = ", ".join(f"{_quote(f.attname)} {f.db_type(db)}" for f in varying)
@@ -157,6 +160,8 @@ def insert_rows(model: type[models.Model], rows: Sequence[Mapping[str, Any]], *,
     statement = _insert_statement(model, frozenset(rows[0]), tuple(conflict_fields), tuple(returning),
                                   tuple((update or {}).items()), db.vendor)
     shared = shared or {}
+    if shared.keys() - {f.attname for f in statement.fixed}:
+        raise ValueError(f"shared values {sorted(shared)} must be fields of {model._meta.label} absent from the rows")
     now = timezone.now()
     fixed = [f.get_db_prep_save(shared[f.attname] if f.attname in shared else _default(f, now), db)
              for f in statement.fixed]
