@@ -35,8 +35,9 @@ FOLLOW_UPS = [
 ]
 
 
-def _digits(seed: str, count: int) -> str:
-    return str(int(hashlib.sha256(seed.encode()).hexdigest(), 16))[:count].rjust(count, "0")
+def _digits(seed: str) -> str:
+    """At least 70 decimal digits derived from the seed: a thread's order number, buyer and email."""
+    return str(int(hashlib.sha256(seed.encode()).hexdigest(), 16)).rjust(78, "0")
 
 
 def _parse_cursor(cursor: str) -> tuple[int, datetime | None]:
@@ -66,9 +67,9 @@ class MockAmazonSource:
         follow_up = batch > 1 and index == 0
         # A follow-up goes to one of the first batch's threads; other messages open new threads.
         thread_no = (batch - 2) % per_batch if follow_up else (batch - 1) * per_batch + index
-        seed = f"{connection.id}:{thread_no}"
-        order = f"{_digits(seed + ':a', 3)}-{_digits(seed + ':b', 7)}-{_digits(seed + ':c', 7)}"
-        buyer = BUYERS[int(_digits(seed, 4)) % len(BUYERS)]
+        digits = _digits(f"{connection.id}:{thread_no}")
+        order = f"{digits[:3]}-{digits[3:10]}-{digits[10:17]}"
+        buyer = BUYERS[int(digits[17:21]) % len(BUYERS)]
         subject, text = TOPICS[thread_no % len(TOPICS)]
         if follow_up:
             text = FOLLOW_UPS[batch % len(FOLLOW_UPS)]
@@ -77,7 +78,7 @@ class MockAmazonSource:
             "threadId": f"order:{order}",
             "amazonOrderId": order,
             "buyerName": buyer,
-            "buyerEmail": f"{_digits(seed, 12)}@marketplace.amazon.example",
+            "buyerEmail": f"{digits[21:33]}@marketplace.amazon.example",
             "subject": f"Re: {subject}" if follow_up else subject,
             "body": text.format(order=order),
             "sentAt": (now - timedelta(seconds=per_batch - index)).isoformat(),
