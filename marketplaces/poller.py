@@ -99,8 +99,13 @@ def backoff_delay(failures: int) -> timedelta:
 
 
 def connections_claim(*, worker: str, limit: int, tenant_id: str | None = None, connection_id: str | None = None,
-                      force: bool = False, exclude: set[str] | frozenset[str] = frozenset()) -> list[ClaimedConnection]:
-    """Lease up to `limit` due connections to `worker` and return them."""
+                      force: bool = False, untouched_since: datetime | None = None) -> list[ClaimedConnection]:
+    """Lease up to `limit` due connections to `worker` and return them.
+
+    `untouched_since` (a run's start) skips the connections written since: every poll, failed or
+    not, writes `updated_at`, so a run never takes a connection twice, even with `force` or a
+    polling interval shorter than the run, and without keeping the ids it has polled (their list
+    would grow with the run, in memory and in every claim's query)."""
     now = timezone.now()
     lease_until = now + timedelta(seconds=settings.AMAZON_POLL_LEASE_SECONDS)
     free = Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
@@ -111,8 +116,8 @@ def connections_claim(*, worker: str, limit: int, tenant_id: str | None = None, 
         queryset = queryset.filter(tenant_id=tenant_id)
     if connection_id:
         queryset = queryset.filter(id=connection_id)
-    if exclude:
-        queryset = queryset.exclude(id__in=exclude)
+    if untouched_since:
+        queryset = queryset.filter(updated_at__lt=untouched_since)
 
     with transaction.atomic():
         ids = list(
@@ -368,13 +373,13 @@ def _connection_poll(*, claimed: ClaimedConnection, source: MessageSource,
 
 
 class _Run:
-    """What the worker threads of one run share: the summary, the limit and the polled ids."""
+    """What the worker threads of one run share: the summary and the limit."""
 
     def __init__(self, limit: int | None) -> None:
         self.summary = PollSummary()
         self.limit = limit
         self.claimed = 0
-        self.seen: set[str] = set()
+        self.started_at = timezone.now()  # also the metrics' PollRun start
         self.lock = threading.Lock()
 
     def reserve(self, wanted: int) -> int:
@@ -386,20 +391,6 @@ class _Run:
     def give_back(self, count: int) -> None:
         with self.lock:
             self.claimed -= count
-
-    def polled(self) -> frozenset[str]:
-        with self.lock:
-            return frozenset(self.seen)
-
-    def take(self, claimed: list[ClaimedConnection]) -> tuple[list[ClaimedConnection], list[str]]:
-        """Marks claimed connections as this run's. Returns those no thread of the run took before,
-        and the ids of the others: with --force, a connection another thread has polled and
-        released can be claimed again by a thread whose `polled()` snapshot predates it."""
-        with self.lock:
-            fresh = [c for c in claimed if c.snapshot.id not in self.seen]
-            taken = {c.snapshot.id for c in fresh}
-            self.seen.update(taken)
-            return fresh, [c.snapshot.id for c in claimed if c.snapshot.id not in taken]
 
     def record(self, connection_id: str, outcome: ConnectionOutcome) -> None:
         with self.lock:
@@ -428,14 +419,10 @@ def _worker_loop(run: _Run, *, worker: str, source: MessageSource, tokens: Acces
         if not wanted:
             return
         claimed = connections_claim(worker=worker, limit=wanted, tenant_id=tenant_id, connection_id=connection_id,
-                                    force=force, exclude=run.polled())
+                                    force=force, untouched_since=run.started_at)
         run.give_back(wanted - len(claimed))
         if not claimed:
             return
-        claimed, again = run.take(claimed)
-        if again:  # already polled in this run: one poll per connection and run
-            leases_release(worker=worker, connection_ids=again)
-            run.give_back(len(again))
         for index, item in enumerate(claimed):
             if should_stop():
                 rest = [c.snapshot.id for c in claimed[index:]]
@@ -456,7 +443,7 @@ def poll_run(*, limit: int | None = None, tenant_id: str | None = None, connecti
     writers, always gets one. Raises PollerConfigurationError.
     """
     started = time.monotonic()
-    started_at = timezone.now()  # for the metrics' PollRun row
+    run = _Run(limit)
     worker = worker or worker_name()
     try:
         source = get_message_source()
@@ -467,7 +454,6 @@ def poll_run(*, limit: int | None = None, tenant_id: str | None = None, connecti
     tokens = tokens or AccessTokenProvider(app=app)
     workers = 1 if connection.vendor == "sqlite" else max(workers or settings.AMAZON_POLL_WORKERS, 1)
 
-    run = _Run(limit)
     options = dict(run=run, source=source, tokens=tokens, should_stop=should_stop, tenant_id=tenant_id,
                    connection_id=connection_id, force=force)
     if workers == 1:
@@ -494,7 +480,7 @@ def poll_run(*, limit: int | None = None, tenant_id: str | None = None, connecti
     run.summary.seconds = time.monotonic() - started
     # Metrics: the run's figures go to the database, where GET /metrics and the dashboard read them.
     summary = run.summary
-    poll_run_record(worker=worker, started_at=started_at, connections=summary.connections, fetched=summary.fetched,
+    poll_run_record(worker=worker, started_at=run.started_at, connections=summary.connections, fetched=summary.fetched,
                     new_messages=summary.new_messages, new_tickets=summary.new_tickets,
                     quarantined=summary.quarantined, failures=summary.failures, seconds=summary.seconds)
     return run.summary

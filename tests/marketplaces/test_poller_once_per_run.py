@@ -4,6 +4,8 @@ again by another thread of the same run. Found by the DEPLOY.md check (runbook "
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from django.utils import timezone
 
@@ -24,5 +26,11 @@ def test_forced_threaded_runs_poll_each_connection_once(requires_postgres, setti
         MarketplaceConnection.objects.create(
             tenant=tenant, selling_partner_id=f"A1ONCE{n}", status=ConnectionStatus.CONNECTED,
             app_source="external_test", region="EU", connected_at=timezone.now())
-    counts = [poll_run(force=True).connections for _ in range(25)]
+    counts = [poll_run(force=True, should_stop=_guard(limit=20 + 10 * connections)).connections for _ in range(25)]
     assert counts == [connections] * 25
+
+
+def _guard(*, limit: int):
+    """A run that polled a connection twice would never end: stop it, and let the count tell."""
+    calls = itertools.count()
+    return lambda: next(calls) > limit
