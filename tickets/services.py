@@ -31,6 +31,7 @@ from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from keybuzz.errors import ApplicationError, ConflictError, ForbiddenError, NotFoundError
+from keybuzz.logging import log_context
 from keybuzz.models import Membership, Tenant
 from keybuzz.selectors import member_get
 from tickets import conf
@@ -233,6 +234,13 @@ def _deliver(claim: _Claim, *, now: datetime, adapters: dict[str, ChannelAdapter
     if message is None:  # the ticket was deleted meanwhile
         summary.lost += 1
         return
+    # Every line logged while sending this reply carries its tenant and marketplace connection ids.
+    with log_context(tenant_id=message.ticket.tenant_id, connection_id=message.ticket.connection_id):
+        _send(claim, message, now=now, adapters=adapters, summary=summary)
+
+
+def _send(claim: _Claim, message: TicketMessage, *, now: datetime, adapters: dict[str, ChannelAdapter],
+          summary: SendSummary) -> None:
     ticket = message.ticket
     if ticket.channel not in adapters:
         adapters[ticket.channel] = channel_adapter(ticket.channel)

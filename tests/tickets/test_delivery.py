@@ -16,7 +16,7 @@ from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from keybuzz.models import Role
-from tests.factories import make_member, make_tenant
+from tests.factories import make_connection, make_member, make_tenant
 from tests.tickets.factories import add_message, make_ticket
 from tickets.channels import SendResult, TemporaryChannelError
 from tickets.models import DeliveryStatus, Direction, TicketMessage, TicketStatus
@@ -245,6 +245,20 @@ def test_log_lines_name_the_tenant_and_never_the_message(admin, admin_client, se
     assert "Amazon relay timed out" in caplog.text
     assert "555-0100" not in caplog.text
     assert "[Reply Sender] Run completed: claimed=1 sent=0 retrying=1" in caplog.text
+
+
+def test_log_records_carry_the_tenant_and_connection_ids(admin, admin_client, caplog):
+    connection = make_connection(admin.tenant)
+    ticket = make_ticket(admin.tenant, connection=connection)
+    reply(admin_client, ticket, "Your parcel left today.")
+
+    with caplog.at_level(logging.INFO, logger="tickets.delivery"):
+        replies_send_due()
+
+    sent = next(r for r in caplog.records if r.getMessage().startswith("[Reply Sender] Sent reply"))
+    assert (sent.tenant_id, sent.connection_id) == (str(admin.tenant.id), str(connection.id))
+    completed = next(r for r in caplog.records if "Run completed" in r.getMessage())
+    assert completed.connection_id is None  # the run's own line belongs to no connection
 
 
 def test_a_crashed_workers_reply_is_retried_after_its_lease(admin, admin_client):
