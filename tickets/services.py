@@ -147,6 +147,35 @@ def ticket_message_create(*, tenant: Tenant, ticket_id: int, author: AbstractBas
     return message
 
 
+@transaction.atomic
+def reply_retry(*, tenant: Tenant, ticket_id: int, message_id: int, now: datetime | None = None) -> TicketMessage:
+    """Queues a FAILED reply again, for a fresh round of attempts (an agent's "send again" once the
+    cause is fixed). The reply is live again, so the ticket's response clock stops as it did when
+    the reply was written."""
+    ticket = _ticket_for_update(tenant=tenant, ticket_id=ticket_id)
+    message = (TicketMessage.objects.select_for_update()
+               .filter(tenant=tenant, ticket=ticket, pk=message_id, direction=Direction.OUTBOUND).first())
+    if message is None:
+        raise NotFoundError("No such reply on this ticket.")
+    if message.delivery_status != DeliveryStatus.FAILED:
+        raise ConflictError(f"Only a FAILED reply can be sent again; this one is {message.delivery_status}.",
+                            code="reply_not_failed", details={"delivery_status": message.delivery_status})
+    if ticket.status == S.CLOSED:
+        raise ConflictError("The ticket is closed; reopen it first.", code="ticket_closed")
+    now = now or timezone.now()
+    message.delivery_status = DeliveryStatus.QUEUED
+    message.delivery_attempts = 0
+    message.next_attempt_at = now
+    message.delivery_error = ""
+    message.stopped_response_due_at = ticket.response_due_at
+    message.save(update_fields=["delivery_status", "delivery_attempts", "next_attempt_at", "delivery_error",
+                                "stopped_response_due_at"])
+    if ticket.response_due_at is not None:
+        ticket.response_due_at = None
+        ticket.save(update_fields=["response_due_at", "updated_at"])
+    return message
+
+
 # --- Delivery ---------------------------------------------------------------------------------
 
 

@@ -38,6 +38,7 @@ AUTH_ERRORS = {
 }
 NOT_FOUND = {404: _error("`not_found`: no such ticket in the caller's tenant (other tenants' ids included).")}
 TICKET_ID = OpenApiParameter("ticket_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="Ticket id.")
+MESSAGE_ID = OpenApiParameter("message_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="Reply id.")
 
 
 def _validated(serializer: drf_serializers.Serializer, *, code: str = "invalid_input") -> dict[str, Any]:
@@ -178,6 +179,28 @@ class TicketMessageCreateView(APIView):
             kind=services.MessageKind(data["type"]),
         )
         return Response(TicketMessageSerializer(message).data, status=201)
+
+
+class TicketReplyRetryView(APIView):
+    @extend_schema(
+        operation_id="tickets_replies_retry",
+        summary="Send a FAILED reply again",
+        description="Queues the reply for a fresh round of delivery attempts (`send_replies` sends it) and "
+                    "stops the ticket's response clock again, as when the reply was written.",
+        parameters=[TICKET_ID, MESSAGE_ID],
+        request=None,
+        responses={
+            200: TicketMessageSerializer,
+            **AUTH_ERRORS,
+            404: _error("`not_found`: no such ticket in the caller's tenant, or no such reply on it."),
+            409: _error("`reply_not_failed`: only a FAILED reply can be sent again (details.delivery_status); "
+                        "`ticket_closed`: reopen the ticket first."),
+        },
+        tags=["tickets"],
+    )
+    def post(self, request: Request, ticket_id: int, message_id: int) -> Response:
+        message = services.reply_retry(tenant=request.tenant, ticket_id=ticket_id, message_id=message_id)
+        return Response(TicketMessageSerializer(message).data)
 
 
 class TicketStatsView(APIView):

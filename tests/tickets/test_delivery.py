@@ -131,6 +131,64 @@ def test_a_failed_reply_does_not_reopen_a_ticket_answered_since(admin, admin_cli
     assert ticket.response_due_at is None
 
 
+def fail_for_good(client, ticket, body: str) -> int:
+    message_id = reply(client, ticket, body)
+    summary = replies_send_due()
+    assert summary.failed == 1, summary
+    return message_id
+
+
+def retry(client, ticket, message_id: int):
+    return client.post(f"/api/v1/tickets/{ticket.id}/messages/{message_id}/retry/")
+
+
+def test_an_agent_sends_a_failed_reply_again(admin, agent_client, settings):
+    ticket = make_ticket(admin.tenant)
+    due = ticket.response_due_at
+    message_id = fail_for_good(agent_client, ticket, "Refund done [mock-reject]")
+    ticket.refresh_from_db()
+    assert ticket.response_due_at == due  # the buyer was waiting again
+
+    response = retry(agent_client, ticket, message_id)
+
+    assert response.status_code == 200, response.content
+    assert response.json()["delivery"] | {"next_attempt_at": None} == {
+        "status": "QUEUED", "attempts": 0, "error": "", "next_attempt_at": None, "delivered_at": None}
+    ticket.refresh_from_db()
+    assert ticket.response_due_at is None  # answered, as when the reply was written
+    # The cause is fixed (here: the mock channel no longer rejects), and the next run sends it.
+    TicketMessage.objects.filter(pk=message_id).update(body="Refund done")
+    assert replies_send_due().sent == 1
+    assert delivery_in_ticket_view(agent_client, ticket, message_id)["status"] == "SENT"
+
+
+def test_only_a_failed_reply_can_be_sent_again(admin, admin_client):
+    ticket = make_ticket(admin.tenant)
+    queued = reply(admin_client, ticket, "On its way")
+    note = admin_client.post(f"/api/v1/tickets/{ticket.id}/messages/", {"type": "note", "body": "internal"},
+                             format="json").json()["id"]
+    inbound = ticket.messages.get(direction=Direction.INBOUND).id
+
+    refused = retry(admin_client, ticket, queued)
+    assert refused.status_code == 409
+    assert (refused.json()["code"], refused.json()["details"]) == ("reply_not_failed", {"delivery_status": "QUEUED"})
+    for other in (note, inbound, 10**9):  # not a reply: no such reply
+        assert retry(admin_client, ticket, other).status_code == 404
+    other_ticket = make_ticket(admin.tenant)
+    assert retry(admin_client, other_ticket, queued).status_code == 404  # a reply of another ticket
+
+
+def test_a_closed_tickets_reply_is_not_sent_again(admin, admin_client):
+    ticket = make_ticket(admin.tenant)
+    message_id = fail_for_good(admin_client, ticket, "Hello [mock-reject]")
+    admin_client.patch(f"/api/v1/tickets/{ticket.id}/", {"status": "CLOSED"}, format="json")
+
+    response = retry(admin_client, ticket, message_id)
+
+    assert (response.status_code, response.json()["code"]) == (409, "ticket_closed")
+    assert TicketMessage.objects.get(pk=message_id).delivery_status == DeliveryStatus.FAILED
+
+
 def test_a_flaky_send_goes_through_on_retry(admin, admin_client):
     t0 = timezone.now()
     ticket = make_ticket(admin.tenant)

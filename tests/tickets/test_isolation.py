@@ -6,8 +6,8 @@ import pytest
 
 from keybuzz.models import Role
 from tests.factories import api_client, make_member, make_tenant
-from tests.tickets.factories import make_ticket
-from tickets.models import Ticket, TicketMessage, TicketStatus
+from tests.tickets.factories import add_message, make_ticket
+from tickets.models import DeliveryStatus, Direction, Ticket, TicketMessage, TicketStatus
 
 
 @pytest.fixture
@@ -41,6 +41,14 @@ def test_reply_or_note_on_another_tenants_ticket(client_a, theirs):
     for payload in ({"body": "hi"}, {"type": "note", "body": "hi"}):
         _assert_not_found(client_a.post(f"/api/v1/tickets/{theirs.id}/messages/", payload, format="json"))
     assert TicketMessage.objects.filter(ticket=theirs).count() == 1
+
+
+def test_retry_another_tenants_failed_reply(client_a, theirs):
+    failed = add_message(theirs, direction=Direction.OUTBOUND, body="Tenant B's reply",
+                         delivery_status=DeliveryStatus.FAILED, delivery_error="rejected")
+    _assert_not_found(client_a.post(f"/api/v1/tickets/{theirs.id}/messages/{failed.id}/retry/"))
+    failed.refresh_from_db()
+    assert failed.delivery_status == DeliveryStatus.FAILED
 
 
 def test_unknown_id_looks_the_same(client_a, theirs):
