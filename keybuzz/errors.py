@@ -52,6 +52,12 @@ class ServiceUnavailableError(ApplicationError):
     code = "service_unavailable"
 
 
+class SecretStoreUnavailable(ServiceUnavailableError):
+    """The secret store could not be read or written (down, sealed, network): retry later."""
+
+    code = "secret_store_unavailable"
+
+
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     body: dict[str, Any] = {"code": code, "message": message}
     if details:

@@ -28,7 +28,13 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework import status as http
 
-from keybuzz.errors import ApplicationError, ConflictError, ForbiddenError, NotFoundError, ServiceUnavailableError
+from keybuzz.errors import (
+    ApplicationError,
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    SecretStoreUnavailable,
+)
 from keybuzz.logging import log_context_bind
 from keybuzz.models import Membership, Tenant
 from keybuzz.secrets import SecretNotFound, SecretStoreError, get_secret_store
@@ -62,10 +68,6 @@ class AuthorizationDenied(ApplicationError):
 
 class TokenExchangeFailed(ApplicationError):
     code = "token_exchange_failed"
-
-
-class SecretStoreFailed(ServiceUnavailableError):
-    code = "secret_store_unavailable"
 
 
 @dataclass(frozen=True)
@@ -287,7 +289,7 @@ def amazon_oauth_callback(*, state: str, code: str = "", selling_partner_id: str
         message = f"Secret store write failed: {exc}"
         _record_failure(row=row, selling_partner_id=selling_partner_id, app=app, error=message)
         logger.error("Amazon OAuth error: %s (tenant %s, seller %s)", message, row.tenant_id, selling_partner_id)
-        raise SecretStoreFailed(f"Could not store the Amazon credentials: {exc}") from None
+        raise SecretStoreUnavailable(f"Could not store the Amazon credentials: {exc}") from None
 
     connection = _connection_connect(row=row, selling_partner_id=selling_partner_id, app=app, secret_ref=path)
     log_context_bind(connection_id=connection.id)
@@ -335,7 +337,7 @@ def amazon_disconnect(*, tenant: Tenant, selling_partner_id: str = "") -> list[M
             except SecretStoreError as exc:
                 logger.error("Amazon OAuth error: disconnect of tenant %s seller %s could not delete the token: %s",
                              tenant.id, connection.selling_partner_id, exc)
-                raise SecretStoreFailed(
+                raise SecretStoreUnavailable(
                     f"Disconnected, but the stored Amazon token could not be deleted yet ({exc}); retry."
                 ) from None
             connection.secret_ref = ""

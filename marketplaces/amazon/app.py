@@ -19,7 +19,7 @@ from typing import Any
 
 from django.conf import settings
 
-from keybuzz.errors import ServiceUnavailableError
+from keybuzz.errors import SecretStoreUnavailable, ServiceUnavailableError
 from keybuzz.secrets import SecretAccessDenied, SecretNotFound, SecretStoreError, get_secret_store
 from marketplaces.amazon.regions import NA, UnknownRegion, normalize_region
 
@@ -40,10 +40,6 @@ MOCK_APPLICATION_ID = "amzn1.sp.solution.keybuzz-mock"
 
 class AppCredentialsMissing(ServiceUnavailableError):
     code = "credentials_missing"
-
-
-class AppCredentialsUnavailable(ServiceUnavailableError):
-    code = "secret_store_unavailable"
 
 
 @dataclass(frozen=True)
@@ -132,7 +128,7 @@ def _from_store(path: str) -> AmazonApp:
             f"No credentials found: {path} (the secret store refused access: check VAULT_TOKEN and its policy)"
         ) from None
     except SecretStoreError as exc:
-        raise AppCredentialsUnavailable(f"No credentials found: {path} ({exc})") from None
+        raise SecretStoreUnavailable(f"No credentials found: {path} ({exc})") from None
 
     def pick(*keys: str) -> str:
         for key in keys:
