@@ -58,13 +58,22 @@ def main() -> None:
 
     url = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/keybuzz_bench")
     ensure_database(url)
-    os.environ.update({
-        "DJANGO_SETTINGS_MODULE": "keybuzz.settings", "KEYBUZZ_ENV_FILE": "none", "DEBUG": "false",
-        "DJANGO_SECRET_KEY": "benchmark-" + "x" * 50, "JWT_SECRET": "benchmark-jwt-secret-0123456789",
-        "SECRETS_BACKEND": "local", "SECRETS_LOCAL_KEY": "0" * 43 + "=", "DATABASE_URL": url,
-        "AMAZON_USE_MOCK": "true", "AMAZON_MOCK_MESSAGES_PER_POLL": str(args.messages), "LOG_LEVEL": "WARNING",
-        "AMAZON_SPAPI_APP_SOURCE": "external_test",
-    })
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "keybuzz.settings",
+            "KEYBUZZ_ENV_FILE": "none",
+            "DEBUG": "false",
+            "DJANGO_SECRET_KEY": "benchmark-" + "x" * 50,
+            "JWT_SECRET": "benchmark-jwt-secret-0123456789",
+            "SECRETS_BACKEND": "local",
+            "SECRETS_LOCAL_KEY": "0" * 43 + "=",
+            "DATABASE_URL": url,
+            "AMAZON_USE_MOCK": "true",
+            "AMAZON_MOCK_MESSAGES_PER_POLL": str(args.messages),
+            "LOG_LEVEL": "WARNING",
+            "AMAZON_SPAPI_APP_SOURCE": "external_test",
+        }
+    )
     import django
 
     django.setup()
@@ -81,14 +90,22 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE keybuzz_tenant CASCADE")
-    tenants = Tenant.objects.bulk_create([Tenant(slug=f"bench-{i}", name=f"Bench {i}")
-                                          for i in range(max(args.connections // 10, 1))])
-    MarketplaceConnection.objects.bulk_create([
-        MarketplaceConnection(tenant=tenants[i % len(tenants)], selling_partner_id=f"BENCH{i:06d}",
-                              status=ConnectionStatus.CONNECTED, app_source="external_test", region="EU",
-                              connected_at=timezone.now())
-        for i in range(args.connections)
-    ])
+    tenants = Tenant.objects.bulk_create(
+        [Tenant(slug=f"bench-{i}", name=f"Bench {i}") for i in range(max(args.connections // 10, 1))]
+    )
+    MarketplaceConnection.objects.bulk_create(
+        [
+            MarketplaceConnection(
+                tenant=tenants[i % len(tenants)],
+                selling_partner_id=f"BENCH{i:06d}",
+                status=ConnectionStatus.CONNECTED,
+                app_source="external_test",
+                region="EU",
+                connected_at=timezone.now(),
+            )
+            for i in range(args.connections)
+        ]
+    )
     connection.close()  # the next query opens a new connection, which gets the counter below
 
     queries = itertools.count()
@@ -132,10 +149,14 @@ def main() -> None:
     copies.close()
     rate = total / elapsed
     result = {
-        "connections": args.connections, "messages": total, "seconds": round(elapsed, 2),
+        "connections": args.connections,
+        "messages": total,
+        "seconds": round(elapsed, 2),
         "workers": workers,
-        "messages_per_second": round(rate), "queries_per_connection": round(queries / args.connections, 1),
-        "peak_rss_mib_at_10pct": round(rss_early, 1), "peak_rss_mib_at_end": round(rss_late, 1),
+        "messages_per_second": round(rate),
+        "queries_per_connection": round(queries / args.connections, 1),
+        "peak_rss_mib_at_10pct": round(rss_early, 1),
+        "peak_rss_mib_at_end": round(rss_late, 1),
         "plain_insert_messages_per_second": round(tables.rate()),
         "ratio_to_plain_insert": round(rate / tables.rate(), 2),
         "plain_insert_without_foreign_keys_messages_per_second": round(copies.rate()),
@@ -144,14 +165,20 @@ def main() -> None:
     if args.json:
         print(json.dumps(result))
         return
-    print(f"poll_run ({workers} workers): {total:,} messages from {args.connections:,} "
-          f"connections in {elapsed:.2f} s = {rate:,.0f} messages/s")
+    print(
+        f"poll_run ({workers} workers): {total:,} messages from {args.connections:,} "
+        f"connections in {elapsed:.2f} s = {rate:,.0f} messages/s"
+    )
     print(f"queries per connection: {result['queries_per_connection']}")
     print(f"peak RSS: {rss_early:.1f} MiB after 10% of the connections, {rss_late:.1f} MiB at the end")
-    print(f"plain psycopg bulk insert of the same rows into the same tables: {tables.rate():,.0f} messages/s; "
-          f"poller / plain = {rate / tables.rate():.2f}")
-    print(f"  into copies without foreign keys: {copies.rate():,.0f} messages/s; "
-          f"poller / plain = {rate / copies.rate():.2f}")
+    print(
+        f"plain psycopg bulk insert of the same rows into the same tables: {tables.rate():,.0f} messages/s; "
+        f"poller / plain = {rate / tables.rate():.2f}"
+    )
+    print(
+        f"  into copies without foreign keys: {copies.rate():,.0f} messages/s; "
+        f"poller / plain = {rate / copies.rate():.2f}"
+    )
 
 
 PLAIN_TABLES = ("marketplaces_externalmessage", "tickets_ticket", "tickets_ticketmessage")
@@ -176,7 +203,8 @@ class PlainInsert:
                 self.conn.execute(f"DROP TABLE IF EXISTS {copy}")
                 self.conn.execute(f"CREATE TABLE {copy} (LIKE {table} INCLUDING DEFAULTS INCLUDING INDEXES)")
         self.tenant, self.connection = self.conn.execute(
-            "SELECT tenant_id, id FROM marketplaces_marketplaceconnection ORDER BY id LIMIT 1").fetchone()
+            "SELECT tenant_id, id FROM marketplaces_marketplaceconnection ORDER BY id LIMIT 1"
+        ).fetchone()
         self.conn.commit()
         self.next_id = PLAIN_ID_BASE
         self.seconds = 0.0
@@ -189,8 +217,14 @@ class PlainInsert:
         from marketplaces.sources.mock import MockAmazonSource
 
         em, ticket, message = self.tables
-        snapshot = ConnectionSnapshot(id=str(self.connection), tenant_id=str(self.tenant), selling_partner_id="PLAIN",
-                                      region="EU", marketplace_ids=(), cursor="")
+        snapshot = ConnectionSnapshot(
+            id=str(self.connection),
+            tenant_id=str(self.tenant),
+            selling_partner_id="PLAIN",
+            region="EU",
+            marketplace_ids=(),
+            cursor="",
+        )
         template = MockAmazonSource()._message(snapshot, 1, 0, datetime.now(UTC))
         started = time.perf_counter()
         with self.conn.cursor() as cur:
@@ -203,19 +237,52 @@ class PlainInsert:
                     f"INSERT INTO {em} (id, tenant_id, connection_id, type, external_id, thread_key, order_id,"
                     " sender, subject, body, sent_at, raw, created_at)"
                     " VALUES (%s, %s, %s, 'AMAZON', %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    [(i, self.tenant, self.connection, r["messageId"], r["threadId"], r["amazonOrderId"],
-                      r["buyerEmail"], r["subject"], r["body"], now, Jsonb(r), now) for i, r in batch])
+                    [
+                        (
+                            i,
+                            self.tenant,
+                            self.connection,
+                            r["messageId"],
+                            r["threadId"],
+                            r["amazonOrderId"],
+                            r["buyerEmail"],
+                            r["subject"],
+                            r["body"],
+                            now,
+                            Jsonb(r),
+                            now,
+                        )
+                        for i, r in batch
+                    ],
+                )
                 cur.executemany(
                     f"INSERT INTO {ticket} (id, tenant_id, channel, connection_id, thread_key, subject, customer_name,"
                     " customer_ref, order_id, status, last_message_at, response_due_at, created_at, updated_at)"
                     " VALUES (%s, %s, 'AMAZON', %s, %s, %s, %s, %s, %s, 'OPEN', %s, %s, %s, %s)",
-                    [(i, self.tenant, self.connection, r["threadId"], r["subject"], r["buyerName"], r["buyerEmail"],
-                      r["amazonOrderId"], now, now, now, now) for i, r in batch])
+                    [
+                        (
+                            i,
+                            self.tenant,
+                            self.connection,
+                            r["threadId"],
+                            r["subject"],
+                            r["buyerName"],
+                            r["buyerEmail"],
+                            r["amazonOrderId"],
+                            now,
+                            now,
+                            now,
+                            now,
+                        )
+                        for i, r in batch
+                    ],
+                )
                 cur.executemany(
                     f"INSERT INTO {message} (id, tenant_id, ticket_id, direction, author_name, body,"
                     " external_message_id, delivery_status, delivery_error, delivery_attempts, delivery_ref,"
                     " sent_at, created_at) VALUES (%s, %s, %s, 'INBOUND', %s, %s, %s, '', '', 0, '', %s, %s)",
-                    [(i, self.tenant, i, r["buyerName"], r["body"], i, now, now) for i, r in batch])
+                    [(i, self.tenant, i, r["buyerName"], r["body"], i, now, now) for i, r in batch],
+                )
                 self.conn.commit()  # one transaction per connection, as the poller does
         self.seconds += time.perf_counter() - started
         self.rows += connections * self.per_connection

@@ -33,9 +33,7 @@ def membership_check(*, user_id: object, tenant_id: object) -> Membership:
     except ValueError:
         raise InvalidToken({"detail": "Token has no valid tenant claim.", "code": "token_not_valid"}) from None
     membership = (
-        Membership.objects.select_related("user", "tenant")
-        .filter(user_id=user_id, tenant_id=tenant_uuid)
-        .first()
+        Membership.objects.select_related("user", "tenant").filter(user_id=user_id, tenant_id=tenant_uuid).first()
     )
     if membership is None:
         user = get_user_model().objects.filter(pk=user_id).only("is_active").first()
@@ -76,5 +74,6 @@ class TenantJWTScheme(OpenApiAuthenticationExtension):
     name = "jwtAuth"
 
     def get_security_definition(self, auto_schema):
-        return build_bearer_security_scheme_object(header_name="AUTHORIZATION", token_prefix="Bearer",
-                                                   bearer_format="JWT")
+        return build_bearer_security_scheme_object(
+            header_name="AUTHORIZATION", token_prefix="Bearer", bearer_format="JWT"
+        )

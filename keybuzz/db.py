@@ -74,7 +74,7 @@ def _json_default(value: object) -> object:
 def _sqlite_batches(rows: Sequence, width: int) -> list[Sequence]:
     # SQLite caps the number of parameters of a statement.
     size = max(1, _db().features.max_query_params // max(width, 1))
-    return [rows[i:i + size] for i in range(0, len(rows), size)]
+    return [rows[i : i + size] for i in range(0, len(rows), size)]
 
 
 def _default(field: models.Field, now: datetime) -> Any:
@@ -108,8 +108,14 @@ class _Insert:
 
 
 @functools.lru_cache(maxsize=128)
-def _insert_statement(model: type[models.Model], keys: frozenset[str], conflict_fields: tuple[str, ...],
-                      returning: tuple[str, ...], update: tuple[tuple[str, OnConflict], ...], vendor: str) -> _Insert:
+def _insert_statement(
+    model: type[models.Model],
+    keys: frozenset[str],
+    conflict_fields: tuple[str, ...],
+    returning: tuple[str, ...],
+    update: tuple[tuple[str, OnConflict], ...],
+    vendor: str,
+) -> _Insert:
     db = _db()
     meta = model._meta
     fields = [f for f in meta.concrete_fields if not isinstance(f, models.AutoField)]
@@ -121,29 +127,35 @@ def _insert_statement(model: type[models.Model], keys: frozenset[str], conflict_
     table = _quote(meta.db_table)
     conflict = ", ".join(_quote(meta.get_field(name).column) for name in conflict_fields)
     if update:
-        action = "DO UPDATE SET " + ", ".join(_conflict_update(table, meta.get_field(name), rule)
-                                              for name, rule in update)
+        action = "DO UPDATE SET " + ", ".join(
+            _conflict_update(table, meta.get_field(name), rule) for name, rule in update
+        )
     else:
         action = "DO NOTHING"
     tail = f" ON CONFLICT ({conflict}) {action} RETURNING " + ", ".join(
-        _quote(meta.get_field(name).column) for name in returning)
+        _quote(meta.get_field(name).column) for name in returning
+    )
     if vendor == "postgresql":
         # Values common to all rows are parameters of the SELECT list, cast to their column's type;
         # the rows come as one JSON parameter, typed back by the server from the definition.
-        select = ", ".join(f"CAST(%s AS {f.db_type(db)})" if f in fixed else f"v.{_quote(f.attname)}"
-                           for f in fields)
+        select = ", ".join(f"CAST(%s AS {f.db_type(db)})" if f in fixed else f"v.{_quote(f.attname)}" for f in fields)
         definition = ", ".join(f"{_quote(f.attname)} {f.db_type(db)}" for f in varying)
         columns = ", ".join(_quote(f.column) for f in fields)
-        head = (f"INSERT INTO {table} ({columns}) SELECT {select} "
-                f"FROM jsonb_to_recordset(%s::jsonb) AS v ({definition})")
+        head = f"INSERT INTO {table} ({columns}) SELECT {select} FROM jsonb_to_recordset(%s::jsonb) AS v ({definition})"
     else:
         head = f"INSERT INTO {table} (" + ", ".join(_quote(f.column) for f in (*varying, *fixed)) + ") "
     return _Insert(varying=varying, fixed=fixed, head=head, tail=tail)
 
 
-def insert_rows(model: type[models.Model], rows: Sequence[Mapping[str, Any]], *, conflict_fields: Sequence[str],
-                returning: Sequence[str], shared: Mapping[str, Any] | None = None,
-                update: Mapping[str, OnConflict] | None = None) -> list[tuple]:
+def insert_rows(
+    model: type[models.Model],
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    conflict_fields: Sequence[str],
+    returning: Sequence[str],
+    shared: Mapping[str, Any] | None = None,
+    update: Mapping[str, OnConflict] | None = None,
+) -> list[tuple]:
     """INSERT … ON CONFLICT (conflict_fields) DO NOTHING (or DO UPDATE SET `update`) RETURNING `returning`.
 
     `rows` hold the per-row values by attribute name, all with the same keys; `shared` the values
@@ -157,14 +169,16 @@ def insert_rows(model: type[models.Model], rows: Sequence[Mapping[str, Any]], *,
     if not rows:
         return []
     db = _db()
-    statement = _insert_statement(model, frozenset(rows[0]), tuple(conflict_fields), tuple(returning),
-                                  tuple((update or {}).items()), db.vendor)
+    statement = _insert_statement(
+        model, frozenset(rows[0]), tuple(conflict_fields), tuple(returning), tuple((update or {}).items()), db.vendor
+    )
     shared = shared or {}
     if shared.keys() - {f.attname for f in statement.fixed}:
         raise ValueError(f"shared values {sorted(shared)} must be fields of {model._meta.label} absent from the rows")
     now = timezone.now()
-    fixed = [f.get_db_prep_save(shared[f.attname] if f.attname in shared else _default(f, now), db)
-             for f in statement.fixed]
+    fixed = [
+        f.get_db_prep_save(shared[f.attname] if f.attname in shared else _default(f, now), db) for f in statement.fixed
+    ]
     with _cursor() as cursor:
         if db.vendor == "postgresql":
             cursor.execute(statement.head + statement.tail, [*fixed, json.dumps(rows, default=_json_default)])

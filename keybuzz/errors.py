@@ -21,8 +21,9 @@ class ApplicationError(Exception):
     status_code = status.HTTP_400_BAD_REQUEST
     code = "invalid_request"
 
-    def __init__(self, message: str, *, code: str | None = None, status_code: int | None = None,
-                 details: Any = None) -> None:
+    def __init__(
+        self, message: str, *, code: str | None = None, status_code: int | None = None, details: Any = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         if code:

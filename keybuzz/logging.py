@@ -90,9 +90,13 @@ _SECRET_PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # JWTs (header.payload.signature, base64url of JSON objects).
     (re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), "[redacted-jwt]"),
     # key=value / "key": "value" pairs whose key names a secret.
-    (re.compile(r"(?i)\b(client_secret|refresh_token|access_token|secret_id|vault_token|jwt_secret|password"
-                r"|spapi_oauth_code)(\"?'?\s*[:=]\s*\"?'?)(?![\s\"',}&]|\[redacted)[^\s\"',}&]+"),
-     rf"\1\2{REDACTED}"),
+    (
+        re.compile(
+            r"(?i)\b(client_secret|refresh_token|access_token|secret_id|vault_token|jwt_secret|password"
+            r"|spapi_oauth_code)(\"?'?\s*[:=]\s*\"?'?)(?![\s\"',}&]|\[redacted)[^\s\"',}&]+"
+        ),
+        rf"\1\2{REDACTED}",
+    ),
 ]
 
 
@@ -158,9 +162,11 @@ class LineFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage().replace("\r", "\\r").replace("\n", "\\n")
-        line = (f"{_time(record)} {record.levelname} {record.name} "
-                f"tenant={getattr(record, 'tenant_id', None) or '-'} "
-                f"connection={getattr(record, 'connection_id', None) or '-'} {message}")
+        line = (
+            f"{_time(record)} {record.levelname} {record.name} "
+            f"tenant={getattr(record, 'tenant_id', None) or '-'} "
+            f"connection={getattr(record, 'connection_id', None) or '-'} {message}"
+        )
         extra = _exception_text(record, self)
         return f"{line}\n{extra}" if extra else line
 
@@ -201,8 +207,11 @@ def _pieces(fmt: str) -> tuple[dict, dict]:
 
 
 # Every handler writes through the context and redaction filters, in the chosen format.
-_STREAM_HANDLER = {"class": "logging.StreamHandler", "formatter": "keybuzz",
-                   "filters": ["keybuzz_context", "keybuzz_redact"]}
+_STREAM_HANDLER = {
+    "class": "logging.StreamHandler",
+    "formatter": "keybuzz",
+    "filters": ["keybuzz_context", "keybuzz_redact"],
+}
 
 
 def logging_config(*, level: str = "INFO", fmt: str = "line") -> dict[str, Any]:

@@ -85,9 +85,19 @@ class VaultSecretStore:
     # Renew (or log in again) once less than this share of the token's TTL is left.
     RENEW_WHEN_LEFT = 1 / 3
 
-    def __init__(self, *, addr: str, mount: str = "secret", token: str = "", role_id: str = "",
-                 secret_id: str = "", approle_mount: str = "approle", namespace: str = "",
-                 verify: bool | str = True, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        *,
+        addr: str,
+        mount: str = "secret",
+        token: str = "",
+        role_id: str = "",
+        secret_id: str = "",
+        approle_mount: str = "approle",
+        namespace: str = "",
+        verify: bool | str = True,
+        timeout: float = 5.0,
+    ) -> None:
         if not addr:
             raise ValueError("Vault needs an address (VAULT_ADDR)")
         if not token and not (role_id and secret_id):
@@ -101,8 +111,9 @@ class VaultSecretStore:
         session.headers["User-Agent"] = USER_AGENT
         # token="" and not None: given None, hvac falls back to $VAULT_TOKEN or ~/.vault-token and
         # would silently use a token nobody configured instead of the AppRole login.
-        self._client = hvac.Client(url=addr, token=token, namespace=namespace or None,
-                                   verify=verify, timeout=timeout, session=session)
+        self._client = hvac.Client(
+            url=addr, token=token, namespace=namespace or None, verify=verify, timeout=timeout, session=session
+        )
         self._lock = threading.Lock()
         # monotonic deadline after which the token must be renewed; None: never (or not known yet).
         self._renew_at: float | None = None
@@ -189,11 +200,12 @@ class VaultSecretStore:
             raise SecretStoreUnavailable(
                 f"Secret store at {self.addr} is sealed, uninitialised or in standby"
             ) from None
-        except (hvac.exceptions.InternalServerError, hvac.exceptions.BadGateway,
-                hvac.exceptions.RateLimitExceeded) as exc:
-            raise SecretStoreUnavailable(
-                f"Secret store at {self.addr} failed ({type(exc).__name__})"
-            ) from None
+        except (
+            hvac.exceptions.InternalServerError,
+            hvac.exceptions.BadGateway,
+            hvac.exceptions.RateLimitExceeded,
+        ) as exc:
+            raise SecretStoreUnavailable(f"Secret store at {self.addr} failed ({type(exc).__name__})") from None
         except requests.exceptions.Timeout:
             raise SecretStoreUnavailable(f"Secret store at {self.addr} timed out") from None
         except requests.exceptions.RequestException:
@@ -219,20 +231,27 @@ class VaultSecretStore:
     # SecretStore ---------------------------------------------------------------------------
     def read(self, path: str) -> dict[str, Any]:
         path = _check_path(path)
-        response = self._call(path, lambda: self._client.secrets.kv.v2.read_secret_version(
-            path=path, mount_point=self.mount, raise_on_deleted_version=True))
+        response = self._call(
+            path,
+            lambda: self._client.secrets.kv.v2.read_secret_version(
+                path=path, mount_point=self.mount, raise_on_deleted_version=True
+            ),
+        )
         return dict(response["data"]["data"] or {})
 
     def write(self, path: str, data: dict[str, Any]) -> None:
         path = _check_path(path)
-        self._call(path, lambda: self._client.secrets.kv.v2.create_or_update_secret(
-            path=path, secret=data, mount_point=self.mount))
+        self._call(
+            path,
+            lambda: self._client.secrets.kv.v2.create_or_update_secret(path=path, secret=data, mount_point=self.mount),
+        )
 
     def delete(self, path: str) -> None:
         """Removes every version and the metadata; deleting a missing path is not an error."""
         path = _check_path(path)
-        self._call(path, lambda: self._client.secrets.kv.v2.delete_metadata_and_all_versions(
-            path=path, mount_point=self.mount))
+        self._call(
+            path, lambda: self._client.secrets.kv.v2.delete_metadata_and_all_versions(path=path, mount_point=self.mount)
+        )
 
     def ping(self) -> None:
         """Raises unless the store is reachable, unsealed and accepts our token."""

@@ -9,9 +9,7 @@ from keybuzz.models import Membership, Tenant
 
 def member_list(*, tenant: Tenant) -> QuerySet[Membership]:
     return (
-        Membership.objects.filter(tenant=tenant, user__is_active=True)
-        .select_related("user")
-        .order_by("user__username")
+        Membership.objects.filter(tenant=tenant, user__is_active=True).select_related("user").order_by("user__username")
     )
 
 

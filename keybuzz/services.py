@@ -34,8 +34,9 @@ class TenantSetup:
 
 
 @transaction.atomic
-def tenant_create(*, slug: str, name: str, admin_username: str | None = None,
-                  admin_password: str | None = None, admin_email: str = "") -> TenantSetup:
+def tenant_create(
+    *, slug: str, name: str, admin_username: str | None = None, admin_password: str | None = None, admin_email: str = ""
+) -> TenantSetup:
     """Create the tenant (or update its name) and make `admin_username` its owner. Idempotent."""
     tenant, tenant_created = Tenant.objects.get_or_create(slug=slug, defaults={"name": name})
     if not tenant_created and tenant.name != name:
@@ -72,8 +73,9 @@ def _token_pair(*, user: AbstractBaseUser, membership: Membership) -> TokenPair:
     refresh = RefreshToken.for_user(user)
     refresh[TENANT_CLAIM] = str(membership.tenant_id)
     refresh[ROLE_CLAIM] = membership.role
-    return TokenPair(access=str(refresh.access_token), refresh=str(refresh),
-                     tenant=membership.tenant, role=membership.role)
+    return TokenPair(
+        access=str(refresh.access_token), refresh=str(refresh), tenant=membership.tenant, role=membership.role
+    )
 
 
 def token_obtain(*, username: str, password: str, tenant_slug: str | None = None) -> TokenPair:

@@ -128,8 +128,7 @@ SECRETS_LOCAL_KEY = env.str("SECRETS_LOCAL_KEY", default="")
 
 if SECRETS_BACKEND not in {"vault", "local"}:
     raise ImproperlyConfigured(
-        "VAULT_ADDR is not set (a secret store is required when DEBUG is off); "
-        "see .env.production.example"
+        "VAULT_ADDR is not set (a secret store is required when DEBUG is off); see .env.production.example"
         if not SECRETS_BACKEND
         else f"SECRETS_BACKEND must be 'vault' or 'local', not {SECRETS_BACKEND!r}"
     )
@@ -137,8 +136,7 @@ if SECRETS_BACKEND == "vault":
     _required("VAULT_ADDR", "required by SECRETS_BACKEND=vault")
     if not VAULT_TOKEN and not (VAULT_ROLE_ID and VAULT_SECRET_ID):
         raise ImproperlyConfigured(
-            "VAULT_TOKEN is not set (or VAULT_ROLE_ID and VAULT_SECRET_ID for AppRole); "
-            "see .env.production.example"
+            "VAULT_TOKEN is not set (or VAULT_ROLE_ID and VAULT_SECRET_ID for AppRole); see .env.production.example"
         )
 elif not DEBUG:
     # The local store is allowed in production only when asked for with an explicit key.
@@ -273,10 +271,12 @@ TICKETS_SEND_BATCH_SIZE = env.int("TICKETS_SEND_BATCH_SIZE", default=100)
 # AMAZON_USE_MOCK off: Amazon replies fail with "No Amazon sender configured".
 TICKETS_AMAZON_ADAPTER = env.str("TICKETS_AMAZON_ADAPTER", default="")
 # Stable OpenAPI names for the tickets API's enums (several serializers share a field named "status").
-SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update({
-    "TicketStatusEnum": "tickets.models.TicketStatus",
-    "TicketMessageTypeEnum": ["reply", "note"],
-})
+SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update(
+    {
+        "TicketStatusEnum": "tickets.models.TicketStatus",
+        "TicketMessageTypeEnum": ["reply", "note"],
+    }
+)
 
 # --- Poller (marketplaces.poller, `manage.py poll_amazon`) ------------------------------------
 # Source of Amazon messages: a dotted path to a MessageSource class; empty uses the mock when

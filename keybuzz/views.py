@@ -68,8 +68,11 @@ class TokenObtainView(PublicAPIView):
 
 
 class TokenRefreshView(PublicAPIView):
-    @extend_schema(request=TokenRefreshInputSerializer,
-                   responses={200: AccessTokenSerializer, **ERRORS_401, **ERRORS_403}, tags=["auth"])
+    @extend_schema(
+        request=TokenRefreshInputSerializer,
+        responses={200: AccessTokenSerializer, **ERRORS_401, **ERRORS_403},
+        tags=["auth"],
+    )
     def post(self, request: Request) -> Response:
         data = TokenRefreshInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -80,11 +83,13 @@ class MeView(APIView):
     @extend_schema(responses={200: MeSerializer, **ERRORS_401, **ERRORS_403}, tags=["tenant"])
     def get(self, request: Request) -> Response:
         user, tenant = request.user, request.tenant
-        return Response({
-            "user": {"id": user.id, "username": user.username, "email": user.email},
-            "tenant": {"id": str(tenant.id), "slug": tenant.slug, "name": tenant.name},
-            "role": request.membership.role,
-        })
+        return Response(
+            {
+                "user": {"id": user.id, "username": user.username, "email": user.email},
+                "tenant": {"id": str(tenant.id), "slug": tenant.slug, "name": tenant.name},
+                "role": request.membership.role,
+            }
+        )
 
 
 class MemberListView(APIView):
@@ -94,8 +99,7 @@ class MemberListView(APIView):
 
 
 class MemberDetailView(APIView):
-    @extend_schema(responses={200: MemberSerializer, 404: ErrorSerializer, **ERRORS_401, **ERRORS_403},
-                   tags=["tenant"])
+    @extend_schema(responses={200: MemberSerializer, 404: ErrorSerializer, **ERRORS_401, **ERRORS_403}, tags=["tenant"])
     def get(self, request: Request, user_id: int) -> Response:
         membership = selectors.member_get(tenant=request.tenant, user_id=user_id)
         if membership is None:

@@ -47,18 +47,46 @@ class EffectiveStatusFilter(admin.SimpleListFilter):
 
 @admin.register(MarketplaceConnection)
 class MarketplaceConnectionAdmin(admin.ModelAdmin):
-    list_display = ["selling_partner_id", "tenant", "type", "effective_status", "region", "app_source",
-                    "connected_at", "last_polled_at", "consecutive_failures", "last_error"]
+    list_display = [
+        "selling_partner_id",
+        "tenant",
+        "type",
+        "effective_status",
+        "region",
+        "app_source",
+        "connected_at",
+        "last_polled_at",
+        "consecutive_failures",
+        "last_error",
+    ]
     list_filter = [EffectiveStatusFilter, "status", "type", "region", "app_source", "tenant"]
     search_fields = ["selling_partner_id", "tenant__slug", "id"]
     date_hierarchy = "created_at"
     list_select_related = ["tenant"]
     # Only the status may be set by hand (e.g. to force a re-authorization); the refresh token is
     # in the secret store and `secret_ref` is only its path.
-    fields = ["tenant", "type", "status", "selling_partner_id", "region", "marketplace_ids", "app_source",
-              "secret_ref", "connected_at", "disconnected_at", "last_polled_at", "next_poll_at", "poll_cursor",
-              "lease_owner", "lease_expires_at", "last_error", "last_error_at", "consecutive_failures",
-              "created_at", "updated_at"]
+    fields = [
+        "tenant",
+        "type",
+        "status",
+        "selling_partner_id",
+        "region",
+        "marketplace_ids",
+        "app_source",
+        "secret_ref",
+        "connected_at",
+        "disconnected_at",
+        "last_polled_at",
+        "next_poll_at",
+        "poll_cursor",
+        "lease_owner",
+        "lease_expires_at",
+        "last_error",
+        "last_error_at",
+        "consecutive_failures",
+        "created_at",
+        "updated_at",
+    ]
     readonly_fields = [f for f in fields if f != "status"]
 
     def get_queryset(self, request):
@@ -87,8 +115,18 @@ class OAuthStateAdmin(ReadOnlyAdmin):
 
 @admin.register(ExternalMessage)
 class ExternalMessageAdmin(ReadOnlyAdmin):
-    list_display = ["external_id", "tenant", "connection", "type", "order_id", "sender", "subject", "sent_at",
-                    "created_at", "ticket"]
+    list_display = [
+        "external_id",
+        "tenant",
+        "connection",
+        "type",
+        "order_id",
+        "sender",
+        "subject",
+        "sent_at",
+        "created_at",
+        "ticket",
+    ]
     list_filter = ["type", "tenant"]
     search_fields = ["external_id", "order_id", "subject", "thread_key", "connection__selling_partner_id"]
     date_hierarchy = "created_at"
@@ -109,8 +147,17 @@ class QuarantinedMessageAdmin(ReadOnlyAdmin):
 class PollRunAdmin(ReadOnlyAdmin):
     """The poller's runs (written by poll_run; kept 35 days): the dashboard shows the last ten."""
 
-    list_display = ["finished_at", "worker", "seconds", "connections", "fetched", "new_messages", "new_tickets",
-                    "quarantined", "failures"]
+    list_display = [
+        "finished_at",
+        "worker",
+        "seconds",
+        "connections",
+        "fetched",
+        "new_messages",
+        "new_tickets",
+        "quarantined",
+        "failures",
+    ]
     search_fields = ["worker"]  # the host name is its first part
     date_hierarchy = "finished_at"
     ordering = ["-finished_at"]

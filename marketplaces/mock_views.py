@@ -33,15 +33,19 @@ def mock_consent(request: HttpRequest) -> HttpResponse:
     """Stands in for `https://sellercentral.amazon.*/apps/authorize/consent`."""
     _refuse_unless_enabled()
     redirect_uri = request.GET.get("redirect_uri") or request.build_absolute_uri(reverse("amazon-oauth-callback"))
-    response = render(request, "marketplaces/amazon_mock_consent.html", {
-        "application_id": request.GET.get("application_id", ""),
-        "state": request.GET.get("state", ""),
-        "beta": request.GET.get("version") == "beta",
-        "redirect_uri": redirect_uri,
-        "code": MOCK_CODE_PREFIX + secrets.token_urlsafe(12),
-        "bad_code": MOCK_BAD_CODE,
-        "seller_id": MOCK_SELLER_ID,
-    })
+    response = render(
+        request,
+        "marketplaces/amazon_mock_consent.html",
+        {
+            "application_id": request.GET.get("application_id", ""),
+            "state": request.GET.get("state", ""),
+            "beta": request.GET.get("version") == "beta",
+            "redirect_uri": redirect_uri,
+            "code": MOCK_CODE_PREFIX + secrets.token_urlsafe(12),
+            "bad_code": MOCK_BAD_CODE,
+            "seller_id": MOCK_SELLER_ID,
+        },
+    )
     response["Referrer-Policy"] = "no-referrer"
     response["Cache-Control"] = "no-store"
     return response
@@ -71,11 +75,13 @@ def mock_token(request: HttpRequest) -> HttpResponse:
             return _lwa_error("invalid_grant", "The request has an invalid grant parameter : refresh_token")
     else:
         return _lwa_error("unsupported_grant_type", "The grant type is not supported")
-    response = JsonResponse({
-        "access_token": "Atza|mock-" + secrets.token_urlsafe(24),
-        "refresh_token": refresh_token,
-        "token_type": "bearer",
-        "expires_in": 3600,
-    })
+    response = JsonResponse(
+        {
+            "access_token": "Atza|mock-" + secrets.token_urlsafe(24),
+            "refresh_token": refresh_token,
+            "token_type": "bearer",
+            "expires_in": 3600,
+        }
+    )
     response["Cache-Control"] = "no-store"
     return response

@@ -102,8 +102,9 @@ class ExternalMessage(models.Model):
 
     # No index of their own: (tenant, created_at) and the (connection, external_id) constraint lead with them.
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="external_messages", db_index=False)
-    connection = models.ForeignKey(MarketplaceConnection, on_delete=models.CASCADE, related_name="messages",
-                                   db_index=False)
+    connection = models.ForeignKey(
+        MarketplaceConnection, on_delete=models.CASCADE, related_name="messages", db_index=False
+    )
     type = models.CharField(max_length=16, choices=MarketplaceType.choices, default=MarketplaceType.AMAZON)
     external_id = models.CharField(max_length=255)
     thread_key = models.CharField(max_length=255)

@@ -71,9 +71,11 @@ class PollSummary:
     failed_connections: list[str] = field(default_factory=list)
 
     def line(self) -> str:
-        return (f"{LOG} Summary: connections={self.connections} fetched={self.fetched} "
-                f"new_messages={self.new_messages} new_tickets={self.new_tickets} "
-                f"quarantined={self.quarantined} failures={self.failures} seconds={self.seconds:.2f}")
+        return (
+            f"{LOG} Summary: connections={self.connections} fetched={self.fetched} "
+            f"new_messages={self.new_messages} new_tickets={self.new_tickets} "
+            f"quarantined={self.quarantined} failures={self.failures} seconds={self.seconds:.2f}"
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,8 +100,15 @@ def backoff_delay(failures: int) -> timedelta:
 # --- Claiming ---------------------------------------------------------------------------------
 
 
-def connections_claim(*, worker: str, limit: int, tenant_id: str | None = None, connection_id: str | None = None,
-                      force: bool = False, untouched_since: datetime | None = None) -> list[ClaimedConnection]:
+def connections_claim(
+    *,
+    worker: str,
+    limit: int,
+    tenant_id: str | None = None,
+    connection_id: str | None = None,
+    force: bool = False,
+    untouched_since: datetime | None = None,
+) -> list[ClaimedConnection]:
     """Lease up to `limit` due connections to `worker` and return them.
 
     `untouched_since` (a run's start) skips the connections written since: every poll, failed or
@@ -129,15 +138,17 @@ def connections_claim(*, worker: str, limit: int, tenant_id: str | None = None, 
             return []
         # Conditional on the lease still being free: on SQLite, which has no row locks, two
         # workers may select the same rows, and only the first UPDATE takes them.
-        MarketplaceConnection.objects.filter(free, id__in=ids).update(
-            lease_owner=worker, lease_expires_at=lease_until)
-        rows = MarketplaceConnection.objects.filter(id__in=ids, lease_owner=worker,
-                                                    lease_expires_at=lease_until)
+        MarketplaceConnection.objects.filter(free, id__in=ids).update(lease_owner=worker, lease_expires_at=lease_until)
+        rows = MarketplaceConnection.objects.filter(id__in=ids, lease_owner=worker, lease_expires_at=lease_until)
         return [
             ClaimedConnection(
                 snapshot=ConnectionSnapshot(
-                    id=str(c.id), tenant_id=str(c.tenant_id), selling_partner_id=c.selling_partner_id,
-                    region=c.region, marketplace_ids=tuple(c.marketplace_ids or ()), cursor=c.poll_cursor,
+                    id=str(c.id),
+                    tenant_id=str(c.tenant_id),
+                    selling_partner_id=c.selling_partner_id,
+                    region=c.region,
+                    marketplace_ids=tuple(c.marketplace_ids or ()),
+                    cursor=c.poll_cursor,
                 ),
                 secret_ref=c.secret_ref,
             )
@@ -148,7 +159,8 @@ def connections_claim(*, worker: str, limit: int, tenant_id: str | None = None, 
 def leases_release(*, worker: str, connection_ids: list[str]) -> None:
     """Gives back connections claimed but not polled (the worker is stopping)."""
     MarketplaceConnection.objects.filter(id__in=connection_ids, lease_owner=worker).update(
-        lease_owner="", lease_expires_at=None)
+        lease_owner="", lease_expires_at=None
+    )
 
 
 # --- One connection ---------------------------------------------------------------------------
@@ -171,8 +183,9 @@ def _validated(parsed: ParsedMessage) -> ParsedMessage:
     return parsed
 
 
-def _parse_all(source: MessageSource, raws: list[dict[str, Any]]) -> tuple[list[tuple[dict, ParsedMessage]],
-                                                                            list[tuple[dict, str]]]:
+def _parse_all(
+    source: MessageSource, raws: list[dict[str, Any]]
+) -> tuple[list[tuple[dict, ParsedMessage]], list[tuple[dict, str]]]:
     good: list[tuple[dict, ParsedMessage]] = []
     bad: list[tuple[dict, str]] = []
     seen: set[str] = set()
@@ -198,8 +211,11 @@ class IngestResult:
     quarantined: int = 0
 
     def __add__(self, other: IngestResult) -> IngestResult:
-        return IngestResult(self.new_messages + other.new_messages, self.new_tickets + other.new_tickets,
-                            self.quarantined + other.quarantined)
+        return IngestResult(
+            self.new_messages + other.new_messages,
+            self.new_tickets + other.new_tickets,
+            self.quarantined + other.quarantined,
+        )
 
 
 def _clean_json(value: Any, *, for_quarantine: bool = False) -> Any:
@@ -219,20 +235,44 @@ def _clean_json(value: Any, *, for_quarantine: bool = False) -> Any:
 def _file(snap: ConnectionSnapshot, good: list[tuple[dict, ParsedMessage]]) -> IngestResult:
     """Inserts the new messages (the unique constraint drops known ones) and files them as tickets."""
     rows = [
-        {"external_id": p.external_id, "thread_key": p.thread_key, "order_id": _clean(p.order_id)[:64],
-         "sender": _clean(p.sender)[:255], "subject": _clean(p.subject)[:500], "body": _clean(p.body),
-         "sent_at": p.sent_at, "raw": _clean_json(raw)}
+        {
+            "external_id": p.external_id,
+            "thread_key": p.thread_key,
+            "order_id": _clean(p.order_id)[:64],
+            "sender": _clean(p.sender)[:255],
+            "subject": _clean(p.subject)[:500],
+            "body": _clean(p.body),
+            "sent_at": p.sent_at,
+            "raw": _clean_json(raw),
+        }
         for raw, p in good
     ]
-    inserted = dict(insert_rows(ExternalMessage, rows, shared={"tenant_id": snap.tenant_id, "connection_id": snap.id},
-                                conflict_fields=["connection", "external_id"], returning=["external_id", "id"]))
+    inserted = dict(
+        insert_rows(
+            ExternalMessage,
+            rows,
+            shared={"tenant_id": snap.tenant_id, "connection_id": snap.id},
+            conflict_fields=["connection", "external_id"],
+            returning=["external_id", "id"],
+        )
+    )
     tickets_created = inbound_messages_file(
-        tenant_id=snap.tenant_id, connection_id=snap.id, channel="AMAZON",
+        tenant_id=snap.tenant_id,
+        connection_id=snap.id,
+        channel="AMAZON",
         messages=[
-            InboundMessage(external_message_id=inserted[p.external_id], thread_key=p.thread_key, sent_at=p.sent_at,
-                           body=_clean(p.body), subject=_clean(p.subject), order_id=_clean(p.order_id),
-                           customer_name=_clean(p.sender_name), customer_ref=_clean(p.sender))
-            for _, p in good if p.external_id in inserted
+            InboundMessage(
+                external_message_id=inserted[p.external_id],
+                thread_key=p.thread_key,
+                sent_at=p.sent_at,
+                body=_clean(p.body),
+                subject=_clean(p.subject),
+                order_id=_clean(p.order_id),
+                customer_name=_clean(p.sender_name),
+                customer_ref=_clean(p.sender),
+            )
+            for _, p in good
+            if p.external_id in inserted
         ],
     )
     return IngestResult(new_messages=len(inserted), new_tickets=tickets_created)
@@ -247,14 +287,24 @@ def messages_ingest(*, claimed: ClaimedConnection, fetch: FetchResult, source: M
     except Exception:
         # Something in the batch was refused (by the database, or a value it cannot store): file
         # the messages one by one so only the culprit is quarantined and the mailbox moves on.
-        logger.warning("%s Batch refused for tenant %s (connection %s); filing its messages one by one",
-                       LOG, claimed.snapshot.tenant_id, claimed.snapshot.id)
+        logger.warning(
+            "%s Batch refused for tenant %s (connection %s); filing its messages one by one",
+            LOG,
+            claimed.snapshot.tenant_id,
+            claimed.snapshot.id,
+        )
     with transaction.atomic():
         return _commit(claimed, fetch, good, bad, one_by_one=True)
 
 
-def _commit(claimed: ClaimedConnection, fetch: FetchResult, good: list[tuple[dict, ParsedMessage]],
-            bad: list[tuple[dict, str]], *, one_by_one: bool) -> IngestResult:
+def _commit(
+    claimed: ClaimedConnection,
+    fetch: FetchResult,
+    good: list[tuple[dict, ParsedMessage]],
+    bad: list[tuple[dict, str]],
+    *,
+    one_by_one: bool,
+) -> IngestResult:
     snap = claimed.snapshot
     now = timezone.now()
     bad = list(bad)
@@ -272,16 +322,27 @@ def _commit(claimed: ClaimedConnection, fetch: FetchResult, good: list[tuple[dic
 
     quarantined = insert_rows(
         QuarantinedMessage,
-        [{"external_id": _clean(str(raw.get("messageId") or raw.get("id") or ""))[:255] or None,
-          "reason": reason[:MAX_ERROR_LENGTH], "raw": _clean_json(raw, for_quarantine=True)}
-         for raw, reason in bad],
+        [
+            {
+                "external_id": _clean(str(raw.get("messageId") or raw.get("id") or ""))[:255] or None,
+                "reason": reason[:MAX_ERROR_LENGTH],
+                "raw": _clean_json(raw, for_quarantine=True),
+            }
+            for raw, reason in bad
+        ],
         shared={"tenant_id": snap.tenant_id, "connection_id": snap.id},
-        conflict_fields=["connection", "external_id"], returning=["id"],
+        conflict_fields=["connection", "external_id"],
+        returning=["id"],
     )
     MarketplaceConnection.objects.filter(id=snap.id).update(
-        poll_cursor=fetch.next_cursor, last_polled_at=now,
+        poll_cursor=fetch.next_cursor,
+        last_polled_at=now,
         next_poll_at=now + timedelta(seconds=settings.AMAZON_POLL_INTERVAL_SECONDS),
-        lease_owner="", lease_expires_at=None, last_error="", last_error_at=None, consecutive_failures=0,
+        lease_owner="",
+        lease_expires_at=None,
+        last_error="",
+        last_error_at=None,
+        consecutive_failures=0,
         updated_at=now,
     )
     return result + IngestResult(quarantined=len(quarantined))
@@ -296,8 +357,13 @@ def failure_record(*, connection_id: str, error: str, needs_reauth: bool = False
             return
         failures = row.consecutive_failures + 1
         updates: dict[str, Any] = dict(
-            last_error=error[:MAX_ERROR_LENGTH], last_error_at=now, consecutive_failures=failures,
-            next_poll_at=now + backoff_delay(failures), lease_owner="", lease_expires_at=None, updated_at=now,
+            last_error=error[:MAX_ERROR_LENGTH],
+            last_error_at=now,
+            consecutive_failures=failures,
+            next_poll_at=now + backoff_delay(failures),
+            lease_owner="",
+            lease_expires_at=None,
+            updated_at=now,
         )
         # Only a connection still CONNECTED is moved: a tenant's disconnect in the meantime wins.
         if needs_reauth and row.status == ConnectionStatus.CONNECTED:
@@ -314,22 +380,28 @@ class ConnectionOutcome:
     error: str = ""
 
 
-def connection_poll(*, claimed: ClaimedConnection, source: MessageSource,
-                    tokens: AccessTokenProvider) -> ConnectionOutcome:
+def connection_poll(
+    *, claimed: ClaimedConnection, source: MessageSource, tokens: AccessTokenProvider
+) -> ConnectionOutcome:
     # Every line logged while polling this connection carries its tenant and connection ids.
     with log_context(tenant_id=claimed.snapshot.tenant_id, connection_id=claimed.snapshot.id):
         return _connection_poll(claimed=claimed, source=source, tokens=tokens)
 
 
-def _connection_poll(*, claimed: ClaimedConnection, source: MessageSource,
-                     tokens: AccessTokenProvider) -> ConnectionOutcome:
+def _connection_poll(
+    *, claimed: ClaimedConnection, source: MessageSource, tokens: AccessTokenProvider
+) -> ConnectionOutcome:
     snap = claimed.snapshot
     tenant = snap.tenant_id
-    logger.info("%s Starting poll for tenant: %s (connection %s, seller %s)", LOG, tenant, snap.id,
-                snap.selling_partner_id)
+    logger.info(
+        "%s Starting poll for tenant: %s (connection %s, seller %s)", LOG, tenant, snap.id, snap.selling_partner_id
+    )
     try:
-        access_token = (tokens.access_token(connection_id=snap.id, secret_ref=claimed.secret_ref)
-                        if source.needs_access_token else None)
+        access_token = (
+            tokens.access_token(connection_id=snap.id, secret_ref=claimed.secret_ref)
+            if source.needs_access_token
+            else None
+        )
         fetched = source.fetch(snap, access_token=access_token)
     except NeedsReauth as exc:
         # "Poll error" (the runbook's `amazon poller.*error`) and "Token refresh failed" (in exc) both match.
@@ -351,8 +423,7 @@ def _connection_poll(*, claimed: ClaimedConnection, source: MessageSource,
         failure_record(connection_id=snap.id, error=error)
         return ConnectionOutcome(error=error)
 
-    logger.info("%s Fetched %d messages for tenant %s (connection %s)", LOG, len(fetched.raw_messages), tenant,
-                snap.id)
+    logger.info("%s Fetched %d messages for tenant %s (connection %s)", LOG, len(fetched.raw_messages), tenant, snap.id)
     try:
         result = messages_ingest(claimed=claimed, fetch=fetched, source=source)
     except Exception as exc:
@@ -361,12 +432,27 @@ def _connection_poll(*, claimed: ClaimedConnection, source: MessageSource,
         failure_record(connection_id=snap.id, error=error)
         return ConnectionOutcome(fetched=len(fetched.raw_messages), error=error)
     if result.quarantined:
-        logger.warning("%s Quarantined %d unreadable messages for tenant %s (connection %s)", LOG,
-                       result.quarantined, tenant, snap.id)
-    logger.info("%s Poll completed for tenant: %s (connection %s, %d new messages, %d new tickets)", LOG, tenant,
-                snap.id, result.new_messages, result.new_tickets)
-    return ConnectionOutcome(fetched=len(fetched.raw_messages), new_messages=result.new_messages,
-                             new_tickets=result.new_tickets, quarantined=result.quarantined)
+        logger.warning(
+            "%s Quarantined %d unreadable messages for tenant %s (connection %s)",
+            LOG,
+            result.quarantined,
+            tenant,
+            snap.id,
+        )
+    logger.info(
+        "%s Poll completed for tenant: %s (connection %s, %d new messages, %d new tickets)",
+        LOG,
+        tenant,
+        snap.id,
+        result.new_messages,
+        result.new_tickets,
+    )
+    return ConnectionOutcome(
+        fetched=len(fetched.raw_messages),
+        new_messages=result.new_messages,
+        new_tickets=result.new_tickets,
+        quarantined=result.quarantined,
+    )
 
 
 # --- A run ------------------------------------------------------------------------------------
@@ -405,9 +491,17 @@ class _Run:
                 s.failed_connections.append(connection_id)
 
 
-def _worker_loop(run: _Run, *, worker: str, source: MessageSource, tokens: AccessTokenProvider,
-                 should_stop: Callable[[], bool], tenant_id: str | None, connection_id: str | None,
-                 force: bool) -> None:
+def _worker_loop(
+    run: _Run,
+    *,
+    worker: str,
+    source: MessageSource,
+    tokens: AccessTokenProvider,
+    should_stop: Callable[[], bool],
+    tenant_id: str | None,
+    connection_id: str | None,
+    force: bool,
+) -> None:
     if connection.vendor == "postgresql":
         # The cursor advances in the same transaction as the messages, so a commit lost in a
         # database crash is only fetched again on the next run; not waiting for the WAL flush at
@@ -418,8 +512,14 @@ def _worker_loop(run: _Run, *, worker: str, source: MessageSource, tokens: Acces
         wanted = run.reserve(settings.AMAZON_POLL_CLAIM_BATCH)
         if not wanted:
             return
-        claimed = connections_claim(worker=worker, limit=wanted, tenant_id=tenant_id, connection_id=connection_id,
-                                    force=force, untouched_since=run.started_at)
+        claimed = connections_claim(
+            worker=worker,
+            limit=wanted,
+            tenant_id=tenant_id,
+            connection_id=connection_id,
+            force=force,
+            untouched_since=run.started_at,
+        )
         run.give_back(wanted - len(claimed))
         if not claimed:
             return
@@ -432,10 +532,17 @@ def _worker_loop(run: _Run, *, worker: str, source: MessageSource, tokens: Acces
             run.record(item.snapshot.id, connection_poll(claimed=item, source=source, tokens=tokens))
 
 
-def poll_run(*, limit: int | None = None, tenant_id: str | None = None, connection_id: str | None = None,
-             force: bool = False, should_stop: Callable[[], bool] = lambda: False,
-             tokens: AccessTokenProvider | None = None, worker: str | None = None,
-             workers: int | None = None) -> PollSummary:
+def poll_run(
+    *,
+    limit: int | None = None,
+    tenant_id: str | None = None,
+    connection_id: str | None = None,
+    force: bool = False,
+    should_stop: Callable[[], bool] = lambda: False,
+    tokens: AccessTokenProvider | None = None,
+    worker: str | None = None,
+    workers: int | None = None,
+) -> PollSummary:
     """Polls every due connection once (or `limit` of them), `workers` at a time.
 
     Threads, because a real source spends its time waiting on Amazon: several connections are
@@ -454,8 +561,15 @@ def poll_run(*, limit: int | None = None, tenant_id: str | None = None, connecti
     tokens = tokens or AccessTokenProvider(app=app)
     workers = 1 if connection.vendor == "sqlite" else max(workers or settings.AMAZON_POLL_WORKERS, 1)
 
-    options = dict(run=run, source=source, tokens=tokens, should_stop=should_stop, tenant_id=tenant_id,
-                   connection_id=connection_id, force=force)
+    options = dict(
+        run=run,
+        source=source,
+        tokens=tokens,
+        should_stop=should_stop,
+        tenant_id=tenant_id,
+        connection_id=connection_id,
+        force=force,
+    )
     if workers == 1:
         _worker_loop(worker=worker, **options)
     else:
@@ -469,8 +583,9 @@ def poll_run(*, limit: int | None = None, tenant_id: str | None = None, connecti
             finally:
                 connection.close()  # each thread has its own database connection
 
-        threads = [threading.Thread(target=thread_main, args=(f"{worker}/{n}",), name=f"poller-{n}")
-                   for n in range(workers)]
+        threads = [
+            threading.Thread(target=thread_main, args=(f"{worker}/{n}",), name=f"poller-{n}") for n in range(workers)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -480,7 +595,15 @@ def poll_run(*, limit: int | None = None, tenant_id: str | None = None, connecti
     run.summary.seconds = time.monotonic() - started
     # Metrics: the run's figures go to the database, where GET /metrics and the dashboard read them.
     summary = run.summary
-    poll_run_record(worker=worker, started_at=run.started_at, connections=summary.connections, fetched=summary.fetched,
-                    new_messages=summary.new_messages, new_tickets=summary.new_tickets,
-                    quarantined=summary.quarantined, failures=summary.failures, seconds=summary.seconds)
+    poll_run_record(
+        worker=worker,
+        started_at=run.started_at,
+        connections=summary.connections,
+        fetched=summary.fetched,
+        new_messages=summary.new_messages,
+        new_tickets=summary.new_tickets,
+        quarantined=summary.quarantined,
+        failures=summary.failures,
+        seconds=summary.seconds,
+    )
     return run.summary

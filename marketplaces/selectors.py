@@ -23,8 +23,10 @@ def current_app_source() -> str:
 
 def effective_status_expression() -> Case:
     return Case(
-        When(Q(status=ConnectionStatus.CONNECTED) & ~Q(app_source=current_app_source()),
-             then=Value(ConnectionStatus.NEEDS_REAUTH)),
+        When(
+            Q(status=ConnectionStatus.CONNECTED) & ~Q(app_source=current_app_source()),
+            then=Value(ConnectionStatus.NEEDS_REAUTH),
+        ),
         default=F("status"),
         output_field=CharField(),
     )
@@ -48,8 +50,9 @@ def pollable_connections() -> QuerySet[MarketplaceConnection]:
 
 
 def _count(model, related: str) -> Coalesce:
-    counts = (model.objects.filter(**{related: OuterRef("pk")}).order_by()
-              .values(related).annotate(n=Count("pk")).values("n"))
+    counts = (
+        model.objects.filter(**{related: OuterRef("pk")}).order_by().values(related).annotate(n=Count("pk")).values("n")
+    )
     return Coalesce(Subquery(counts, output_field=IntegerField()), 0)
 
 
@@ -57,12 +60,14 @@ def amazon_connection_list(*, tenant: Tenant) -> QuerySet[MarketplaceConnection]
     """The tenant's Amazon connections with effective status and message/ticket counts: one query."""
     from tickets.models import Ticket  # tickets depends on marketplaces; read-only use here
 
-    return with_effective_status(
-        MarketplaceConnection.objects.filter(tenant=tenant, type=MarketplaceType.AMAZON)
-    ).annotate(
-        message_count=_count(ExternalMessage, "connection"),
-        ticket_count=_count(Ticket, "connection"),
-    ).order_by("-connected_at", "-created_at")
+    return (
+        with_effective_status(MarketplaceConnection.objects.filter(tenant=tenant, type=MarketplaceType.AMAZON))
+        .annotate(
+            message_count=_count(ExternalMessage, "connection"),
+            ticket_count=_count(Ticket, "connection"),
+        )
+        .order_by("-connected_at", "-created_at")
+    )
 
 
 def amazon_connection_get(*, tenant: Tenant, selling_partner_id: str) -> MarketplaceConnection | None:

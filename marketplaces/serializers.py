@@ -12,11 +12,14 @@ _MISSING = {"required": "missing parameter", "blank": "missing parameter", "null
 
 class OAuthStartInputSerializer(serializers.Serializer):
     marketplace = serializers.CharField(
-        max_length=32, required=False, allow_blank=True,
+        max_length=32,
+        required=False,
+        allow_blank=True,
         help_text="Country code (FR, US, JP, UK…) or marketplace id (A13V1IB3VIYZZH). Default: the app's region.",
     )
-    region = serializers.CharField(max_length=16, required=False, allow_blank=True,
-                                   help_text="NA, EU or FE; only needed without a marketplace.")
+    region = serializers.CharField(
+        max_length=16, required=False, allow_blank=True, help_text="NA, EU or FE; only needed without a marketplace."
+    )
 
 
 class OAuthStartSerializer(serializers.Serializer):
@@ -70,8 +73,9 @@ class ConnectionSerializer(serializers.Serializer):
 
 
 class StatusSerializer(serializers.Serializer):
-    status = serializers.CharField(help_text="CONNECTED if one connection is, else the most telling status, "
-                                             "or NOT_CONNECTED when there is none.")
+    status = serializers.CharField(
+        help_text="CONNECTED if one connection is, else the most telling status, or NOT_CONNECTED when there is none."
+    )
     connected = serializers.BooleanField()
     appSource = serializers.CharField(help_text="The SP-API app in use (AMAZON_SPAPI_APP_SOURCE).")
     connections = ConnectionSerializer(many=True)
@@ -79,11 +83,14 @@ class StatusSerializer(serializers.Serializer):
 
 class DisconnectInputSerializer(serializers.Serializer):
     sellingPartnerId = serializers.RegexField(
-        SELLER_ID_PATTERN, required=False, allow_blank=True,
+        SELLER_ID_PATTERN,
+        required=False,
+        allow_blank=True,
         help_text="Which seller to disconnect; required when the tenant has several connections.",
     )
-    selling_partner_id = serializers.RegexField(SELLER_ID_PATTERN, required=False, allow_blank=True,
-                                                help_text="Same as sellingPartnerId.")
+    selling_partner_id = serializers.RegexField(
+        SELLER_ID_PATTERN, required=False, allow_blank=True, help_text="Same as sellingPartnerId."
+    )
 
 
 class DisconnectSerializer(serializers.Serializer):

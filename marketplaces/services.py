@@ -129,8 +129,9 @@ def _resolve_target(*, app: AmazonApp, marketplace: str, region: str) -> tuple[s
     return (chosen.region if chosen else region or app.region), chosen
 
 
-def amazon_oauth_start(*, tenant: Tenant, user: AbstractBaseUser, marketplace: str = "", region: str = "",
-                       site_url: str = "") -> OAuthStart:
+def amazon_oauth_start(
+    *, tenant: Tenant, user: AbstractBaseUser, marketplace: str = "", region: str = "", site_url: str = ""
+) -> OAuthStart:
     """Record a single-use state for (tenant, user) and build the Seller Central consent URL."""
     app = amazon_app_get(site_url=site_url)
     target_region, chosen = _resolve_target(app=app, marketplace=marketplace, region=region)
@@ -139,20 +140,36 @@ def amazon_oauth_start(*, tenant: Tenant, user: AbstractBaseUser, marketplace: s
     now = timezone.now()
     expires_at = now + timedelta(seconds=settings.AMAZON_OAUTH_STATE_TTL)
     OAuthState.objects.create(
-        state_hash=state_hash(state), tenant=tenant, user=user, type=MarketplaceType.AMAZON,
-        region=target_region, marketplace_id=chosen.marketplace_id if chosen else "", expires_at=expires_at,
+        state_hash=state_hash(state),
+        tenant=tenant,
+        user=user,
+        type=MarketplaceType.AMAZON,
+        region=target_region,
+        marketplace_id=chosen.marketplace_id if chosen else "",
+        expires_at=expires_at,
     )
     # Housekeeping: states are useless once expired; keep a day of them for the admin's eyes.
     OAuthState.objects.filter(expires_at__lt=now - EXPIRED_STATE_RETENTION).delete()
 
     base = _mock_urls(site_url)[0] if app.is_mock else seller_central_for(region=target_region, marketplace=chosen)
-    url = consent_url(base=base, application_id=app.application_id, state=state, draft=app.draft,
-                      redirect_uri=app.redirect_uri)
-    logger.info("Amazon OAuth start: tenant %s, user %s, region %s, marketplace %s, app %s%s",
-                tenant.id, user.pk, target_region, chosen.country if chosen else "-", app.app_source,
-                " (mock)" if app.is_mock else "")
-    return OAuthStart(auth_url=url, expires_at=expires_at, region=target_region,
-                      marketplace_id=chosen.marketplace_id if chosen else "")
+    url = consent_url(
+        base=base, application_id=app.application_id, state=state, draft=app.draft, redirect_uri=app.redirect_uri
+    )
+    logger.info(
+        "Amazon OAuth start: tenant %s, user %s, region %s, marketplace %s, app %s%s",
+        tenant.id,
+        user.pk,
+        target_region,
+        chosen.country if chosen else "-",
+        app.app_source,
+        " (mock)" if app.is_mock else "",
+    )
+    return OAuthStart(
+        auth_url=url,
+        expires_at=expires_at,
+        region=target_region,
+        marketplace_id=chosen.marketplace_id if chosen else "",
+    )
 
 
 # --- Callback ----------------------------------------------------------------------------------
@@ -178,8 +195,7 @@ def _check_still_allowed(row: OAuthState) -> None:
         raise ForbiddenError("This tenant is deactivated.", code="tenant_inactive")
     membership = Membership.objects.filter(tenant=row.tenant, user=row.user, user__is_active=True).first()
     if membership is None or not membership.is_admin:
-        raise ForbiddenError("Connecting Amazon needs the owner or admin role in this tenant.",
-                             code="role_forbidden")
+        raise ForbiddenError("Connecting Amazon needs the owner or admin role in this tenant.", code="role_forbidden")
 
 
 def _record_failure(*, row: OAuthState, selling_partner_id: str, app: AmazonApp, error: str) -> None:
@@ -189,9 +205,15 @@ def _record_failure(*, row: OAuthState, selling_partner_id: str, app: AmazonApp,
     now = timezone.now()
     with transaction.atomic():
         connection, created = MarketplaceConnection.objects.select_for_update().get_or_create(
-            tenant=row.tenant, type=MarketplaceType.AMAZON, selling_partner_id=selling_partner_id,
-            defaults={"status": ConnectionStatus.ERROR, "region": row.region, "app_source": app.app_source,
-                      "marketplace_ids": [row.marketplace_id] if row.marketplace_id else []},
+            tenant=row.tenant,
+            type=MarketplaceType.AMAZON,
+            selling_partner_id=selling_partner_id,
+            defaults={
+                "status": ConnectionStatus.ERROR,
+                "region": row.region,
+                "app_source": app.app_source,
+                "marketplace_ids": [row.marketplace_id] if row.marketplace_id else [],
+            },
         )
         log_context_bind(connection_id=connection.id)
         connection.last_error = error
@@ -203,12 +225,15 @@ def _record_failure(*, row: OAuthState, selling_partner_id: str, app: AmazonApp,
         connection.save(update_fields=fields)
 
 
-def _connection_connect(*, row: OAuthState, selling_partner_id: str, app: AmazonApp, secret_ref: str
-                        ) -> MarketplaceConnection:
+def _connection_connect(
+    *, row: OAuthState, selling_partner_id: str, app: AmazonApp, secret_ref: str
+) -> MarketplaceConnection:
     now = timezone.now()
     with transaction.atomic():
         connection, _ = MarketplaceConnection.objects.select_for_update().get_or_create(
-            tenant=row.tenant, type=MarketplaceType.AMAZON, selling_partner_id=selling_partner_id,
+            tenant=row.tenant,
+            type=MarketplaceType.AMAZON,
+            selling_partner_id=selling_partner_id,
             defaults={"region": row.region},
         )
         marketplaces = list(connection.marketplace_ids or [])
@@ -225,15 +250,28 @@ def _connection_connect(*, row: OAuthState, selling_partner_id: str, app: Amazon
         connection.last_error_at = None
         connection.consecutive_failures = 0
         connection.next_poll_at = now  # poll a (re)connected account at the next run
-        connection.save(update_fields=[
-            "status", "region", "marketplace_ids", "app_source", "secret_ref", "connected_at", "disconnected_at",
-            "last_error", "last_error_at", "consecutive_failures", "next_poll_at", "updated_at",
-        ])
+        connection.save(
+            update_fields=[
+                "status",
+                "region",
+                "marketplace_ids",
+                "app_source",
+                "secret_ref",
+                "connected_at",
+                "disconnected_at",
+                "last_error",
+                "last_error_at",
+                "consecutive_failures",
+                "next_poll_at",
+                "updated_at",
+            ]
+        )
     return connection
 
 
-def amazon_oauth_callback(*, state: str, code: str = "", selling_partner_id: str = "", error: str = "",
-                          site_url: str = "") -> MarketplaceConnection:
+def amazon_oauth_callback(
+    *, state: str, code: str = "", selling_partner_id: str = "", error: str = "", site_url: str = ""
+) -> MarketplaceConnection:
     """Consume the state, exchange the code at LWA, store the refresh token, mark CONNECTED."""
     if error:
         # The seller declined (or Amazon refused): burn the state so the URL cannot be replayed.
@@ -257,34 +295,45 @@ def amazon_oauth_callback(*, state: str, code: str = "", selling_partner_id: str
     try:
         _check_still_allowed(row)
     except ForbiddenError as exc:
-        logger.warning("Amazon OAuth callback error: tenant %s user %s refused: %s", row.tenant_id, row.user_id,
-                       exc.code)
+        logger.warning(
+            "Amazon OAuth callback error: tenant %s user %s refused: %s", row.tenant_id, row.user_id, exc.code
+        )
         raise
 
     # No transaction is open here: the HTTP call to Amazon must not hold row locks.
     try:
         tokens = lwa.exchange_authorization_code(
-            code=code, client_id=app.client_id, client_secret=app.client_secret,
-            redirect_uri=app.redirect_uri, token_url=app.lwa_token_url or None,
+            code=code,
+            client_id=app.client_id,
+            client_secret=app.client_secret,
+            redirect_uri=app.redirect_uri,
+            token_url=app.lwa_token_url or None,
         )
     except lwa.LwaError as exc:
         message = f"Token exchange failed: {exc}"
         _record_failure(row=row, selling_partner_id=selling_partner_id, app=app, error=message)
-        logger.error("Amazon OAuth error: %s (tenant %s, seller %s, app %s)", message, row.tenant_id,
-                     selling_partner_id, app.app_source)
-        status_code = (http.HTTP_400_BAD_REQUEST if isinstance(exc, lwa.LwaRejected)
-                       else http.HTTP_502_BAD_GATEWAY)
+        logger.error(
+            "Amazon OAuth error: %s (tenant %s, seller %s, app %s)",
+            message,
+            row.tenant_id,
+            selling_partner_id,
+            app.app_source,
+        )
+        status_code = http.HTTP_400_BAD_REQUEST if isinstance(exc, lwa.LwaRejected) else http.HTTP_502_BAD_GATEWAY
         raise TokenExchangeFailed(message, status_code=status_code, details={"error": exc.code}) from None
 
     path = refresh_token_path(tenant_id=row.tenant_id, selling_partner_id=selling_partner_id)
     try:
-        get_secret_store().write(path, {
-            "refresh_token": tokens.refresh_token,
-            "selling_partner_id": selling_partner_id,
-            "app_source": app.app_source,
-            "region": row.region,
-            "obtained_at": timezone.now().isoformat(),
-        })
+        get_secret_store().write(
+            path,
+            {
+                "refresh_token": tokens.refresh_token,
+                "selling_partner_id": selling_partner_id,
+                "app_source": app.app_source,
+                "region": row.region,
+                "obtained_at": timezone.now().isoformat(),
+            },
+        )
     except SecretStoreError as exc:
         message = f"Secret store write failed: {exc}"
         _record_failure(row=row, selling_partner_id=selling_partner_id, app=app, error=message)
@@ -293,8 +342,13 @@ def amazon_oauth_callback(*, state: str, code: str = "", selling_partner_id: str
 
     connection = _connection_connect(row=row, selling_partner_id=selling_partner_id, app=app, secret_ref=path)
     log_context_bind(connection_id=connection.id)
-    logger.info("Amazon OAuth callback: tenant %s connected seller %s (region %s, app %s)", row.tenant_id,
-                selling_partner_id, row.region, app.app_source)
+    logger.info(
+        "Amazon OAuth callback: tenant %s connected seller %s (region %s, app %s)",
+        row.tenant_id,
+        selling_partner_id,
+        row.region,
+        app.app_source,
+    )
     return connection
 
 
@@ -308,13 +362,15 @@ def amazon_disconnect(*, tenant: Tenant, selling_partner_id: str = "") -> list[M
     if selling_partner_id:
         targets = list(connections.filter(selling_partner_id=selling_partner_id))
         if not targets:
-            raise NotFoundError(f"No Amazon connection for seller {selling_partner_id} in this tenant.",
-                                code="connection_not_found")
+            raise NotFoundError(
+                f"No Amazon connection for seller {selling_partner_id} in this tenant.", code="connection_not_found"
+            )
     else:
         active = list(connections.exclude(status=ConnectionStatus.DISCONNECTED))
         if len(active) > 1:
             raise ApplicationError(
-                "This tenant has several Amazon connections; pass sellingPartnerId.", code="seller_required",
+                "This tenant has several Amazon connections; pass sellingPartnerId.",
+                code="seller_required",
                 details={"sellers": sorted(c.selling_partner_id for c in active)},
             )
         targets = active or list(connections)  # all already disconnected: answer them again
@@ -335,8 +391,12 @@ def amazon_disconnect(*, tenant: Tenant, selling_partner_id: str = "") -> list[M
             try:
                 store.delete(connection.secret_ref)
             except SecretStoreError as exc:
-                logger.error("Amazon OAuth error: disconnect of tenant %s seller %s could not delete the token: %s",
-                             tenant.id, connection.selling_partner_id, exc)
+                logger.error(
+                    "Amazon OAuth error: disconnect of tenant %s seller %s could not delete the token: %s",
+                    tenant.id,
+                    connection.selling_partner_id,
+                    exc,
+                )
                 raise SecretStoreUnavailable(
                     f"Disconnected, but the stored Amazon token could not be deleted yet ({exc}); retry."
                 ) from None
@@ -353,14 +413,16 @@ def amazon_refresh_token_get(*, connection: MarketplaceConnection) -> str:
     if effective != ConnectionStatus.CONNECTED:
         raise ConflictError(f"Connection not CONNECTED (status {effective})", code="connection_not_connected")
     if not connection.secret_ref:
-        raise NotFoundError(f"No credentials found: connection {connection.id} has no secret_ref",
-                            code="credentials_missing")
+        raise NotFoundError(
+            f"No credentials found: connection {connection.id} has no secret_ref", code="credentials_missing"
+        )
     try:
         data = get_secret_store().read(connection.secret_ref)
     except SecretNotFound as exc:
         raise NotFoundError(str(exc), code="credentials_missing") from None
     token = data.get("refresh_token")
     if not token:
-        raise NotFoundError(f"No credentials found: {connection.secret_ref} has no refresh_token",
-                            code="credentials_missing")
+        raise NotFoundError(
+            f"No credentials found: {connection.secret_ref} has no refresh_token", code="credentials_missing"
+        )
     return token

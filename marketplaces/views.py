@@ -33,8 +33,13 @@ ERRORS = {
     401: OpenApiResponse(ErrorSerializer, description="Missing, expired or invalid token."),
     403: OpenApiResponse(ErrorSerializer, description="Agents may not change the Amazon connection."),
 }
-STATUS_PRIORITY = [ConnectionStatus.CONNECTED, ConnectionStatus.NEEDS_REAUTH, ConnectionStatus.ERROR,
-                   ConnectionStatus.PENDING, ConnectionStatus.DISCONNECTED]
+STATUS_PRIORITY = [
+    ConnectionStatus.CONNECTED,
+    ConnectionStatus.NEEDS_REAUTH,
+    ConnectionStatus.ERROR,
+    ConnectionStatus.PENDING,
+    ConnectionStatus.DISCONNECTED,
+]
 
 
 def _site_url(request: HttpRequest) -> str:
@@ -46,25 +51,33 @@ class AmazonOAuthStartView(APIView):
 
     @extend_schema(
         request=OAuthStartInputSerializer,
-        responses={200: OAuthStartSerializer, **ERRORS,
-                   503: OpenApiResponse(ErrorSerializer, description="`credentials_missing`: no SP-API app.")},
+        responses={
+            200: OAuthStartSerializer,
+            **ERRORS,
+            503: OpenApiResponse(ErrorSerializer, description="`credentials_missing`: no SP-API app."),
+        },
         tags=["amazon"],
     )
     def post(self, request: Request) -> Response:
         data = OAuthStartInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         started = services.amazon_oauth_start(
-            tenant=request.tenant, user=request.user, marketplace=data.validated_data.get("marketplace", ""),
-            region=data.validated_data.get("region", ""), site_url=_site_url(request),
+            tenant=request.tenant,
+            user=request.user,
+            marketplace=data.validated_data.get("marketplace", ""),
+            region=data.validated_data.get("region", ""),
+            site_url=_site_url(request),
         )
-        return Response({
-            "authUrl": started.auth_url,
-            "expiresAt": started.expires_at,
-            "message": "Redirect user to authUrl to authorize KeyBuzz on Amazon Seller Central "
-                       "(the link is single use and expires at expiresAt).",
-            "region": started.region,
-            "marketplaceId": started.marketplace_id,
-        })
+        return Response(
+            {
+                "authUrl": started.auth_url,
+                "expiresAt": started.expires_at,
+                "message": "Redirect user to authUrl to authorize KeyBuzz on Amazon Seller Central "
+                "(the link is single use and expires at expiresAt).",
+                "region": started.region,
+                "marketplaceId": started.marketplace_id,
+            }
+        )
 
 
 class AmazonOAuthCallbackView(View):
@@ -82,16 +95,21 @@ class AmazonOAuthCallbackView(View):
                 raise ApplicationError(f"Invalid callback: {_first_message(query.errors)}", code="invalid_callback")
             params = query.validated_data
             connection = services.amazon_oauth_callback(
-                state=params["state"], code=params.get("spapi_oauth_code", ""),
-                selling_partner_id=params.get("selling_partner_id", ""), error=params.get("error", ""),
+                state=params["state"],
+                code=params.get("spapi_oauth_code", ""),
+                selling_partner_id=params.get("selling_partner_id", ""),
+                error=params.get("error", ""),
                 site_url=_site_url(request),
             )
         except ApplicationError as exc:
-            response = _callback_result(request, ok=False, code=exc.code, message=exc.message,
-                                        status=exc.status_code)
+            response = _callback_result(request, ok=False, code=exc.code, message=exc.message, status=exc.status_code)
         else:
             response = _callback_result(
-                request, ok=True, code="connected", status=200, seller=connection.selling_partner_id,
+                request,
+                ok=True,
+                code="connected",
+                status=200,
+                seller=connection.selling_partner_id,
                 message=f"Amazon seller {connection.selling_partner_id} is connected to KeyBuzz.",
             )
         # The URL carried a one-time code: never leak it through a Referer, never cache the answer.
@@ -111,18 +129,23 @@ def _with_query(url: str, params: dict[str, str]) -> str:
     return urlunsplit(parts._replace(query=urlencode(query + list(params.items()))))
 
 
-def _callback_result(request: HttpRequest, *, ok: bool, code: str, message: str, status: int,
-                     seller: str = "") -> HttpResponse:
+def _callback_result(
+    request: HttpRequest, *, ok: bool, code: str, message: str, status: int, seller: str = ""
+) -> HttpResponse:
     if _wants_json(request):
-        body = {"status": ConnectionStatus.CONNECTED, "sellingPartnerId": seller, "message": message} if ok \
+        body = (
+            {"status": ConnectionStatus.CONNECTED, "sellingPartnerId": seller, "message": message}
+            if ok
             else {"code": code, "message": message}
+        )
         return JsonResponse(body, status=status)
     return_url = settings.AMAZON_OAUTH_RETURN_URL or settings.FRONTEND_URL
     if return_url:
         marker = {"amazon": "connected", "seller": seller} if ok else {"amazon": "error", "code": code}
         return HttpResponseRedirect(_with_query(return_url, marker))
-    return render(request, "marketplaces/amazon_oauth_result.html",
-                  {"ok": ok, "code": code, "message": message}, status=status)
+    return render(
+        request, "marketplaces/amazon_oauth_result.html", {"ok": ok, "code": code, "message": message}, status=status
+    )
 
 
 def _overall_status(connections: list) -> str:
@@ -140,12 +163,14 @@ class AmazonStatusView(APIView):
     def get(self, request: Request) -> Response:
         connections = list(selectors.amazon_connection_list(tenant=request.tenant))
         overall = _overall_status(connections)
-        return Response({
-            "status": overall,
-            "connected": overall == ConnectionStatus.CONNECTED,
-            "appSource": selectors.current_app_source(),
-            "connections": ConnectionSerializer(connections, many=True).data,
-        })
+        return Response(
+            {
+                "status": overall,
+                "connected": overall == ConnectionStatus.CONNECTED,
+                "appSource": selectors.current_app_source(),
+                "connections": ConnectionSerializer(connections, many=True).data,
+            }
+        )
 
 
 class AmazonDisconnectView(APIView):
@@ -153,10 +178,15 @@ class AmazonDisconnectView(APIView):
 
     @extend_schema(
         request=DisconnectInputSerializer,
-        parameters=[OpenApiParameter("sellingPartnerId", str, required=False,
-                                     description="Also accepted in the query string.")],
-        responses={200: DisconnectSerializer, **ERRORS, 404: ErrorSerializer,
-                   503: OpenApiResponse(ErrorSerializer, description="The token could not be deleted yet.")},
+        parameters=[
+            OpenApiParameter("sellingPartnerId", str, required=False, description="Also accepted in the query string.")
+        ],
+        responses={
+            200: DisconnectSerializer,
+            **ERRORS,
+            404: ErrorSerializer,
+            503: OpenApiResponse(ErrorSerializer, description="The token could not be deleted yet."),
+        },
         tags=["amazon"],
     )
     def post(self, request: Request) -> Response:
@@ -166,9 +196,11 @@ class AmazonDisconnectView(APIView):
         seller = data.validated_data.get("sellingPartnerId") or data.validated_data.get("selling_partner_id", "")
         targets = services.amazon_disconnect(tenant=request.tenant, selling_partner_id=seller)
         connections = selectors.amazon_connection_list(tenant=request.tenant).filter(pk__in=[c.pk for c in targets])
-        return Response({
-            "status": ConnectionStatus.DISCONNECTED,
-            "message": "Amazon is disconnected and its stored token deleted. To revoke KeyBuzz at Amazon too, "
-                       "remove the app in Seller Central > Manage Your Apps.",
-            "connections": ConnectionSerializer(connections, many=True).data,
-        })
+        return Response(
+            {
+                "status": ConnectionStatus.DISCONNECTED,
+                "message": "Amazon is disconnected and its stored token deleted. To revoke KeyBuzz at Amazon too, "
+                "remove the app in Seller Central > Manage Your Apps.",
+                "connections": ConnectionSerializer(connections, many=True).data,
+            }
+        )

@@ -45,9 +45,15 @@ def api_client(membership: Membership | None = None) -> APIClient:
 _NOW = object()
 
 
-def make_connection(tenant: Tenant | None = None, *, seller: str | None = None,
-                    status: str = ConnectionStatus.CONNECTED, app_source: str = "external_test",
-                    connected_at=_NOW, **fields) -> MarketplaceConnection:
+def make_connection(
+    tenant: Tenant | None = None,
+    *,
+    seller: str | None = None,
+    status: str = ConnectionStatus.CONNECTED,
+    app_source: str = "external_test",
+    connected_at=_NOW,
+    **fields,
+) -> MarketplaceConnection:
     """An Amazon connection as the OAuth callback leaves it (the secret itself is not written)."""
     tenant = tenant or make_tenant()
     seller = seller or fields.pop("selling_partner_id", None) or f"A{next(_seq):012d}"
@@ -55,5 +61,10 @@ def make_connection(tenant: Tenant | None = None, *, seller: str | None = None,
     fields.setdefault("marketplace_ids", ["A13V1IB3VIYZZH"])
     fields.setdefault("secret_ref", f"keybuzz/tenants/{tenant.id}/amazon/{seller}")
     return MarketplaceConnection.objects.create(
-        tenant=tenant, selling_partner_id=seller, status=status, app_source=app_source,
-        connected_at=timezone.now() if connected_at is _NOW else connected_at, **fields)
+        tenant=tenant,
+        selling_partner_id=seller,
+        status=status,
+        app_source=app_source,
+        connected_at=timezone.now() if connected_at is _NOW else connected_at,
+        **fields,
+    )

@@ -67,8 +67,9 @@ class OpenBao:
         """An hvac client on this server, with the root token unless another is given."""
         session = requests.Session()
         session.trust_env = False  # never through a proxy: the server is on loopback
-        return hvac.Client(url=self.addr, token=token if token is not None else self.root_token,
-                           session=session, timeout=5)
+        return hvac.Client(
+            url=self.addr, token=token if token is not None else self.root_token, session=session, timeout=5
+        )
 
     def root_client(self) -> hvac.Client:
         return self.client()
@@ -110,13 +111,24 @@ def start_openbao(workdir: Path, *, timeout: float = START_TIMEOUT) -> OpenBao:
     last_error = ""
     for attempt in range(3):
         port = free_port_pair()
-        server = OpenBao(addr=f"http://{HOST}:{port}", root_token=secrets.token_urlsafe(24),
-                         log_path=workdir / f"bao-{port}.log")
+        server = OpenBao(
+            addr=f"http://{HOST}:{port}", root_token=secrets.token_urlsafe(24), log_path=workdir / f"bao-{port}.log"
+        )
         with open(server.log_path, "wb") as log:
             server.process = subprocess.Popen(
-                [bao_binary(), "server", "-dev", f"-dev-listen-address={HOST}:{port}",
-                 f"-dev-root-token-id={server.root_token}", "-dev-no-store-token"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=workdir,
+                [
+                    bao_binary(),
+                    "server",
+                    "-dev",
+                    f"-dev-listen-address={HOST}:{port}",
+                    f"-dev-root-token-id={server.root_token}",
+                    "-dev-no-store-token",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=workdir,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -126,8 +138,10 @@ def start_openbao(workdir: Path, *, timeout: float = START_TIMEOUT) -> OpenBao:
                 return server
             time.sleep(0.05)
         server.stop()
-        last_error = (f"OpenBao did not become healthy at {server.addr} within {timeout:.0f}s "
-                      f"(attempt {attempt + 1}, exit code {server.process.returncode}); its log:\n{server.log()}")
+        last_error = (
+            f"OpenBao did not become healthy at {server.addr} within {timeout:.0f}s "
+            f"(attempt {attempt + 1}, exit code {server.process.returncode}); its log:\n{server.log()}"
+        )
         # Another process may have taken the port between our probe and the server's bind: retry.
         if "address already in use" not in server.log():
             break

@@ -7,8 +7,16 @@ class TicketMessageInline(admin.TabularInline):
     model = TicketMessage
     extra = 0
     can_delete = False
-    fields = ["direction", "author", "author_name", "body", "delivery_status", "delivery_attempts", "delivery_error",
-              "sent_at"]
+    fields = [
+        "direction",
+        "author",
+        "author_name",
+        "body",
+        "delivery_status",
+        "delivery_attempts",
+        "delivery_error",
+        "sent_at",
+    ]
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None) -> bool:
@@ -17,29 +25,73 @@ class TicketMessageInline(admin.TabularInline):
 
 @admin.register(Ticket)
 class TicketAdmin(admin.ModelAdmin):
-    list_display = ["id", "subject", "tenant", "channel", "status", "customer_name", "order_id", "assignee",
-                    "last_message_at", "response_due_at"]
+    list_display = [
+        "id",
+        "subject",
+        "tenant",
+        "channel",
+        "status",
+        "customer_name",
+        "order_id",
+        "assignee",
+        "last_message_at",
+        "response_due_at",
+    ]
     list_filter = ["status", "channel", "tenant"]
     search_fields = ["subject", "order_id", "customer_name", "thread_key", "connection__selling_partner_id"]
     date_hierarchy = "created_at"
     list_select_related = ["tenant", "assignee"]
-    readonly_fields = ["tenant", "channel", "connection", "thread_key", "customer_name", "customer_ref",
-                       "order_id", "last_message_at", "response_due_at", "created_at", "updated_at"]
+    readonly_fields = [
+        "tenant",
+        "channel",
+        "connection",
+        "thread_key",
+        "customer_name",
+        "customer_ref",
+        "order_id",
+        "last_message_at",
+        "response_due_at",
+        "created_at",
+        "updated_at",
+    ]
     raw_id_fields = ["assignee"]
     inlines = [TicketMessageInline]
 
 
 @admin.register(TicketMessage)
 class TicketMessageAdmin(admin.ModelAdmin):
-    list_display = ["id", "ticket", "tenant", "direction", "author_name", "delivery_status", "delivery_attempts",
-                    "sent_at"]
+    list_display = [
+        "id",
+        "ticket",
+        "tenant",
+        "direction",
+        "author_name",
+        "delivery_status",
+        "delivery_attempts",
+        "sent_at",
+    ]
     list_filter = ["direction", "delivery_status", "tenant"]
     search_fields = ["body", "ticket__subject", "ticket__order_id", "external_message__external_id"]
     date_hierarchy = "sent_at"
     list_select_related = ["tenant", "ticket"]
-    readonly_fields = ["tenant", "ticket", "direction", "author", "author_name", "body", "external_message",
-                       "delivery_status", "delivery_error", "delivery_attempts", "next_attempt_at", "delivered_at",
-                       "delivery_ref", "stopped_response_due_at", "sent_at", "created_at"]
+    readonly_fields = [
+        "tenant",
+        "ticket",
+        "direction",
+        "author",
+        "author_name",
+        "body",
+        "external_message",
+        "delivery_status",
+        "delivery_error",
+        "delivery_attempts",
+        "next_attempt_at",
+        "delivered_at",
+        "delivery_ref",
+        "stopped_response_due_at",
+        "sent_at",
+        "created_at",
+    ]
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -32,8 +32,9 @@ class InboundMessage:
     customer_ref: str = ""
 
 
-def inbound_messages_file(*, tenant_id: UUID, connection_id: UUID, channel: str,
-                          messages: Sequence[InboundMessage]) -> int:
+def inbound_messages_file(
+    *, tenant_id: UUID, connection_id: UUID, channel: str, messages: Sequence[InboundMessage]
+) -> int:
     """Find or create each message's ticket by thread key, add the messages to it, move its clock.
     Returns the number of tickets created.
 
@@ -57,17 +58,33 @@ def inbound_messages_file(*, tenant_id: UUID, connection_id: UUID, channel: str,
     ticket_rows = []
     for key, thread in by_thread.items():
         first, last = thread[0], thread[-1]
-        ticket_rows.append({
-            "thread_key": key, "subject": first.subject[:500], "customer_name": first.customer_name[:255],
-            "customer_ref": first.customer_ref[:255], "order_id": first.order_id[:64],
-            "last_message_at": last.sent_at, "response_due_at": first.sent_at + RESPONSE_TIME,
-        })
+        ticket_rows.append(
+            {
+                "thread_key": key,
+                "subject": first.subject[:500],
+                "customer_name": first.customer_name[:255],
+                "customer_ref": first.customer_ref[:255],
+                "order_id": first.order_id[:64],
+                "last_message_at": last.sent_at,
+                "response_due_at": first.sent_at + RESPONSE_TIME,
+            }
+        )
     filed = insert_rows(
-        Ticket, ticket_rows, conflict_fields=["connection", "thread_key"],
-        shared={"tenant_id": tenant_id, "channel": channel, "connection_id": connection_id,
-                "status": TicketStatus.OPEN},
-        update={"status": OnConflict.NEW, "updated_at": OnConflict.NEW, "last_message_at": OnConflict.LATEST,
-                "response_due_at": OnConflict.KEEP},
+        Ticket,
+        ticket_rows,
+        conflict_fields=["connection", "thread_key"],
+        shared={
+            "tenant_id": tenant_id,
+            "channel": channel,
+            "connection_id": connection_id,
+            "status": TicketStatus.OPEN,
+        },
+        update={
+            "status": OnConflict.NEW,
+            "updated_at": OnConflict.NEW,
+            "last_message_at": OnConflict.LATEST,
+            "response_due_at": OnConflict.KEEP,
+        },
         returning=["thread_key", "id", "created_at", "updated_at"],
     )
     ticket_ids = {key: pk for key, pk, _, _ in filed}
@@ -76,9 +93,18 @@ def inbound_messages_file(*, tenant_id: UUID, connection_id: UUID, channel: str,
 
     insert_rows(
         TicketMessage,
-        [{"ticket_id": ticket_ids[m.thread_key], "author_name": m.customer_name[:255], "body": m.body,
-          "external_message_id": m.external_message_id, "sent_at": m.sent_at} for m in ordered],
+        [
+            {
+                "ticket_id": ticket_ids[m.thread_key],
+                "author_name": m.customer_name[:255],
+                "body": m.body,
+                "external_message_id": m.external_message_id,
+                "sent_at": m.sent_at,
+            }
+            for m in ordered
+        ],
         shared={"tenant_id": tenant_id, "direction": Direction.INBOUND},
-        conflict_fields=["external_message"], returning=["id"],
+        conflict_fields=["external_message"],
+        returning=["id"],
     )
     return created

@@ -26,7 +26,11 @@ class Ticket(models.Model):
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="tickets", db_index=False)
     channel = models.CharField(max_length=16, choices=Channel.choices, default=Channel.AMAZON)
     connection = models.ForeignKey(
-        "marketplaces.MarketplaceConnection", on_delete=models.PROTECT, null=True, blank=True, related_name="tickets",
+        "marketplaces.MarketplaceConnection",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="tickets",
         db_index=False,
     )
     thread_key = models.CharField(max_length=255)
@@ -36,7 +40,11 @@ class Ticket(models.Model):
     order_id = models.CharField(max_length=64, blank=True)
     status = models.CharField(max_length=16, choices=TicketStatus.choices, default=TicketStatus.OPEN)
     assignee = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="assigned_tickets",
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="assigned_tickets",
         db_index=False,
     )
     last_message_at = models.DateTimeField(null=True, blank=True)
@@ -108,13 +116,17 @@ class TicketMessage(models.Model):
         indexes = [
             models.Index(fields=["ticket", "sent_at", "id"], name="ticketmsg_ticket_sent"),
             # Delivery indexes hold replies only: inbound messages, most of the table, have no status.
-            models.Index(fields=["delivery_status", "created_at"], condition=~Q(delivery_status=""),
-                         name="ticketmsg_delivery"),
+            models.Index(
+                fields=["delivery_status", "created_at"], condition=~Q(delivery_status=""), name="ticketmsg_delivery"
+            ),
             # The list's per-ticket subqueries (last inbound, last reply, counts by direction).
             models.Index(fields=["ticket", "direction", "sent_at"], name="ticketmsg_ticket_dir_sent"),
             # The sender's claim: due QUEUED replies, oldest first.
-            models.Index(fields=["delivery_status", "next_attempt_at"], condition=~Q(delivery_status=""),
-                         name="ticketmsg_delivery_due"),
+            models.Index(
+                fields=["delivery_status", "next_attempt_at"],
+                condition=~Q(delivery_status=""),
+                name="ticketmsg_delivery_due",
+            ),
             models.Index(fields=["author"], condition=Q(author__isnull=False), name="ticketmsg_author"),
         ]
 

@@ -82,9 +82,7 @@ def after(queryset: QuerySet, cursor: Cursor) -> QuerySet:
     if cursor.value is None:
         return queryset.filter(Q(**{f"{field}__isnull": True}) & beyond_id)
     beyond_value = Q(**{f"{field}__lt" if descending else f"{field}__gt": cursor.value})
-    return queryset.filter(
-        beyond_value | (Q(**{field: cursor.value}) & beyond_id) | Q(**{f"{field}__isnull": True})
-    )
+    return queryset.filter(beyond_value | (Q(**{field: cursor.value}) & beyond_id) | Q(**{f"{field}__isnull": True}))
 
 
 @dataclass(frozen=True)

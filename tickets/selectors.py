@@ -60,9 +60,8 @@ def _count(queryset: QuerySet[TicketMessage]) -> Coalesce:
 
 
 def _unanswered_q() -> Q:
-    return (
-        Q(status__in=ACTIVE_STATUSES, last_inbound_at__isnull=False)
-        & (Q(last_reply_at__isnull=True) | Q(last_reply_at__lt=F("last_inbound_at")))
+    return Q(status__in=ACTIVE_STATUSES, last_inbound_at__isnull=False) & (
+        Q(last_reply_at__isnull=True) | Q(last_reply_at__lt=F("last_inbound_at"))
     )
 
 
@@ -101,8 +100,7 @@ def ticket_queryset(*, tenant: Tenant, now: datetime | None = None) -> QuerySet[
             failed_count=_count(messages.filter(delivery_status=DeliveryStatus.FAILED)),
         )
         .annotate(
-            is_overdue=Case(When(_overdue_q(now), then=Value(True)), default=Value(False),
-                            output_field=BooleanField()),
+            is_overdue=Case(When(_overdue_q(now), then=Value(True)), default=Value(False), output_field=BooleanField()),
         )
     )
 
@@ -115,8 +113,9 @@ def overdue_ticket_count(*, tenant: Tenant | None = None, now: datetime | None =
     return queryset.annotate(**_reply_times()).filter(_overdue_q(now)).count()
 
 
-def ticket_list(*, tenant: Tenant, user_id: int, filters: TicketFilters,
-                now: datetime | None = None) -> QuerySet[Ticket]:
+def ticket_list(
+    *, tenant: Tenant, user_id: int, filters: TicketFilters, now: datetime | None = None
+) -> QuerySet[Ticket]:
     """The tenant's tickets matching `filters` (unordered: the paginator orders them)."""
     now = now or timezone.now()
     queryset = ticket_queryset(tenant=tenant, now=now)
@@ -156,11 +155,7 @@ def ticket_get(*, tenant: Tenant, ticket_id: int, now: datetime | None = None) -
 
 def ticket_messages(*, tenant: Tenant, ticket: Ticket) -> QuerySet[TicketMessage]:
     """The ticket's messages in conversation order (notes included)."""
-    return (
-        TicketMessage.objects.filter(tenant=tenant, ticket=ticket)
-        .select_related("author")
-        .order_by("sent_at", "id")
-    )
+    return TicketMessage.objects.filter(tenant=tenant, ticket=ticket).select_related("author").order_by("sent_at", "id")
 
 
 @dataclass(frozen=True)
@@ -196,7 +191,9 @@ def ticket_stats(*, tenant: Tenant, user_id: int, now: datetime | None = None) -
             ticket=OuterRef("pk"),
             direction=Direction.INBOUND,
             sent_at__gt=Coalesce(OuterRef("last_reply_at"), Value(_EPOCH)),
-        ).order_by("sent_at").values("sent_at")[:1]
+        )
+        .order_by("sent_at")
+        .values("sent_at")[:1]
     )
     oldest = (
         annotated.filter(_unanswered_q())

@@ -17,8 +17,9 @@ from tickets.services import MessageKind
 class TicketListQuerySerializer(serializers.Serializer):
     status = serializers.ListField(child=serializers.ChoiceField(choices=TicketStatus.choices), required=False)
     channel = serializers.ChoiceField(choices=Channel.choices, required=False)
-    assignee = serializers.RegexField(r"^(me|none|[0-9]{1,18})$", required=False,
-                                      error_messages={"invalid": "Use `me`, `none` or a user id."})
+    assignee = serializers.RegexField(
+        r"^(me|none|[0-9]{1,18})$", required=False, error_messages={"invalid": "Use `me`, `none` or a user id."}
+    )
     connection = serializers.UUIDField(required=False)
     overdue = serializers.BooleanField(required=False, allow_null=True, default=None)
     q = serializers.CharField(required=False, max_length=200, allow_blank=True, default="")
@@ -29,8 +30,9 @@ class TicketListQuerySerializer(serializers.Serializer):
 
 class TicketUpdateSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=TicketStatus.choices, required=False)
-    assignee = serializers.IntegerField(required=False, allow_null=True, min_value=1,
-                                        help_text="A member's user id; null unassigns.")
+    assignee = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, help_text="A member's user id; null unassigns."
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if not attrs:
@@ -41,8 +43,11 @@ class TicketUpdateSerializer(serializers.Serializer):
 class TicketMessageCreateSerializer(serializers.Serializer):
     # Emptiness and length are checked by the service (codes body_empty, body_too_long).
     body = serializers.CharField(allow_blank=True, trim_whitespace=False)
-    type = serializers.ChoiceField(choices=[k.value for k in MessageKind], default=MessageKind.REPLY.value,
-                                   help_text="`reply` (sent to the buyer) or `note` (internal, never sent).")
+    type = serializers.ChoiceField(
+        choices=[k.value for k in MessageKind],
+        default=MessageKind.REPLY.value,
+        help_text="`reply` (sent to the buyer) or `note` (internal, never sent).",
+    )
 
 
 # --- Outputs ----------------------------------------------------------------------------------
@@ -89,9 +94,25 @@ class TicketRowSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Ticket
-        fields = ["id", "subject", "customer", "order_id", "channel", "connection", "status", "assignee",
-                  "last_message", "counts", "last_message_at", "last_inbound_at", "last_reply_at",
-                  "response_due_at", "overdue", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "subject",
+            "customer",
+            "order_id",
+            "channel",
+            "connection",
+            "status",
+            "assignee",
+            "last_message",
+            "counts",
+            "last_message_at",
+            "last_inbound_at",
+            "last_reply_at",
+            "response_due_at",
+            "overdue",
+            "created_at",
+            "updated_at",
+        ]
 
     @extend_schema_field(PreviewSerializer(allow_null=True))
     def get_last_message(self, ticket: Ticket) -> dict[str, Any] | None:

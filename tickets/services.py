@@ -73,8 +73,14 @@ def _role_forbidden(message: str) -> ForbiddenError:
 
 
 @transaction.atomic
-def ticket_update(*, tenant: Tenant, ticket_id: int, actor: Membership, status: str | None = None,
-                  assignee_id: int | Unset | None = UNSET) -> Ticket:
+def ticket_update(
+    *,
+    tenant: Tenant,
+    ticket_id: int,
+    actor: Membership,
+    status: str | None = None,
+    assignee_id: int | Unset | None = UNSET,
+) -> Ticket:
     """Change a ticket's status and/or assignee (`assignee_id=None` unassigns)."""
     ticket = _ticket_for_update(tenant=tenant, ticket_id=ticket_id)
     fields: list[str] = []
@@ -114,14 +120,24 @@ def _clean_body(body: str) -> str:
         raise ApplicationError("The message body is empty.", code="body_empty")
     limit = conf.reply_max_length()
     if len(text) > limit:
-        raise ApplicationError(f"The message body is longer than {limit} characters.", code="body_too_long",
-                               details={"max_length": limit, "length": len(text)})
+        raise ApplicationError(
+            f"The message body is longer than {limit} characters.",
+            code="body_too_long",
+            details={"max_length": limit, "length": len(text)},
+        )
     return text
 
 
 @transaction.atomic
-def ticket_message_create(*, tenant: Tenant, ticket_id: int, author: AbstractBaseUser, body: str,
-                          kind: MessageKind = MessageKind.REPLY, now: datetime | None = None) -> TicketMessage:
+def ticket_message_create(
+    *,
+    tenant: Tenant,
+    ticket_id: int,
+    author: AbstractBaseUser,
+    body: str,
+    kind: MessageKind = MessageKind.REPLY,
+    now: datetime | None = None,
+) -> TicketMessage:
     """An agent's reply (queued for delivery; stops the response clock) or internal note (stays here)."""
     text = _clean_body(body)
     ticket = _ticket_for_update(tenant=tenant, ticket_id=ticket_id)
@@ -131,12 +147,26 @@ def ticket_message_create(*, tenant: Tenant, ticket_id: int, author: AbstractBas
     author_name = author.get_full_name() or author.get_username()
 
     if kind == MessageKind.NOTE:
-        return TicketMessage.objects.create(tenant=tenant, ticket=ticket, direction=Direction.NOTE, author=author,
-                                            author_name=author_name, body=text, sent_at=now)
+        return TicketMessage.objects.create(
+            tenant=tenant,
+            ticket=ticket,
+            direction=Direction.NOTE,
+            author=author,
+            author_name=author_name,
+            body=text,
+            sent_at=now,
+        )
 
     message = TicketMessage.objects.create(
-        tenant=tenant, ticket=ticket, direction=Direction.OUTBOUND, author=author, author_name=author_name,
-        body=text, sent_at=now, delivery_status=DeliveryStatus.QUEUED, next_attempt_at=now,
+        tenant=tenant,
+        ticket=ticket,
+        direction=Direction.OUTBOUND,
+        author=author,
+        author_name=author_name,
+        body=text,
+        sent_at=now,
+        delivery_status=DeliveryStatus.QUEUED,
+        next_attempt_at=now,
         stopped_response_due_at=ticket.response_due_at,
     )
     # The buyer has an answer: the response clock stops (a later buyer message starts it again).
@@ -153,13 +183,19 @@ def reply_retry(*, tenant: Tenant, ticket_id: int, message_id: int, now: datetim
     cause is fixed). The reply is live again, so the ticket's response clock stops as it did when
     the reply was written."""
     ticket = _ticket_for_update(tenant=tenant, ticket_id=ticket_id)
-    message = (TicketMessage.objects.select_for_update()
-               .filter(tenant=tenant, ticket=ticket, pk=message_id, direction=Direction.OUTBOUND).first())
+    message = (
+        TicketMessage.objects.select_for_update()
+        .filter(tenant=tenant, ticket=ticket, pk=message_id, direction=Direction.OUTBOUND)
+        .first()
+    )
     if message is None:
         raise NotFoundError("No such reply on this ticket.")
     if message.delivery_status != DeliveryStatus.FAILED:
-        raise ConflictError(f"Only a FAILED reply can be sent again; this one is {message.delivery_status}.",
-                            code="reply_not_failed", details={"delivery_status": message.delivery_status})
+        raise ConflictError(
+            f"Only a FAILED reply can be sent again; this one is {message.delivery_status}.",
+            code="reply_not_failed",
+            details={"delivery_status": message.delivery_status},
+        )
     if ticket.status == S.CLOSED:
         raise ConflictError("The ticket is closed; reopen it first.", code="ticket_closed")
     now = now or timezone.now()
@@ -168,8 +204,15 @@ def reply_retry(*, tenant: Tenant, ticket_id: int, message_id: int, now: datetim
     message.next_attempt_at = now
     message.delivery_error = ""
     message.stopped_response_due_at = ticket.response_due_at
-    message.save(update_fields=["delivery_status", "delivery_attempts", "next_attempt_at", "delivery_error",
-                                "stopped_response_due_at"])
+    message.save(
+        update_fields=[
+            "delivery_status",
+            "delivery_attempts",
+            "next_attempt_at",
+            "delivery_error",
+            "stopped_response_due_at",
+        ]
+    )
     if ticket.response_due_at is not None:
         ticket.response_due_at = None
         ticket.save(update_fields=["response_due_at", "updated_at"])
@@ -239,9 +282,7 @@ def _reply_failed_for_good(*, message: TicketMessage) -> None:
     unanswered again — its response clock resumes and it goes back to OPEN so agents see it."""
     ticket = Ticket.objects.select_for_update().get(pk=message.ticket_id)
     last_inbound = ticket.messages.filter(direction=Direction.INBOUND).aggregate(at=Max("sent_at"))["at"]
-    live_replies = ticket.messages.filter(direction=Direction.OUTBOUND).exclude(
-        delivery_status=DeliveryStatus.FAILED
-    )
+    live_replies = ticket.messages.filter(direction=Direction.OUTBOUND).exclude(delivery_status=DeliveryStatus.FAILED)
     if last_inbound is not None:
         live_replies = live_replies.filter(sent_at__gte=last_inbound)
     if live_replies.exists():
@@ -268,8 +309,9 @@ def _deliver(claim: _Claim, *, now: datetime, adapters: dict[str, ChannelAdapter
         _send(claim, message, now=now, adapters=adapters, summary=summary)
 
 
-def _send(claim: _Claim, message: TicketMessage, *, now: datetime, adapters: dict[str, ChannelAdapter],
-          summary: SendSummary) -> None:
+def _send(
+    claim: _Claim, message: TicketMessage, *, now: datetime, adapters: dict[str, ChannelAdapter], summary: SendSummary
+) -> None:
     ticket = message.ticket
     if ticket.channel not in adapters:
         adapters[ticket.channel] = channel_adapter(ticket.channel)
@@ -286,8 +328,11 @@ def _send(claim: _Claim, message: TicketMessage, *, now: datetime, adapters: dic
         reason, retry = f"Unexpected {type(exc).__name__} in the {adapter.name} channel", True
     else:
         updated = _still_ours(claim).update(
-            delivery_status=DeliveryStatus.SENT, delivered_at=result.sent_at or timezone.now(),
-            delivery_ref=result.external_id[:255], delivery_error="", next_attempt_at=None,
+            delivery_status=DeliveryStatus.SENT,
+            delivered_at=result.sent_at or timezone.now(),
+            delivery_ref=result.external_id[:255],
+            delivery_error="",
+            next_attempt_at=None,
         )
         if updated:
             summary.sent += 1
@@ -301,15 +346,22 @@ def _send(claim: _Claim, message: TicketMessage, *, now: datetime, adapters: dic
         next_at = now + conf.send_backoff(claim.attempt)
         if _still_ours(claim).update(delivery_error=reason, next_attempt_at=next_at):
             summary.retrying += 1
-            logger.warning("[Reply Sender] Send error for %s (attempt %d/%d), retry at %s: %s",
-                           where, claim.attempt, max_attempts, next_at.isoformat(timespec="seconds"), reason)
+            logger.warning(
+                "[Reply Sender] Send error for %s (attempt %d/%d), retry at %s: %s",
+                where,
+                claim.attempt,
+                max_attempts,
+                next_at.isoformat(timespec="seconds"),
+                reason,
+            )
         else:
             summary.lost += 1
         return
 
     with transaction.atomic():
-        if not _still_ours(claim).update(delivery_status=DeliveryStatus.FAILED, delivery_error=reason,
-                                         next_attempt_at=None):
+        if not _still_ours(claim).update(
+            delivery_status=DeliveryStatus.FAILED, delivery_error=reason, next_attempt_at=None
+        ):
             summary.lost += 1
             return
         _reply_failed_for_good(message=message)
@@ -317,8 +369,9 @@ def _send(claim: _Claim, message: TicketMessage, *, now: datetime, adapters: dic
     logger.error("[Reply Sender] Send error for %s: FAILED after %d attempt(s): %s", where, claim.attempt, reason)
 
 
-def replies_send_due(*, now: datetime | None = None, limit: int | None = None,
-                     should_stop: Callable[[], bool] = lambda: False) -> SendSummary:
+def replies_send_due(
+    *, now: datetime | None = None, limit: int | None = None, should_stop: Callable[[], bool] = lambda: False
+) -> SendSummary:
     """Send the due QUEUED replies once: claim, deliver each, record SENT / retry / FAILED."""
     started = time.monotonic()
     now = now or timezone.now()
@@ -337,13 +390,25 @@ def replies_send_due(*, now: datetime | None = None, limit: int | None = None,
             break
         _deliver(claim, now=now, adapters=adapters, summary=summary)
     summary.seconds = round(time.monotonic() - started, 3)
-    logger.info("[Reply Sender] Run completed: claimed=%d sent=%d retrying=%d failed=%d lost=%d seconds=%.3f",
-                summary.claimed, summary.sent, summary.retrying, summary.failed, summary.lost, summary.seconds)
+    logger.info(
+        "[Reply Sender] Run completed: claimed=%d sent=%d retrying=%d failed=%d lost=%d seconds=%.3f",
+        summary.claimed,
+        summary.sent,
+        summary.retrying,
+        summary.failed,
+        summary.lost,
+        summary.seconds,
+    )
     return summary
 
 
-def replies_send_loop(*, interval: float, stop: threading.Event, limit: int | None = None,
-                      on_run: Callable[[SendSummary], None] = lambda summary: None) -> None:
+def replies_send_loop(
+    *,
+    interval: float,
+    stop: threading.Event,
+    limit: int | None = None,
+    on_run: Callable[[SendSummary], None] = lambda summary: None,
+) -> None:
     """Run `replies_send_due` every `interval` seconds until `stop` is set (a signal handler sets it);
     the reply in hand is finished first."""
     while not stop.is_set():

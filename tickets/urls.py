@@ -7,6 +7,9 @@ urlpatterns = [
     path("tickets/stats/", views.TicketStatsView.as_view(), name="ticket-stats"),
     path("tickets/<int:ticket_id>/", views.TicketDetailView.as_view(), name="ticket-detail"),
     path("tickets/<int:ticket_id>/messages/", views.TicketMessageCreateView.as_view(), name="ticket-messages"),
-    path("tickets/<int:ticket_id>/messages/<int:message_id>/retry/", views.TicketReplyRetryView.as_view(),
-         name="ticket-reply-retry"),
+    path(
+        "tickets/<int:ticket_id>/messages/<int:message_id>/retry/",
+        views.TicketReplyRetryView.as_view(),
+        name="ticket-reply-retry",
+    ),
 ]

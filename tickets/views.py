@@ -65,19 +65,31 @@ class TicketListView(APIView):
         operation_id="tickets_list",
         summary="List the tenant's tickets",
         parameters=[
-            OpenApiParameter("status", OpenApiTypes.STR, many=True, enum=TicketStatus.values,
-                             description="Repeat (`status=OPEN&status=PENDING`) or comma-separate "
-                                         "(`status=OPEN,PENDING`)."),
+            OpenApiParameter(
+                "status",
+                OpenApiTypes.STR,
+                many=True,
+                enum=TicketStatus.values,
+                description="Repeat (`status=OPEN&status=PENDING`) or comma-separate (`status=OPEN,PENDING`).",
+            ),
             OpenApiParameter("channel", OpenApiTypes.STR, enum=Channel.values),
             OpenApiParameter("assignee", OpenApiTypes.STR, description="`me`, `none` (unassigned) or a user id."),
             OpenApiParameter("connection", OpenApiTypes.UUID, description="A marketplace connection id."),
-            OpenApiParameter("overdue", OpenApiTypes.BOOL,
-                             description="`true`: unanswered past the response due time; `false`: the others."),
-            OpenApiParameter("q", OpenApiTypes.STR,
-                             description="Text in the subject, customer, order id or any message (max 200)."),
-            OpenApiParameter("ordering", OpenApiTypes.STR, enum=list(pagination.ORDERINGS),
-                             description="Default `-last_message_at` (newest activity first); "
-                                         "`response_due_at`: most urgent first, tickets without a due time last."),
+            OpenApiParameter(
+                "overdue",
+                OpenApiTypes.BOOL,
+                description="`true`: unanswered past the response due time; `false`: the others.",
+            ),
+            OpenApiParameter(
+                "q", OpenApiTypes.STR, description="Text in the subject, customer, order id or any message (max 200)."
+            ),
+            OpenApiParameter(
+                "ordering",
+                OpenApiTypes.STR,
+                enum=list(pagination.ORDERINGS),
+                description="Default `-last_message_at` (newest activity first); "
+                "`response_due_at`: most urgent first, tickets without a due time last.",
+            ),
             OpenApiParameter("cursor", OpenApiTypes.STR, description="From the previous page's `next` link."),
             OpenApiParameter("limit", OpenApiTypes.INT, description="Page size (default 25, max 100)."),
         ],
@@ -110,17 +122,23 @@ class TicketListView(APIView):
         next_url = None
         if page.next_cursor:
             next_url = replace_query_param(request.build_absolute_uri(), "cursor", page.next_cursor)
-        return Response({
-            "next": next_url,
-            "next_cursor": page.next_cursor,
-            "results": TicketRowSerializer(page.rows, many=True).data,
-        })
+        return Response(
+            {
+                "next": next_url,
+                "next_cursor": page.next_cursor,
+                "results": TicketRowSerializer(page.rows, many=True).data,
+            }
+        )
 
 
 class TicketDetailView(APIView):
-    @extend_schema(operation_id="tickets_retrieve", summary="A ticket with its messages",
-                   parameters=[TICKET_ID], responses={200: TicketDetailSerializer, **AUTH_ERRORS, **NOT_FOUND},
-                   tags=["tickets"])
+    @extend_schema(
+        operation_id="tickets_retrieve",
+        summary="A ticket with its messages",
+        parameters=[TICKET_ID],
+        responses={200: TicketDetailSerializer, **AUTH_ERRORS, **NOT_FOUND},
+        tags=["tickets"],
+    )
     def get(self, request: Request, ticket_id: int) -> Response:
         return _detail(request, ticket_id)
 
@@ -129,26 +147,36 @@ class TicketDetailView(APIView):
         summary="Change a ticket's status and/or assignee",
         parameters=[TICKET_ID],
         request=TicketUpdateSerializer,
-        examples=[OpenApiExample("Resolve", value={"status": "RESOLVED"}, request_only=True),
-                  OpenApiExample("Take it", value={"assignee": 12}, request_only=True),
-                  OpenApiExample("Unassign", value={"assignee": None}, request_only=True)],
+        examples=[
+            OpenApiExample("Resolve", value={"status": "RESOLVED"}, request_only=True),
+            OpenApiExample("Take it", value={"assignee": 12}, request_only=True),
+            OpenApiExample("Unassign", value={"assignee": None}, request_only=True),
+        ],
         responses={
             200: TicketDetailSerializer,
-            400: _error("`invalid_input` (unknown status, nothing to update), "
-                        "`invalid_assignee` (not an active member of this tenant)."),
+            400: _error(
+                "`invalid_input` (unknown status, nothing to update), "
+                "`invalid_assignee` (not an active member of this tenant)."
+            ),
             401: AUTH_ERRORS[401],
-            403: _error("`role_forbidden`: agents cannot close, reopen a closed ticket, or assign others; "
-                        "also `membership_revoked`, `tenant_inactive`."),
+            403: _error(
+                "`role_forbidden`: agents cannot close, reopen a closed ticket, or assign others; "
+                "also `membership_revoked`, `tenant_inactive`."
+            ),
             **NOT_FOUND,
-            409: _error("`invalid_transition`: the status change is not allowed; "
-                        "`details` has `from`, `to` and `allowed`."),
+            409: _error(
+                "`invalid_transition`: the status change is not allowed; `details` has `from`, `to` and `allowed`."
+            ),
         },
         tags=["tickets"],
     )
     def patch(self, request: Request, ticket_id: int) -> Response:
         data = _validated(TicketUpdateSerializer(data=request.data))
         services.ticket_update(
-            tenant=request.tenant, ticket_id=ticket_id, actor=request.membership, status=data.get("status"),
+            tenant=request.tenant,
+            ticket_id=ticket_id,
+            actor=request.membership,
+            status=data.get("status"),
             assignee_id=data["assignee"] if "assignee" in data else services.UNSET,
         )
         return _detail(request, ticket_id)
@@ -160,9 +188,10 @@ class TicketMessageCreateView(APIView):
         summary="Reply to the buyer, or add an internal note",
         parameters=[TICKET_ID],
         request=TicketMessageCreateSerializer,
-        examples=[OpenApiExample("Reply", value={"body": "Your parcel left today."}, request_only=True),
-                  OpenApiExample("Note", value={"type": "note", "body": "Refund approved by Sam."},
-                                 request_only=True)],
+        examples=[
+            OpenApiExample("Reply", value={"body": "Your parcel left today."}, request_only=True),
+            OpenApiExample("Note", value={"type": "note", "body": "Refund approved by Sam."}, request_only=True),
+        ],
         responses={
             201: TicketMessageSerializer,
             400: _error("`body_empty`, `body_too_long` (details.max_length), `invalid_input`."),
@@ -175,7 +204,10 @@ class TicketMessageCreateView(APIView):
     def post(self, request: Request, ticket_id: int) -> Response:
         data = _validated(TicketMessageCreateSerializer(data=request.data))
         message = services.ticket_message_create(
-            tenant=request.tenant, ticket_id=ticket_id, author=request.user, body=data["body"],
+            tenant=request.tenant,
+            ticket_id=ticket_id,
+            author=request.user,
+            body=data["body"],
             kind=services.MessageKind(data["type"]),
         )
         return Response(TicketMessageSerializer(message).data, status=201)
@@ -186,15 +218,17 @@ class TicketReplyRetryView(APIView):
         operation_id="tickets_replies_retry",
         summary="Send a FAILED reply again",
         description="Queues the reply for a fresh round of delivery attempts (`send_replies` sends it) and "
-                    "stops the ticket's response clock again, as when the reply was written.",
+        "stops the ticket's response clock again, as when the reply was written.",
         parameters=[TICKET_ID, MESSAGE_ID],
         request=None,
         responses={
             200: TicketMessageSerializer,
             **AUTH_ERRORS,
             404: _error("`not_found`: no such ticket in the caller's tenant, or no such reply on it."),
-            409: _error("`reply_not_failed`: only a FAILED reply can be sent again (details.delivery_status); "
-                        "`ticket_closed`: reopen the ticket first."),
+            409: _error(
+                "`reply_not_failed`: only a FAILED reply can be sent again (details.delivery_status); "
+                "`ticket_closed`: reopen the ticket first."
+            ),
         },
         tags=["tickets"],
     )
@@ -204,8 +238,12 @@ class TicketReplyRetryView(APIView):
 
 
 class TicketStatsView(APIView):
-    @extend_schema(operation_id="tickets_stats", summary="Counts for the inbox header",
-                   responses={200: TicketStatsSerializer, **AUTH_ERRORS}, tags=["tickets"])
+    @extend_schema(
+        operation_id="tickets_stats",
+        summary="Counts for the inbox header",
+        responses={200: TicketStatsSerializer, **AUTH_ERRORS},
+        tags=["tickets"],
+    )
     def get(self, request: Request) -> Response:
         stats = selectors.ticket_stats(tenant=request.tenant, user_id=request.user.pk)
         return Response(TicketStatsSerializer(stats).data)

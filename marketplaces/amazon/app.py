@@ -140,14 +140,24 @@ def _from_store(path: str) -> AmazonApp:
     client_id = pick("client_id", "lwa_client_id")
     client_secret = pick("client_secret", "lwa_client_secret")
     application_id = pick("application_id", "app_id")
-    missing = [key for key, value in (("client_id", client_id), ("client_secret", client_secret),
-                                      ("application_id", application_id)) if not value]
+    missing = [
+        key
+        for key, value in (
+            ("client_id", client_id),
+            ("client_secret", client_secret),
+            ("application_id", application_id),
+        )
+        if not value
+    ]
     if missing:
         raise AppCredentialsMissing(f"No credentials found: {path} has no {', '.join(missing)}")
     # An explicit env setting wins over the stored one for the two consent details.
     draft_setting = settings.AMAZON_SPAPI_DRAFT_APP
-    draft = (_flag(draft_setting, "AMAZON_SPAPI_DRAFT_APP") if draft_setting
-             else _flag(pick("draft", "is_draft", "version"), f"{path} draft"))
+    draft = (
+        _flag(draft_setting, "AMAZON_SPAPI_DRAFT_APP")
+        if draft_setting
+        else _flag(pick("draft", "is_draft", "version"), f"{path} draft")
+    )
     return AmazonApp(
         client_id=client_id,
         client_secret=client_secret,
@@ -162,9 +172,15 @@ def _from_store(path: str) -> AmazonApp:
 
 def mock_app(*, token_url: str, redirect_uri: str) -> AmazonApp:
     return AmazonApp(
-        client_id=MOCK_CLIENT_ID, client_secret=MOCK_CLIENT_SECRET, application_id=MOCK_APPLICATION_ID,
-        app_source=settings.AMAZON_SPAPI_APP_SOURCE, region=_region(settings.AMAZON_SPAPI_REGION, "region"),
-        redirect_uri=redirect_uri, draft=True, origin="mock", lwa_token_url=token_url,
+        client_id=MOCK_CLIENT_ID,
+        client_secret=MOCK_CLIENT_SECRET,
+        application_id=MOCK_APPLICATION_ID,
+        app_source=settings.AMAZON_SPAPI_APP_SOURCE,
+        region=_region(settings.AMAZON_SPAPI_REGION, "region"),
+        redirect_uri=redirect_uri,
+        draft=True,
+        origin="mock",
+        lwa_token_url=token_url,
     )
 
 

@@ -91,14 +91,22 @@ class LwaClient:
     Read timeouts are not retried: by then Amazon may have consumed the (single-use) authorization
     code, and a second attempt would only turn a timeout into a confusing `invalid_grant`."""
 
-    def __init__(self, *, token_url: str, timeout: float = 10.0, retries: int = 2, backoff: float = 0.5,
-                 trust_env: bool = True) -> None:
+    def __init__(
+        self, *, token_url: str, timeout: float = 10.0, retries: int = 2, backoff: float = 0.5, trust_env: bool = True
+    ) -> None:
         self.token_url = token_url
         self.timeout = timeout
         retry = Retry(
-            total=retries, connect=retries, read=0, status=retries, other=0,
-            status_forcelist=RETRY_STATUSES, allowed_methods=frozenset({"POST"}),
-            backoff_factor=backoff, raise_on_status=False, respect_retry_after_header=True,
+            total=retries,
+            connect=retries,
+            read=0,
+            status=retries,
+            other=0,
+            status_forcelist=RETRY_STATUSES,
+            allowed_methods=frozenset({"POST"}),
+            backoff_factor=backoff,
+            raise_on_status=False,
+            respect_retry_after_header=True,
         )
         self.session = requests.Session()
         self.session.trust_env = trust_env  # False for the local fake: never through a proxy
@@ -107,11 +115,16 @@ class LwaClient:
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
 
-    def exchange_authorization_code(self, *, code: str, client_id: str, client_secret: str,
-                                    redirect_uri: str = "") -> LwaTokens:
+    def exchange_authorization_code(
+        self, *, code: str, client_id: str, client_secret: str, redirect_uri: str = ""
+    ) -> LwaTokens:
         """The `spapi_oauth_code` from the consent callback → tokens, with a refresh token."""
-        form = {"grant_type": "authorization_code", "code": code,
-                "client_id": client_id, "client_secret": client_secret}
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "client_id": client_id,
+            "client_secret": client_secret,
+        }
         if redirect_uri:
             form["redirect_uri"] = redirect_uri
         tokens = self._post(form, secrets=(code, client_secret))
@@ -121,8 +134,12 @@ class LwaClient:
 
     def refresh_access_token(self, *, refresh_token: str, client_id: str, client_secret: str) -> LwaTokens:
         """A stored refresh token → a fresh access token (valid `expires_in` seconds, usually 3600)."""
-        form = {"grant_type": "refresh_token", "refresh_token": refresh_token,
-                "client_id": client_id, "client_secret": client_secret}
+        form = {
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "client_id": client_id,
+            "client_secret": client_secret,
+        }
         return self._post(form, secrets=(refresh_token, client_secret))
 
     def _post(self, form: dict[str, str], *, secrets: tuple[str, ...]) -> LwaTokens:
@@ -188,8 +205,11 @@ def get_lwa_client() -> LwaClient:
     global _client
     with _client_lock:
         if _client is None:
-            _client = LwaClient(token_url=settings.AMAZON_LWA_TOKEN_URL, timeout=settings.AMAZON_HTTP_TIMEOUT,
-                                retries=settings.AMAZON_HTTP_RETRIES)
+            _client = LwaClient(
+                token_url=settings.AMAZON_LWA_TOKEN_URL,
+                timeout=settings.AMAZON_HTTP_TIMEOUT,
+                retries=settings.AMAZON_HTTP_RETRIES,
+            )
         return _client
 
 
@@ -201,21 +221,23 @@ def _reset_client(*, setting: str, **kwargs: Any) -> None:
             _client = None
 
 
-def exchange_authorization_code(*, code: str, client_id: str, client_secret: str, redirect_uri: str = "",
-                                token_url: str | None = None) -> LwaTokens:
+def exchange_authorization_code(
+    *, code: str, client_id: str, client_secret: str, redirect_uri: str = "", token_url: str | None = None
+) -> LwaTokens:
     """Module-level shortcut; `token_url` overrides the endpoint (the local fake in mock mode)."""
     client = get_lwa_client()
     if token_url and token_url != client.token_url:
         client = LwaClient(token_url=token_url, timeout=client.timeout, retries=0, trust_env=False)
-    return client.exchange_authorization_code(code=code, client_id=client_id, client_secret=client_secret,
-                                              redirect_uri=redirect_uri)
+    return client.exchange_authorization_code(
+        code=code, client_id=client_id, client_secret=client_secret, redirect_uri=redirect_uri
+    )
 
 
-def refresh_access_token(*, refresh_token: str, client_id: str, client_secret: str,
-                         token_url: str | None = None) -> LwaTokens:
+def refresh_access_token(
+    *, refresh_token: str, client_id: str, client_secret: str, token_url: str | None = None
+) -> LwaTokens:
     """Module-level shortcut for the poller: `Token refresh failed` is its to log on LwaError."""
     client = get_lwa_client()
     if token_url and token_url != client.token_url:
         client = LwaClient(token_url=token_url, timeout=client.timeout, retries=0, trust_env=False)
-    return client.refresh_access_token(refresh_token=refresh_token, client_id=client_id,
-                                       client_secret=client_secret)
+    return client.refresh_access_token(refresh_token=refresh_token, client_id=client_id, client_secret=client_secret)

@@ -65,9 +65,12 @@ REGION_SELLER_CENTRAL = {
 
 # The app's region may be written as an SP-API region or as the AWS region of its endpoint.
 _REGION_ALIASES = {
-    "na": NA, "us-east-1": NA,
-    "eu": EU, "eu-west-1": EU,
-    "fe": FE, "us-west-2": FE,
+    "na": NA,
+    "us-east-1": NA,
+    "eu": EU,
+    "eu-west-1": EU,
+    "fe": FE,
+    "us-west-2": FE,
 }
 
 _BY_COUNTRY = {m.country: m for m in MARKETPLACES}

@@ -55,8 +55,9 @@ class AccessTokenProvider:
         self._app = app
         lwa = self._lwa or get_lwa_client()
         try:
-            tokens = lwa.refresh_access_token(refresh_token=refresh_token, client_id=app.client_id,
-                                              client_secret=app.client_secret)
+            tokens = lwa.refresh_access_token(
+                refresh_token=refresh_token, client_id=app.client_id, client_secret=app.client_secret
+            )
         except LwaRejected as exc:
             if exc.code == "invalid_grant":
                 raise NeedsReauth(f"Token refresh failed: {exc}; the seller must reconnect Amazon") from None

@@ -80,18 +80,39 @@ def activity_chart(days: list[DayActivity]) -> BarChart:
         x0 = LEFT + index * slot + slot * 0.12
         for offset, series, value in ((0.0, "messages", day.messages), (bar_w, "tickets", day.tickets)):
             h = height(value)
-            bars.append(Bar(series=series, x=round(x0 + offset, 2), y=round(baseline - h, 2), width=round(bar_w, 2),
-                            height=h, title=f"{day.day:%Y-%m-%d}: {value} {series}"))
+            bars.append(
+                Bar(
+                    series=series,
+                    x=round(x0 + offset, 2),
+                    y=round(baseline - h, 2),
+                    width=round(bar_w, 2),
+                    height=h,
+                    title=f"{day.day:%Y-%m-%d}: {value} {series}",
+                )
+            )
         if index % 5 == 0 or index == len(days) - 1:
             labels.append(XLabel(x=round(LEFT + index * slot + slot / 2, 2), label=f"{day.day:%b %d}"))
-    ticks = [Tick(y=round(baseline - plot_h * value / top_value, 2), label=str(value))
-             for value in range(0, top_value + 1, step)]
+    ticks = [
+        Tick(y=round(baseline - plot_h * value / top_value, 2), label=str(value))
+        for value in range(0, top_value + 1, step)
+    ]
     total_messages = sum(d.messages for d in days)
     total_tickets = sum(d.tickets for d in days)
     first, last = (days[0].day, days[-1].day) if days else (None, None)
     return BarChart(
-        width=WIDTH, height=HEIGHT, left=LEFT, right=WIDTH - RIGHT, top=TOP, bottom=baseline, bars=bars,
-        y_ticks=ticks, x_labels=labels, total_messages=total_messages, total_tickets=total_tickets,
-        description=(f"Amazon messages and tickets per day from {first} to {last}: "
-                     f"{total_messages} messages, {total_tickets} tickets"),
+        width=WIDTH,
+        height=HEIGHT,
+        left=LEFT,
+        right=WIDTH - RIGHT,
+        top=TOP,
+        bottom=baseline,
+        bars=bars,
+        y_ticks=ticks,
+        x_labels=labels,
+        total_messages=total_messages,
+        total_tickets=total_tickets,
+        description=(
+            f"Amazon messages and tickets per day from {first} to {last}: "
+            f"{total_messages} messages, {total_tickets} tickets"
+        ),
     )

@@ -46,38 +46,81 @@ def figure_rows(f: OpsFigures) -> list[Row]:
     queued_age = f.oldest_queued_reply_age_seconds
     everyone = " (all tenants)" if f.tenant else ""  # one poller run serves every tenant
     return [
-        Row("active_connections", "Active Amazon connections", str(f.active_connections),
-            f"of {total_connections} Amazon connections"),
+        Row(
+            "active_connections",
+            "Active Amazon connections",
+            str(f.active_connections),
+            f"of {total_connections} Amazon connections",
+        ),
         Row("messages_today", "Messages polled today", str(f.messages_today), "Amazon messages fetched since 00:00"),
         Row("tickets_today", "Amazon tickets today", str(f.tickets_today), "created since 00:00"),
-        Row("connections_error", "Connections in ERROR", str(f.connections_error), "",
-            BAD if f.connections_error else OK),
-        Row("connections_needs_reauth", "Connections NEEDS_REAUTH", str(f.connections_needs_reauth),
+        Row(
+            "connections_error",
+            "Connections in ERROR",
+            str(f.connections_error),
+            "",
+            BAD if f.connections_error else OK,
+        ),
+        Row(
+            "connections_needs_reauth",
+            "Connections NEEDS_REAUTH",
+            str(f.connections_needs_reauth),
             "the tenant must reconnect" if f.connections_needs_reauth else "",
-            WARN if f.connections_needs_reauth else OK),
-        Row("oldest_poll_age", "Oldest last poll",
+            WARN if f.connections_needs_reauth else OK,
+        ),
+        Row(
+            "oldest_poll_age",
+            "Oldest last poll",
             humanize_seconds(oldest) if oldest is not None else "no active connection",
             f"{oldest} s, among active connections" if oldest is not None else "",
-            BAD if f.active_connections and (oldest or 0) > stale else OK),
-        Row("last_poll_run", f"Last poll run{everyone}",
+            BAD if f.active_connections and (oldest or 0) > stale else OK,
+        ),
+        Row(
+            "last_poll_run",
+            f"Last poll run{everyone}",
             f"{humanize_seconds(run.age_seconds)} ago" if run else "never",
-            (f"took {run.seconds:.2f} s, {run.connections} connections, {run.failures} failures" if run
-             else "no run recorded: is the poll_amazon cron installed?"),
-            BAD if (run is None and f.active_connections) or (run and run.age_seconds > stale) else OK),
-        Row("poll_runs_24h", f"Poll runs (24 h){everyone}", str(f.poll_runs_24h),
+            (
+                f"took {run.seconds:.2f} s, {run.connections} connections, {run.failures} failures"
+                if run
+                else "no run recorded: is the poll_amazon cron installed?"
+            ),
+            BAD if (run is None and f.active_connections) or (run and run.age_seconds > stale) else OK,
+        ),
+        Row(
+            "poll_runs_24h",
+            f"Poll runs (24 h){everyone}",
+            str(f.poll_runs_24h),
             f"{f.poll_failures_24h} failed connection polls",
-            WARN if f.poll_failures_24h else OK),
-        Row("quarantined", "Quarantined messages", str(f.quarantined_total), f"today: {f.quarantined_today}",
-            WARN if f.quarantined_today else OK),
-        Row("overdue_tickets", "Overdue tickets", str(f.overdue_tickets), "unanswered past their due time",
-            WARN if f.overdue_tickets else OK),
-        Row("replies", "Replies queued / sent / failed",
+            WARN if f.poll_failures_24h else OK,
+        ),
+        Row(
+            "quarantined",
+            "Quarantined messages",
+            str(f.quarantined_total),
+            f"today: {f.quarantined_today}",
+            WARN if f.quarantined_today else OK,
+        ),
+        Row(
+            "overdue_tickets",
+            "Overdue tickets",
+            str(f.overdue_tickets),
+            "unanswered past their due time",
+            WARN if f.overdue_tickets else OK,
+        ),
+        Row(
+            "replies",
+            "Replies queued / sent / failed",
             f"{replies.get('QUEUED', 0)} / {replies.get('SENT', 0)} / {replies.get('FAILED', 0)}",
             f"oldest queued: {humanize_seconds(queued_age)}" if queued_age is not None else "",
-            WARN if replies.get("FAILED", 0) or (queued_age or 0) > stale else OK),
-        Row("poller", "Poller", "STALLED" if f.poller_stalled else "OK",
+            WARN if replies.get("FAILED", 0) or (queued_age or 0) > stale else OK,
+        ),
+        Row(
+            "poller",
+            "Poller",
+            "STALLED" if f.poller_stalled else "OK",
             f"nothing polled for more than {humanize_seconds(stale)}" if f.poller_stalled else "",
-            BAD if f.poller_stalled else OK),
+            BAD if f.poller_stalled else OK,
+        ),
     ]
 
 

@@ -40,32 +40,59 @@ def _timestamp(moment: datetime | None) -> float | None:
 
 
 def figure_metrics(figures: OpsFigures) -> Iterator[Metric]:
-    yield _labelled("keybuzz_amazon_connections", "Amazon connections by effective status (a CONNECTED connection "
-                    "made with another SP-API app counts as NEEDS_REAUTH)", "status", figures.connections_by_status)
-    yield _gauge("keybuzz_amazon_connections_active", "Amazon connections the poller polls (CONNECTED, current app)",
-                 figures.active_connections)
-    yield _gauge("keybuzz_amazon_oldest_poll_age_seconds", "Age of the oldest last poll among active Amazon "
-                 "connections (never polled: since connected)", figures.oldest_poll_age_seconds)
+    yield _labelled(
+        "keybuzz_amazon_connections",
+        "Amazon connections by effective status (a CONNECTED connection "
+        "made with another SP-API app counts as NEEDS_REAUTH)",
+        "status",
+        figures.connections_by_status,
+    )
+    yield _gauge(
+        "keybuzz_amazon_connections_active",
+        "Amazon connections the poller polls (CONNECTED, current app)",
+        figures.active_connections,
+    )
+    yield _gauge(
+        "keybuzz_amazon_oldest_poll_age_seconds",
+        "Age of the oldest last poll among active Amazon connections (never polled: since connected)",
+        figures.oldest_poll_age_seconds,
+    )
     yield _gauge("keybuzz_amazon_messages_today", "Amazon messages fetched since midnight UTC", figures.messages_today)
     yield _gauge("keybuzz_amazon_tickets_today", "Amazon tickets created since midnight UTC", figures.tickets_today)
     yield _gauge("keybuzz_quarantined_messages", "Messages in quarantine", figures.quarantined_total)
-    yield _gauge("keybuzz_quarantined_messages_today", "Messages quarantined since midnight UTC",
-                 figures.quarantined_today)
-    yield _gauge("keybuzz_tickets_overdue", "Open or pending tickets whose response is overdue",
-                 figures.overdue_tickets)
-    yield _labelled("keybuzz_replies", "Agents' replies by delivery status", "delivery_status",
-                    figures.replies_by_status)
-    yield _gauge("keybuzz_replies_oldest_queued_age_seconds", "Age of the oldest reply waiting to be sent",
-                 figures.oldest_queued_reply_age_seconds)
+    yield _gauge(
+        "keybuzz_quarantined_messages_today", "Messages quarantined since midnight UTC", figures.quarantined_today
+    )
+    yield _gauge(
+        "keybuzz_tickets_overdue", "Open or pending tickets whose response is overdue", figures.overdue_tickets
+    )
+    yield _labelled(
+        "keybuzz_replies", "Agents' replies by delivery status", "delivery_status", figures.replies_by_status
+    )
+    yield _gauge(
+        "keybuzz_replies_oldest_queued_age_seconds",
+        "Age of the oldest reply waiting to be sent",
+        figures.oldest_queued_reply_age_seconds,
+    )
     run = figures.last_poll_run
-    yield _gauge("keybuzz_poll_last_run_timestamp_seconds", "When the last poller run finished (Unix time)",
-                 _timestamp(run.finished_at) if run else None)
-    yield _gauge("keybuzz_poll_last_run_age_seconds", "Seconds since the last poller run finished",
-                 run.age_seconds if run else None)
-    yield _gauge("keybuzz_poll_last_run_duration_seconds", "Duration of the last poller run",
-                 run.seconds if run else None)
-    yield _gauge("keybuzz_poll_last_run_failures", "Connections that failed in the last poller run",
-                 run.failures if run else None)
+    yield _gauge(
+        "keybuzz_poll_last_run_timestamp_seconds",
+        "When the last poller run finished (Unix time)",
+        _timestamp(run.finished_at) if run else None,
+    )
+    yield _gauge(
+        "keybuzz_poll_last_run_age_seconds",
+        "Seconds since the last poller run finished",
+        run.age_seconds if run else None,
+    )
+    yield _gauge(
+        "keybuzz_poll_last_run_duration_seconds", "Duration of the last poller run", run.seconds if run else None
+    )
+    yield _gauge(
+        "keybuzz_poll_last_run_failures",
+        "Connections that failed in the last poller run",
+        run.failures if run else None,
+    )
 
 
 COUNTERS = [
@@ -84,8 +111,12 @@ def counter_metrics(counters: dict[str, float]) -> Iterator[Metric]:
         yield CounterMetricFamily(name, documentation, value=counters.get(key, 0.0))
     buckets = [(floatToGoString(bound), counters.get(bucket_counter_name(bound), 0.0)) for bound in DURATION_BUCKETS]
     buckets.append(("+Inf", counters.get("runs", 0.0)))
-    yield HistogramMetricFamily("keybuzz_poll_run_duration_seconds", "Duration of the poller's runs",
-                                buckets=buckets, sum_value=counters.get("seconds_sum", 0.0))
+    yield HistogramMetricFamily(
+        "keybuzz_poll_run_duration_seconds",
+        "Duration of the poller's runs",
+        buckets=buckets,
+        sum_value=counters.get("seconds_sum", 0.0),
+    )
 
 
 class OpsCollector(Collector):

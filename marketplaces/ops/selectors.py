@@ -126,9 +126,16 @@ def last_poll_run(*, now: datetime | None = None) -> PollRunInfo | None:
     if run is None:
         return None
     return PollRunInfo(
-        started_at=run.started_at, finished_at=run.finished_at, worker=run.worker, connections=run.connections,
-        fetched=run.fetched, new_messages=run.new_messages, new_tickets=run.new_tickets,
-        quarantined=run.quarantined, failures=run.failures, seconds=run.seconds,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        worker=run.worker,
+        connections=run.connections,
+        fetched=run.fetched,
+        new_messages=run.new_messages,
+        new_tickets=run.new_tickets,
+        quarantined=run.quarantined,
+        failures=run.failures,
+        seconds=run.seconds,
         age_seconds=_age(now, run.finished_at) or 0,
     )
 
@@ -137,17 +144,24 @@ def ops_figures(*, tenant: Tenant | None = None, now: datetime | None = None) ->
     """Every figure, for one tenant or all of them, in eight queries."""
     now = now or timezone.now()
     midnight = start_of_day(now)
-    messages_today = _scoped(ExternalMessage.objects, tenant).filter(
-        type=MarketplaceType.AMAZON, created_at__gte=midnight).count()
+    messages_today = (
+        _scoped(ExternalMessage.objects, tenant).filter(type=MarketplaceType.AMAZON, created_at__gte=midnight).count()
+    )
     tickets_today = _scoped(Ticket.objects, tenant).filter(channel=Channel.AMAZON, created_at__gte=midnight).count()
     quarantine = _scoped(QuarantinedMessage.objects, tenant).aggregate(
-        total=Count("pk"), today=Count("pk", filter=Q(created_at__gte=midnight)))
-    replies = _scoped(TicketMessage.objects, tenant).filter(direction=Direction.OUTBOUND).aggregate(
-        **{status.value: Count("pk", filter=Q(delivery_status=status.value)) for status in DeliveryStatus},
-        oldest_queued=Min("created_at", filter=Q(delivery_status=DeliveryStatus.QUEUED)),
+        total=Count("pk"), today=Count("pk", filter=Q(created_at__gte=midnight))
+    )
+    replies = (
+        _scoped(TicketMessage.objects, tenant)
+        .filter(direction=Direction.OUTBOUND)
+        .aggregate(
+            **{status.value: Count("pk", filter=Q(delivery_status=status.value)) for status in DeliveryStatus},
+            oldest_queued=Min("created_at", filter=Q(delivery_status=DeliveryStatus.QUEUED)),
+        )
     )
     runs = PollRun.objects.filter(finished_at__gte=now - timedelta(hours=24)).aggregate(
-        runs=Count("pk"), failures=Coalesce(Sum("failures"), 0))
+        runs=Count("pk"), failures=Coalesce(Sum("failures"), 0)
+    )
     return OpsFigures(
         generated_at=now,
         tenant=tenant.slug if tenant is not None else None,
@@ -180,15 +194,23 @@ def daily_activity(*, tenant: Tenant | None = None, days: int = 30, now: datetim
     first = start_of_day(now) - timedelta(days=days - 1)
 
     def per_day(queryset) -> dict[date, int]:
-        rows = (queryset.filter(created_at__gte=first).annotate(day=TruncDate("created_at"))
-                .order_by().values("day").annotate(n=Count("pk")).values_list("day", "n"))
+        rows = (
+            queryset.filter(created_at__gte=first)
+            .annotate(day=TruncDate("created_at"))
+            .order_by()
+            .values("day")
+            .annotate(n=Count("pk"))
+            .values_list("day", "n")
+        )
         return dict(rows)
 
     messages = per_day(_scoped(ExternalMessage.objects, tenant).filter(type=MarketplaceType.AMAZON))
     tickets = per_day(_scoped(Ticket.objects, tenant).filter(channel=Channel.AMAZON))
     start = first.date()
-    return [DayActivity(day=d, messages=messages.get(d, 0), tickets=tickets.get(d, 0))
-            for d in (start + timedelta(days=n) for n in range(days))]
+    return [
+        DayActivity(day=d, messages=messages.get(d, 0), tickets=tickets.get(d, 0))
+        for d in (start + timedelta(days=n) for n in range(days))
+    ]
 
 
 def recent_poll_runs(*, limit: int = 10) -> list[PollRun]:
@@ -207,4 +229,3 @@ def tenant_choices() -> list[tuple[str, str]]:
 
 def tenant_by_slug(slug: str) -> Tenant | None:
     return Tenant.objects.filter(slug=slug).first()
-

@@ -38,8 +38,11 @@ def metrics(request: HttpRequest) -> HttpResponse:
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     given = given.strip()
     if scheme.lower() != "bearer" or not given:
-        response = _error(401, "not_authenticated",
-                          "Authentication credentials were not provided: send Authorization: Bearer <METRICS_TOKEN>.")
+        response = _error(
+            401,
+            "not_authenticated",
+            "Authentication credentials were not provided: send Authorization: Bearer <METRICS_TOKEN>.",
+        )
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
     if not hmac.compare_digest(given.encode(), token.encode()):

@@ -23,10 +23,14 @@ from tickets.models import Direction, Ticket, TicketMessage
 pytestmark = pytest.mark.django_db
 
 MODELS = [
-    ("keybuzz", "tenant"), ("keybuzz", "membership"),
-    ("marketplaces", "marketplaceconnection"), ("marketplaces", "oauthstate"), ("marketplaces", "externalmessage"),
+    ("keybuzz", "tenant"),
+    ("keybuzz", "membership"),
+    ("marketplaces", "marketplaceconnection"),
+    ("marketplaces", "oauthstate"),
+    ("marketplaces", "externalmessage"),
     ("marketplaces", "quarantinedmessage"),
-    ("tickets", "ticket"), ("tickets", "ticketmessage"),
+    ("tickets", "ticket"),
+    ("tickets", "ticketmessage"),
 ]
 
 
@@ -35,23 +39,46 @@ def data():
     tenant = make_tenant("acme")
     member = make_member(tenant, role=Role.OWNER)
     connection = MarketplaceConnection.objects.create(
-        tenant=tenant, selling_partner_id="A1SELLER", status=ConnectionStatus.ERROR, region="EU",
+        tenant=tenant,
+        selling_partner_id="A1SELLER",
+        status=ConnectionStatus.ERROR,
+        region="EU",
         secret_ref=f"keybuzz/tenants/{tenant.id}/amazon/A1SELLER",
-        last_error="Token refresh failed: invalid_grant", last_error_at=timezone.now(),
+        last_error="Token refresh failed: invalid_grant",
+        last_error_at=timezone.now(),
     )
-    OAuthState.objects.create(state_hash="f" * 64, tenant=tenant, user=member.user,
-                              expires_at=timezone.now() + timedelta(minutes=15))
+    OAuthState.objects.create(
+        state_hash="f" * 64, tenant=tenant, user=member.user, expires_at=timezone.now() + timedelta(minutes=15)
+    )
     now = timezone.now()
     message = ExternalMessage.objects.create(
-        tenant=tenant, connection=connection, external_id="msg-1", thread_key="thread-1", order_id="402-1",
-        subject="Where is my order?", body="Hello", sent_at=now,
+        tenant=tenant,
+        connection=connection,
+        external_id="msg-1",
+        thread_key="thread-1",
+        order_id="402-1",
+        subject="Where is my order?",
+        body="Hello",
+        sent_at=now,
     )
-    QuarantinedMessage.objects.create(tenant=tenant, connection=connection, external_id="msg-bad",
-                                      reason="missing threadId", raw={"messageId": "msg-bad"})
-    ticket = Ticket.objects.create(tenant=tenant, connection=connection, thread_key="thread-1",
-                                   subject="Where is my order?", order_id="402-1", last_message_at=now)
-    TicketMessage.objects.create(tenant=tenant, ticket=ticket, direction=Direction.INBOUND, body="Hello",
-                                 external_message=message, sent_at=now)
+    QuarantinedMessage.objects.create(
+        tenant=tenant,
+        connection=connection,
+        external_id="msg-bad",
+        reason="missing threadId",
+        raw={"messageId": "msg-bad"},
+    )
+    ticket = Ticket.objects.create(
+        tenant=tenant,
+        connection=connection,
+        thread_key="thread-1",
+        subject="Where is my order?",
+        order_id="402-1",
+        last_message_at=now,
+    )
+    TicketMessage.objects.create(
+        tenant=tenant, ticket=ticket, direction=Direction.INBOUND, body="Hello", external_message=message, sent_at=now
+    )
     return {"tenant": tenant, "member": member, "connection": connection, "ticket": ticket}
 
 

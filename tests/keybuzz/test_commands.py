@@ -20,8 +20,9 @@ def run(*args, **kwargs) -> str:
 
 def test_create_tenant_is_idempotent_and_prints_the_id():
     first = run("create_tenant", "acme", "--name", "Acme", "--admin-username", "alice", "--admin-password", "pw-1-abc")
-    second = run("create_tenant", "acme", "--name", "Acme Store", "--admin-username", "alice",
-                 "--admin-password", "pw-1-abc")
+    second = run(
+        "create_tenant", "acme", "--name", "Acme Store", "--admin-username", "alice", "--admin-password", "pw-1-abc"
+    )
     tenant = Tenant.objects.get()
     assert first == second == str(tenant.id)
     assert tenant.name == "Acme Store"

@@ -151,10 +151,8 @@ def test_poll_lines_carry_time_level_logger_tenant_and_connection(settings, one_
         mine = [p for p in poller_lines if p["connection"] == str(connection.id)]
         words = [p["message"] for p in mine]
         assert any(w.startswith(f"[Amazon Poller] Starting poll for tenant: {connection.tenant_id}") for w in words)
-        assert any(w.startswith(f"[Amazon Poller] Fetched 3 messages for tenant {connection.tenant_id}")
-                   for w in words)
-        assert any(w.startswith(f"[Amazon Poller] Poll completed for tenant: {connection.tenant_id}")
-                   for w in words)
+        assert any(w.startswith(f"[Amazon Poller] Fetched 3 messages for tenant {connection.tenant_id}") for w in words)
+        assert any(w.startswith(f"[Amazon Poller] Poll completed for tenant: {connection.tenant_id}") for w in words)
         assert {p["tenant"] for p in mine} == {str(connection.tenant_id)}
         assert {(p["level"], p["logger"]) for p in mine} == {("INFO", "marketplaces.poller")}
     # Outside a connection's poll, no ids are left behind.
@@ -192,9 +190,14 @@ def test_json_lines_parse_one_by_one_with_the_ids_and_the_traceback(console):
 
     entries = [json.loads(line) for line in console.lines()]
     assert len(entries) == 3
-    assert entries[0] == {"time": entries[0]["time"], "level": "INFO", "logger": "marketplaces.poller",
-                          "message": "[Amazon Poller] Starting poll for tenant: t-1", "tenant_id": "t-1",
-                          "connection_id": "c-1"}
+    assert entries[0] == {
+        "time": entries[0]["time"],
+        "level": "INFO",
+        "logger": "marketplaces.poller",
+        "message": "[Amazon Poller] Starting poll for tenant: t-1",
+        "tenant_id": "t-1",
+        "connection_id": "c-1",
+    }
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", entries[0]["time"])
     assert entries[1]["level"] == "ERROR" and "ValueError: bad answer with Atzr|[redacted]" in entries[1]["exc_info"]
     assert REFRESH_TOKEN not in console.text()
@@ -205,8 +208,9 @@ def test_json_lines_parse_one_by_one_with_the_ids_and_the_traceback(console):
 def _manage(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("LOG_", "DATABASE_URL", "VAULT_"))}
     base.update(KEYBUZZ_ENV_FILE="none", DEBUG="true", KEYBUZZ_VAR_DIR=str(tmp_path), **env)
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=base,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=base, capture_output=True, text=True, timeout=60
+    )
 
 
 def _settings_subprocess(tmp_path: Path, code: str, **env: str) -> subprocess.CompletedProcess:
@@ -225,7 +229,9 @@ def test_log_format_json_from_the_environment(tmp_path):
     assert done.returncode == 0, done.stderr
     entries = [json.loads(line) for line in done.stderr.splitlines()]
     assert [(e["logger"], e["tenant_id"], e["connection_id"]) for e in entries] == [
-        ("marketplaces.poller", "t-9", "c-9"), ("marketplaces.oauth", None, None)]
+        ("marketplaces.poller", "t-9", "c-9"),
+        ("marketplaces.oauth", None, None),
+    ]
 
     line_mode = _settings_subprocess(tmp_path, code)
     assert [parsed(line)["tenant"] for line in line_mode.stderr.splitlines()] == ["t-9", "-"]
@@ -240,31 +246,40 @@ def test_an_unknown_log_format_stops_start_up_with_one_line(tmp_path):
 # --- Redaction ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("secret", "shown"), [
-    (REFRESH_TOKEN, "Atzr|[redacted]"),
-    (ACCESS_TOKEN, "Atza|[redacted]"),
-    ("amzn1.oa2-cs.v1.3f1e9c0b2a7d4e6f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7", "amzn1.oa2-cs.v1.[redacted]"),
-    (VAULT_TOKEN, "hvs.[redacted]"),
-    ("s.Q2h7XyZk9LmN3pRt5VwB1cDe", "s.[redacted]"),
-    ("Bearer eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyX2lkIjoxfQ.c2lnbmF0dXJl", "Bearer [redacted]"),
-    ("eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyX2lkIjoxfQ.c2lnbmF0dXJl", "[redacted-jwt]"),
-    ("client_secret=abc123XYZ", "client_secret=[redacted]"),
-    ('"refresh_token": "opaque-value-1"', '"refresh_token": "[redacted]"'),
-    ("password=hunter2!", "password=[redacted]"),
-])
+@pytest.mark.parametrize(
+    ("secret", "shown"),
+    [
+        (REFRESH_TOKEN, "Atzr|[redacted]"),
+        (ACCESS_TOKEN, "Atza|[redacted]"),
+        (
+            "amzn1.oa2-cs.v1.3f1e9c0b2a7d4e6f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7",
+            "amzn1.oa2-cs.v1.[redacted]",
+        ),
+        (VAULT_TOKEN, "hvs.[redacted]"),
+        ("s.Q2h7XyZk9LmN3pRt5VwB1cDe", "s.[redacted]"),
+        ("Bearer eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyX2lkIjoxfQ.c2lnbmF0dXJl", "Bearer [redacted]"),
+        ("eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyX2lkIjoxfQ.c2lnbmF0dXJl", "[redacted-jwt]"),
+        ("client_secret=abc123XYZ", "client_secret=[redacted]"),
+        ('"refresh_token": "opaque-value-1"', '"refresh_token": "[redacted]"'),
+        ("password=hunter2!", "password=[redacted]"),
+    ],
+)
 def test_secret_shapes_are_masked(secret, shown):
     text = redact(f"before {secret} after")
     assert text == f"before {shown} after"
 
 
-@pytest.mark.parametrize("harmless", [
-    "[Amazon Poller] Token refresh failed: HTTP 400: invalid_grant (The request has an invalid grant parameter)",
-    "Token refresh failed: no refresh_token at keybuzz/tenants/3f2b/amazon/A1SELLER",
-    "Amazon OAuth start: tenant 0b6f8c1e-2a9d-4c3b-8e7f-1a2b3c4d5e6f, user 7, region EU, marketplace FR, app keybuzz",
-    "No credentials found: keybuzz/ai/amazon_spapi_app_temp",
-    "Vault token renewed for 3600s",
-    "GET /api/v1/marketplaces/amazon/status 200",
-])
+@pytest.mark.parametrize(
+    "harmless",
+    [
+        "[Amazon Poller] Token refresh failed: HTTP 400: invalid_grant (The request has an invalid grant parameter)",
+        "Token refresh failed: no refresh_token at keybuzz/tenants/3f2b/amazon/A1SELLER",
+        "Amazon OAuth start: tenant 0b6f8c1e-2a9d-4c3b-8e7f-1a2b3c4d5e6f, user 7, region EU, marketplace FR, app keybuzz",
+        "No credentials found: keybuzz/ai/amazon_spapi_app_temp",
+        "Vault token renewed for 3600s",
+        "GET /api/v1/marketplaces/amazon/status 200",
+    ],
+)
 def test_ordinary_lines_are_left_alone(harmless):
     assert redact(harmless) == harmless
 
@@ -297,8 +312,9 @@ def test_invalid_state_callback_is_found_by_the_oauth_grep(settings, console, tm
     settings.AMAZON_SPAPI_APPLICATION_ID = "amzn1.sp.solution.log-test"
     settings.FRONTEND_URL = settings.AMAZON_OAUTH_RETURN_URL = ""
 
-    response = APIClient().get(CALLBACK_URL, {"state": "forged-state", "spapi_oauth_code": "ANcode",
-                                              "selling_partner_id": "A1X"})
+    response = APIClient().get(
+        CALLBACK_URL, {"state": "forged-state", "spapi_oauth_code": "ANcode", "selling_partner_id": "A1X"}
+    )
 
     assert response.status_code == 400
     found = grep(GREP_OAUTH, console.text(), tmp_path)
@@ -307,8 +323,7 @@ def test_invalid_state_callback_is_found_by_the_oauth_grep(settings, console, tm
 
 
 @pytest.mark.django_db
-def test_token_exchange_failure_is_found_by_the_oauth_grep_with_the_tenant(settings, console, tmp_path,
-                                                                          no_retry_sleep):
+def test_token_exchange_failure_is_found_by_the_oauth_grep_with_the_tenant(settings, console, tmp_path, no_retry_sleep):
     settings.AMAZON_SPAPI_CLIENT_ID = "amzn1.application-oa2-client.log-test"
     settings.AMAZON_SPAPI_CLIENT_SECRET = CLIENT_SECRET
     settings.AMAZON_SPAPI_APPLICATION_ID = "amzn1.sp.solution.log-test"
@@ -337,8 +352,7 @@ def test_failing_source_is_found_by_the_poller_grep(settings, one_worker, consol
 
     settings.AMAZON_MESSAGE_SOURCE = "tests.marketplaces.scripted_sources.ScriptedSource"
     ScriptedSource.calls = []
-    ScriptedSource.script = {"A1BROKEN": SourceError("Amazon answered 503 QuotaExceeded"),
-                             "A1FINE": [raw_message(1)]}
+    ScriptedSource.script = {"A1BROKEN": SourceError("Amazon answered 503 QuotaExceeded"), "A1FINE": [raw_message(1)]}
     broken, fine = make_connection(seller="A1BROKEN"), make_connection(seller="A1FINE")
 
     assert poll() == 1
@@ -353,8 +367,7 @@ def test_failing_source_is_found_by_the_poller_grep(settings, one_worker, consol
 
 
 @pytest.mark.django_db
-def test_lwa_invalid_grant_is_found_by_the_token_refresh_grep(settings, one_worker, console, tmp_path,
-                                                             no_retry_sleep):
+def test_lwa_invalid_grant_is_found_by_the_token_refresh_grep(settings, one_worker, console, tmp_path, no_retry_sleep):
     from keybuzz.secrets import get_secret_store
 
     settings.AMAZON_MESSAGE_SOURCE = "tests.marketplaces.scripted_sources.TokenScriptedSource"
@@ -373,8 +386,10 @@ def test_lwa_invalid_grant_is_found_by_the_token_refresh_grep(settings, one_work
 
     found = grep(GREP_REFRESH, console.text(), tmp_path)
     assert len(found) == 1 and "NEEDS_REAUTH" in found[0] and "invalid_grant" in found[0]
-    assert (parsed(found[0])["tenant"], parsed(found[0])["connection"]) == (str(connection.tenant_id),
-                                                                            str(connection.id))
+    assert (parsed(found[0])["tenant"], parsed(found[0])["connection"]) == (
+        str(connection.tenant_id),
+        str(connection.id),
+    )
     assert grep(GREP_POLLER, console.text(), tmp_path) == found  # an operator grepping poller errors sees it
     assert REFRESH_TOKEN not in console.text() and CLIENT_SECRET not in console.text()
 
@@ -395,9 +410,15 @@ def test_no_secret_in_any_line_of_a_whole_flow(vault_settings, settings, one_wor
     settings.AMAZON_MESSAGE_SOURCE = "tests.marketplaces.scripted_sources.TokenScriptedSource"
     app_secret = "amzn1.oa2-cs.v1.0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
     openbao.client().secrets.kv.v2.create_or_update_secret(
-        path="keybuzz/ai/amazon_spapi_app_temp", mount_point=openbao.mount,
-        secret={"client_id": "amzn1.application-oa2-client.no-secret-test", "client_secret": app_secret,
-                "application_id": "amzn1.sp.solution.no-secret-test", "region": "eu-west-1"})
+        path="keybuzz/ai/amazon_spapi_app_temp",
+        mount_point=openbao.mount,
+        secret={
+            "client_id": "amzn1.application-oa2-client.no-secret-test",
+            "client_secret": app_secret,
+            "application_id": "amzn1.sp.solution.no-secret-test",
+            "region": "eu-west-1",
+        },
+    )
     logging.getLogger().setLevel(logging.DEBUG)
 
     owner = make_member()
@@ -413,8 +434,12 @@ def test_no_secret_in_any_line_of_a_whole_flow(vault_settings, settings, one_wor
         TokenScriptedSource.script = {connection.selling_partner_id: [raw_message(1)]}
         assert poll() == 0  # refresh_token grant → access token → fetch
         assert TokenScriptedSource.calls == [(connection.selling_partner_id, ACCESS_TOKEN)]
-        rsps.replace(responses.POST, LWA_URL, status=400,
-                     json={"error": "invalid_grant", "error_description": f"bad token {REFRESH_TOKEN}"})
+        rsps.replace(
+            responses.POST,
+            LWA_URL,
+            status=400,
+            json={"error": "invalid_grant", "error_description": f"bad token {REFRESH_TOKEN}"},
+        )
         from marketplaces.amazon.tokens import AccessTokenProvider
         from marketplaces.poller import poll_run
 
@@ -423,8 +448,16 @@ def test_no_secret_in_any_line_of_a_whole_flow(vault_settings, settings, one_wor
 
     text = console.text()
     assert "Amazon OAuth callback: tenant" in text and "Token refresh failed" in text  # the flow did log
-    for secret in (REFRESH_TOKEN, ACCESS_TOKEN, app_secret, settings.JWT_SECRET, openbao.root_token, jwt,
-                   state, "ANcodeNeverLogged"):
+    for secret in (
+        REFRESH_TOKEN,
+        ACCESS_TOKEN,
+        app_secret,
+        settings.JWT_SECRET,
+        openbao.root_token,
+        jwt,
+        state,
+        "ANcodeNeverLogged",
+    ):
         assert secret not in text, f"a secret reached the logs: {secret[:12]}…"
 
 

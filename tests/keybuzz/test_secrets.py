@@ -230,9 +230,7 @@ def test_local_invalid_key_is_access_denied_with_a_clear_message(settings, local
     for operation in (lambda: store.write("keybuzz/x", {"v": 1}), lambda: store.read("keybuzz/x"), store.ping):
         with pytest.raises(SecretAccessDenied) as exc:
             operation()
-        assert str(exc.value) == (
-            "SECRETS_LOCAL_KEY is not a valid Fernet key (32 url-safe base64-encoded bytes)"
-        )
+        assert str(exc.value) == ("SECRETS_LOCAL_KEY is not a valid Fernet key (32 url-safe base64-encoded bytes)")
         assert_not_leaked(exc, caplog, "not-a-fernet-key-but-a-secret")
 
 
@@ -300,9 +298,7 @@ def test_vault_ignores_tokens_from_the_environment(openbao, approle, monkeypatch
     assert store._client.token != openbao.root_token
 
 
-def test_vault_approle_works_inside_its_policy_and_is_denied_outside(
-    settings, vault_settings, approle, caplog
-):
+def test_vault_approle_works_inside_its_policy_and_is_denied_outside(settings, vault_settings, approle, caplog):
     caplog.set_level(logging.DEBUG)
     role_id, secret_id = approle()
     settings.VAULT_TOKEN = ""
@@ -321,8 +317,11 @@ def test_vault_approle_works_inside_its_policy_and_is_denied_outside(
         path="other/app", secret={"v": 1}, mount_point="secret"
     )
     token = store._client.token
-    for operation in (lambda: store.read("other/app"), lambda: store.write("other/app", {"v": 2}),
-                      lambda: store.delete("other/app")):
+    for operation in (
+        lambda: store.read("other/app"),
+        lambda: store.write("other/app", {"v": 2}),
+        lambda: store.delete("other/app"),
+    ):
         with pytest.raises(SecretAccessDenied, match="refused access to other/app") as exc:
             operation()
         assert_not_leaked(exc, caplog, token, secret_id, role_id)
@@ -363,8 +362,9 @@ def test_vault_renews_a_short_lived_token(openbao, clock, caplog):
 
 def test_vault_static_token_past_its_max_ttl_keeps_working_until_it_expires(openbao, clock, caplog):
     root = openbao.client()
-    token = root.auth.token.create(ttl="2s", explicit_max_ttl="2s", renewable=True,
-                                   policies=["default"])["auth"]["client_token"]
+    token = root.auth.token.create(ttl="2s", explicit_max_ttl="2s", renewable=True, policies=["default"])["auth"][
+        "client_token"
+    ]
     store = VaultSecretStore(addr=openbao.addr, token=token)
     store.ping()
 
@@ -427,8 +427,12 @@ def test_vault_wrong_token_is_access_denied(openbao, caplog):
     wrong = "s.WrongTokenThatMustNotLeak"
     store = VaultSecretStore(addr=openbao.addr, token=wrong)
     path = unique_path()
-    for operation in (lambda: store.read(path), lambda: store.write(path, {"v": 1}),
-                      lambda: store.delete(path), store.ping):
+    for operation in (
+        lambda: store.read(path),
+        lambda: store.write(path, {"v": 1}),
+        lambda: store.delete(path),
+        store.ping,
+    ):
         with pytest.raises(SecretAccessDenied, match="refused access") as exc:
             operation()
         assert_not_leaked(exc, caplog, wrong)
@@ -471,8 +475,12 @@ def test_vault_sealed_is_unavailable(tmp_path, caplog):
         store.ping()
 
         server.client().sys.seal()
-        for operation in (lambda: store.read(path), lambda: store.write(path, {"v": 2}),
-                          lambda: store.delete(path), store.ping):
+        for operation in (
+            lambda: store.read(path),
+            lambda: store.write(path, {"v": 2}),
+            lambda: store.delete(path),
+            store.ping,
+        ):
             with pytest.raises(SecretStoreUnavailable, match="sealed") as exc:
                 operation()
             assert_not_leaked(exc, caplog, server.root_token)

@@ -22,8 +22,12 @@ FILLED = {
 def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "VAULT_", "JWT_", "DEBUG"))}
     return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env={**base, **env},
-        capture_output=True, text=True, timeout=60,
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -89,8 +93,12 @@ def test_filled_production_example_passes_deploy_checks(tmp_path):
 
 
 def test_development_defaults_apply_when_nothing_is_configured(tmp_path):
-    result = manage("shell", "--no-imports", "-c", "from django.conf import settings as s; "
-                    "print(s.DEBUG, s.DATABASES['default']['ENGINE'], s.SECRETS_BACKEND)",
-                    env={"KEYBUZZ_ENV_FILE": "none", "KEYBUZZ_VAR_DIR": str(tmp_path)})
+    result = manage(
+        "shell",
+        "--no-imports",
+        "-c",
+        "from django.conf import settings as s; print(s.DEBUG, s.DATABASES['default']['ENGINE'], s.SECRETS_BACKEND)",
+        env={"KEYBUZZ_ENV_FILE": "none", "KEYBUZZ_VAR_DIR": str(tmp_path)},
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "django.db.backends.sqlite3", "local"]

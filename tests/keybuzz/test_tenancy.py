@@ -13,8 +13,11 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def two_tenants():
     tenant_a, tenant_b = make_tenant("tenant-a"), make_tenant("tenant-b")
-    return (make_member(tenant_a, role=Role.OWNER), make_member(tenant_a, role=Role.AGENT),
-            make_member(tenant_b, role=Role.OWNER))
+    return (
+        make_member(tenant_a, role=Role.OWNER),
+        make_member(tenant_a, role=Role.AGENT),
+        make_member(tenant_b, role=Role.OWNER),
+    )
 
 
 def test_members_list_shows_only_the_token_tenant(two_tenants):

@@ -73,8 +73,11 @@ def fake_lwa():
 
 
 def lwa_ok(rsps, *, refresh_token: str = REFRESH_TOKEN, access_token: str = ACCESS_TOKEN):
-    return rsps.post(LWA_URL, json={"access_token": access_token, "refresh_token": refresh_token,
-                                    "token_type": "bearer", "expires_in": 3600}, status=200)
+    return rsps.post(
+        LWA_URL,
+        json={"access_token": access_token, "refresh_token": refresh_token, "token_type": "bearer", "expires_in": 3600},
+        status=200,
+    )
 
 
 def lwa_error(rsps, *, error: str, status: int = 400, description: str = "The request has an invalid grant"):
@@ -112,8 +115,15 @@ def callback(client, *, state: str, code: str = "ANcodeFromAmazon123", seller: s
     return client.get(CALLBACK_URL, {k: v for k, v in params.items() if v is not None}, **headers)
 
 
-def make_connection(tenant, *, seller: str = SELLER_ID, status: str = "CONNECTED", app_source: str = "external_test",
-                    with_secret: bool = True, **fields):
+def make_connection(
+    tenant,
+    *,
+    seller: str = SELLER_ID,
+    status: str = "CONNECTED",
+    app_source: str = "external_test",
+    with_secret: bool = True,
+    **fields,
+):
     """A connection as the OAuth callback leaves it (its token in the secret store when asked)."""
     from django.utils import timezone
 
@@ -125,5 +135,11 @@ def make_connection(tenant, *, seller: str = SELLER_ID, status: str = "CONNECTED
     if with_secret:
         get_secret_store().write(path, {"refresh_token": f"Atzr|{seller}-{tenant.id}"})
     defaults = {"region": "EU", "marketplace_ids": ["A13V1IB3VIYZZH"], "connected_at": timezone.now()}
-    return MarketplaceConnection.objects.create(tenant=tenant, selling_partner_id=seller, status=status,
-                                                app_source=app_source, secret_ref=path, **{**defaults, **fields})
+    return MarketplaceConnection.objects.create(
+        tenant=tenant,
+        selling_partner_id=seller,
+        status=status,
+        app_source=app_source,
+        secret_ref=path,
+        **{**defaults, **fields},
+    )

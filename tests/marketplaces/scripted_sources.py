@@ -50,4 +50,3 @@ class TokenScriptedSource(ScriptedSource):
     """Like a real SP-API source: needs an LWA access token for every fetch."""
 
     needs_access_token = True
-

@@ -41,10 +41,13 @@ def test_partial_env_is_an_error_naming_the_missing_variable(amazon_app):
     assert caught.value.status_code == 503
 
 
-@pytest.mark.parametrize(("source", "path"), [
-    ("external_test", "keybuzz/ai/amazon_spapi_app_temp"),
-    ("keybuzz", "keybuzz/ai/amazon_spapi_app"),
-])
+@pytest.mark.parametrize(
+    ("source", "path"),
+    [
+        ("external_test", "keybuzz/ai/amazon_spapi_app_temp"),
+        ("keybuzz", "keybuzz/ai/amazon_spapi_app"),
+    ],
+)
 def test_secret_store_path_per_app_source(no_app_env, source, path):
     no_app_env.AMAZON_SPAPI_APP_SOURCE = source
     get_secret_store().write(path, STORED)
@@ -71,8 +74,9 @@ def test_missing_everywhere_names_the_path(no_app_env):
 
 
 def test_stored_secret_without_application_id(no_app_env):
-    get_secret_store().write("keybuzz/ai/amazon_spapi_app_temp", {k: v for k, v in STORED.items()
-                                                                  if k != "application_id"})
+    get_secret_store().write(
+        "keybuzz/ai/amazon_spapi_app_temp", {k: v for k, v in STORED.items() if k != "application_id"}
+    )
     with pytest.raises(AppCredentialsMissing) as caught:
         load_app_credentials()
     assert "has no application_id" in caught.value.message
@@ -101,8 +105,10 @@ def test_start_answers_503_with_a_code_when_no_app(no_app_env, owner_client, cap
     caplog.set_level(logging.DEBUG)
     response = owner_client.post(START_URL, {}, format="json")
     assert response.status_code == 503
-    assert response.json() == {"code": "credentials_missing",
-                               "message": "No credentials found: keybuzz/ai/amazon_spapi_app_temp"}
+    assert response.json() == {
+        "code": "credentials_missing",
+        "message": "No credentials found: keybuzz/ai/amazon_spapi_app_temp",
+    }
 
 
 def test_start_reads_the_store_once_and_never_logs_the_secret(no_app_env, owner_client, caplog, monkeypatch):

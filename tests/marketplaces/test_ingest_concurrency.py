@@ -21,8 +21,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def test_two_pollers_filing_the_same_thread_at_once(requires_postgres):
     connection = make_connection(seller="S1")
     claimed = ClaimedConnection(
-        snapshot=ConnectionSnapshot(id=str(connection.id), tenant_id=str(connection.tenant_id),
-                                    selling_partner_id="S1", region="EU", marketplace_ids=(), cursor=""),
+        snapshot=ConnectionSnapshot(
+            id=str(connection.id),
+            tenant_id=str(connection.tenant_id),
+            selling_partner_id="S1",
+            region="EU",
+            marketplace_ids=(),
+            cursor="",
+        ),
         secret_ref="",
     )
     for round_no in range(5):  # repeat: a race that is lost only sometimes must still be caught
@@ -31,8 +37,12 @@ def test_two_pollers_filing_the_same_thread_at_once(requires_postgres):
         # Each poller fetched an overlapping page: the shared message is in both.
         pages = [[first, shared], [shared, last]]
 
-        results = race(2, lambda i, pages=pages: messages_ingest(
-            claimed=claimed, fetch=FetchResult(raw_messages=pages[i], next_cursor="after"), source=ScriptedSource()))
+        results = race(
+            2,
+            lambda i, pages=pages: messages_ingest(
+                claimed=claimed, fetch=FetchResult(raw_messages=pages[i], next_cursor="after"), source=ScriptedSource()
+            ),
+        )
 
         assert not [r for r in results if isinstance(r, Exception)], results
         assert sum(r.new_messages for r in results) == 3

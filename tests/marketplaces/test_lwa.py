@@ -38,8 +38,13 @@ def test_exchange_sends_lwa_wire_format(fake_lwa):
     assert call.request.method == "POST" and call.request.url == LWA_URL
     assert call.request.headers["Content-Type"].startswith("application/x-www-form-urlencoded")
     assert call.request.headers["User-Agent"].startswith("KeyBuzz/")
-    assert form_of(call) == {"grant_type": "authorization_code", "code": CODE, "client_id": CLIENT_ID,
-                             "client_secret": CLIENT_SECRET, "redirect_uri": "https://api.keybuzz.io/cb"}
+    assert form_of(call) == {
+        "grant_type": "authorization_code",
+        "code": CODE,
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "redirect_uri": "https://api.keybuzz.io/cb",
+    }
     # The dataclass never prints its tokens.
     assert REFRESH_TOKEN not in repr(tokens) and ACCESS_TOKEN not in repr(tokens)
 
@@ -61,16 +66,25 @@ def test_exchange_uses_a_timeout(fake_lwa, monkeypatch):
 def test_refresh_access_token(fake_lwa):
     fake_lwa.post(LWA_URL, json={"access_token": ACCESS_TOKEN, "token_type": "bearer", "expires_in": 3600})
     client = lwa.LwaClient(token_url=LWA_URL, timeout=3, backoff=0)
-    tokens = client.refresh_access_token(refresh_token=REFRESH_TOKEN, client_id=CLIENT_ID,
-                                         client_secret=CLIENT_SECRET)
+    tokens = client.refresh_access_token(refresh_token=REFRESH_TOKEN, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
     assert tokens.access_token == ACCESS_TOKEN and tokens.refresh_token is None
-    assert form_of(fake_lwa.calls[0]) == {"grant_type": "refresh_token", "refresh_token": REFRESH_TOKEN,
-                                          "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
+    assert form_of(fake_lwa.calls[0]) == {
+        "grant_type": "refresh_token",
+        "refresh_token": REFRESH_TOKEN,
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+    }
 
 
-@pytest.mark.parametrize(("error", "status"), [
-    ("invalid_grant", 400), ("invalid_client", 401), ("unauthorized_client", 400), ("invalid_request", 400),
-])
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        ("invalid_grant", 400),
+        ("invalid_client", 401),
+        ("unauthorized_client", 400),
+        ("invalid_request", 400),
+    ],
+)
 def test_amazon_rejections_keep_amazon_error_code(fake_lwa, error, status):
     lwa_error(fake_lwa, error=error, status=status)
     with pytest.raises(lwa.LwaRejected) as caught:
@@ -118,11 +132,14 @@ def test_connection_error_is_unavailable(fake_lwa):
     assert caught.value.code == "connection_error"
 
 
-@pytest.mark.parametrize("body", [
-    {"access_token": ACCESS_TOKEN, "token_type": "bearer", "expires_in": 3600},  # no refresh_token
-    {"refresh_token": REFRESH_TOKEN},  # no access_token
-    {"access_token": ACCESS_TOKEN, "refresh_token": REFRESH_TOKEN, "expires_in": "soon"},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"access_token": ACCESS_TOKEN, "token_type": "bearer", "expires_in": 3600},  # no refresh_token
+        {"refresh_token": REFRESH_TOKEN},  # no access_token
+        {"access_token": ACCESS_TOKEN, "refresh_token": REFRESH_TOKEN, "expires_in": "soon"},
+    ],
+)
 def test_unusable_200_answers(fake_lwa, body):
     fake_lwa.post(LWA_URL, json=body)
     with pytest.raises(lwa.LwaInvalidResponse) as caught:

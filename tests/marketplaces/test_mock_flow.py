@@ -50,9 +50,11 @@ def no_app_configured(settings):
 
 def forward_to_django(fake_lwa, url: str) -> None:
     """The callback's LWA call goes to this same server: hand it to the test client."""
+
     def forward(request):
-        answer = Client().post(urlsplit(request.url).path, data=request.body,
-                               content_type="application/x-www-form-urlencoded")
+        answer = Client().post(
+            urlsplit(request.url).path, data=request.body, content_type="application/x-www-form-urlencoded"
+        )
         return answer.status_code, {}, answer.content
 
     fake_lwa.add_callback("POST", url, callback=forward, content_type="application/json")
@@ -77,9 +79,14 @@ def test_click_through_to_connected(mock_routes, no_app_configured, owner, owner
     assert form_action == "http://testserver/api/v1/marketplaces/amazon/oauth/callback"
 
     forward_to_django(fake_lwa, f"http://testserver{MOCK_TOKEN}")
-    landed = browser.get(urlsplit(form_action).path, {
-        "state": field(html, "state"), "spapi_oauth_code": field(html, "spapi_oauth_code"),
-        "selling_partner_id": "AMOCKSELLER1"})
+    landed = browser.get(
+        urlsplit(form_action).path,
+        {
+            "state": field(html, "state"),
+            "spapi_oauth_code": field(html, "spapi_oauth_code"),
+            "selling_partner_id": "AMOCKSELLER1",
+        },
+    )
     assert landed.status_code == 200, landed.content
     assert "Amazon connected" in landed.content.decode()
 
@@ -92,28 +99,37 @@ def test_click_through_to_connected(mock_routes, no_app_configured, owner, owner
 def test_mock_cancel_and_expired_code(mock_routes, no_app_configured, owner_client, fake_lwa):
     browser = Client()
     html = browser.get(owner_client.post(START_URL, {}, format="json").json()["authUrl"]).content.decode()
-    cancelled = browser.get("/api/v1/marketplaces/amazon/oauth/callback",
-                            {"state": field(html, "state"), "error": "access_denied"})
+    cancelled = browser.get(
+        "/api/v1/marketplaces/amazon/oauth/callback", {"state": field(html, "state"), "error": "access_denied"}
+    )
     assert cancelled.status_code == 400
 
     html = browser.get(owner_client.post(START_URL, {}, format="json").json()["authUrl"]).content.decode()
     forward_to_django(fake_lwa, f"http://testserver{MOCK_TOKEN}")
-    expired = browser.get("/api/v1/marketplaces/amazon/oauth/callback",
-                          {"state": field(html, "state"), "spapi_oauth_code": "mock-expired",
-                           "selling_partner_id": "AMOCKSELLER1"})
+    expired = browser.get(
+        "/api/v1/marketplaces/amazon/oauth/callback",
+        {"state": field(html, "state"), "spapi_oauth_code": "mock-expired", "selling_partner_id": "AMOCKSELLER1"},
+    )
     assert expired.status_code == 400 and "Token exchange failed" in expired.content.decode()
     assert MarketplaceConnection.objects.get().status == ConnectionStatus.ERROR
 
 
 def test_mock_token_endpoint_speaks_lwa(mock_routes):
     client = Client()
-    answer = client.post(MOCK_TOKEN, {"grant_type": "authorization_code", "code": "mock-abc",
-                                      "client_id": mock_views.MOCK_CLIENT_ID,
-                                      "client_secret": mock_views.MOCK_CLIENT_SECRET})
+    answer = client.post(
+        MOCK_TOKEN,
+        {
+            "grant_type": "authorization_code",
+            "code": "mock-abc",
+            "client_id": mock_views.MOCK_CLIENT_ID,
+            "client_secret": mock_views.MOCK_CLIENT_SECRET,
+        },
+    )
     assert answer.status_code == 200
     assert set(answer.json()) == {"access_token", "refresh_token", "token_type", "expires_in"}
-    wrong = client.post(MOCK_TOKEN, {"grant_type": "authorization_code", "code": "mock-abc",
-                                     "client_id": "x", "client_secret": "y"})
+    wrong = client.post(
+        MOCK_TOKEN, {"grant_type": "authorization_code", "code": "mock-abc", "client_id": "x", "client_secret": "y"}
+    )
     assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_client"
 
 

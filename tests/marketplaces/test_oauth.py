@@ -66,15 +66,18 @@ def test_each_start_gets_a_new_state(owner_client):
     assert OAuthState.objects.count() == 2
 
 
-@pytest.mark.parametrize(("body", "host", "region", "marketplace_id"), [
-    ({"marketplace": "US"}, "https://sellercentral.amazon.com", "NA", "ATVPDKIKX0DER"),
-    ({"marketplace": "FR"}, "https://sellercentral-europe.amazon.com", "EU", "A13V1IB3VIYZZH"),
-    ({"marketplace": "A1PA6795UKMFR9"}, "https://sellercentral-europe.amazon.com", "EU", "A1PA6795UKMFR9"),
-    ({"marketplace": "jp"}, "https://sellercentral.amazon.co.jp", "FE", "A1VC38T7YXB528"),
-    ({"region": "EU"}, "https://sellercentral-europe.amazon.com", "EU", ""),
-    ({"region": "FE"}, "https://sellercentral.amazon.co.jp", "FE", ""),
-    ({}, "https://sellercentral.amazon.com", "NA", ""),
-])
+@pytest.mark.parametrize(
+    ("body", "host", "region", "marketplace_id"),
+    [
+        ({"marketplace": "US"}, "https://sellercentral.amazon.com", "NA", "ATVPDKIKX0DER"),
+        ({"marketplace": "FR"}, "https://sellercentral-europe.amazon.com", "EU", "A13V1IB3VIYZZH"),
+        ({"marketplace": "A1PA6795UKMFR9"}, "https://sellercentral-europe.amazon.com", "EU", "A1PA6795UKMFR9"),
+        ({"marketplace": "jp"}, "https://sellercentral.amazon.co.jp", "FE", "A1VC38T7YXB528"),
+        ({"region": "EU"}, "https://sellercentral-europe.amazon.com", "EU", ""),
+        ({"region": "FE"}, "https://sellercentral.amazon.co.jp", "FE", ""),
+        ({}, "https://sellercentral.amazon.com", "NA", ""),
+    ],
+)
 def test_consent_host_per_region(owner_client, body, host, region, marketplace_id):
     response = owner_client.post(START_URL, body, format="json")
     assert response.status_code == 200
@@ -101,11 +104,14 @@ def test_draft_and_redirect_uri_parameters(amazon_app, owner_client, draft, redi
     assert params.get("redirect_uri", "") == redirect_uri
 
 
-@pytest.mark.parametrize(("body", "code"), [
-    ({"marketplace": "XX"}, "invalid_marketplace"),
-    ({"region": "MARS"}, "invalid_region"),
-    ({"marketplace": "FR", "region": "NA"}, "invalid_region"),
-])
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"marketplace": "XX"}, "invalid_marketplace"),
+        ({"region": "MARS"}, "invalid_region"),
+        ({"marketplace": "FR", "region": "NA"}, "invalid_region"),
+    ],
+)
 def test_start_rejects_unknown_targets(owner_client, body, code):
     response = owner_client.post(START_URL, body, format="json")
     assert response.status_code == 400
@@ -141,8 +147,12 @@ def test_happy_path_end_to_end(owner, owner_client, fake_lwa):
     # LWA got the code in its wire format.
     assert len(fake_lwa.calls) == 1
     assert fake_lwa.calls[0].request.url == LWA_URL
-    assert form_of(fake_lwa.calls[0]) == {"grant_type": "authorization_code", "code": "ANcodeFromAmazon123",
-                                          "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
+    assert form_of(fake_lwa.calls[0]) == {
+        "grant_type": "authorization_code",
+        "code": "ANcodeFromAmazon123",
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+    }
     connection = MarketplaceConnection.objects.get()
     assert connection.tenant_id == owner.tenant_id
     assert connection.status == ConnectionStatus.CONNECTED
@@ -164,14 +174,26 @@ def test_refresh_tokens_are_stored_per_tenant_and_seller(fake_lwa):
     lwa_ok(fake_lwa, refresh_token="Atzr|token-of-tenant-a")
     callback(browser(), state=start_flow(api_client(a)))
     lwa_ok(fake_lwa, refresh_token="Atzr|token-of-tenant-b")  # the same seller account, another tenant
-    fake_lwa.replace("POST", LWA_URL, json={"access_token": "x", "refresh_token": "Atzr|token-of-tenant-b",
-                                            "token_type": "bearer", "expires_in": 3600})
+    fake_lwa.replace(
+        "POST",
+        LWA_URL,
+        json={
+            "access_token": "x",
+            "refresh_token": "Atzr|token-of-tenant-b",
+            "token_type": "bearer",
+            "expires_in": 3600,
+        },
+    )
     callback(browser(), state=start_flow(api_client(b)))
     store = get_secret_store()
-    assert store.read(refresh_token_path(tenant_id=a.tenant_id, selling_partner_id=SELLER_ID))["refresh_token"] \
+    assert (
+        store.read(refresh_token_path(tenant_id=a.tenant_id, selling_partner_id=SELLER_ID))["refresh_token"]
         == "Atzr|token-of-tenant-a"
-    assert store.read(refresh_token_path(tenant_id=b.tenant_id, selling_partner_id=SELLER_ID))["refresh_token"] \
+    )
+    assert (
+        store.read(refresh_token_path(tenant_id=b.tenant_id, selling_partner_id=SELLER_ID))["refresh_token"]
         == "Atzr|token-of-tenant-b"
+    )
     assert MarketplaceConnection.objects.count() == 2
 
 
@@ -181,8 +203,11 @@ def test_reconnecting_reuses_the_row(owner, owner_client, fake_lwa):
     first = MarketplaceConnection.objects.get()
     MarketplaceConnection.objects.filter(pk=first.pk).update(status=ConnectionStatus.ERROR, last_error="boom")
 
-    fake_lwa.replace("POST", LWA_URL, json={"access_token": "a2", "refresh_token": "Atzr|second-token",
-                                            "token_type": "bearer", "expires_in": 3600})
+    fake_lwa.replace(
+        "POST",
+        LWA_URL,
+        json={"access_token": "a2", "refresh_token": "Atzr|second-token", "token_type": "bearer", "expires_in": 3600},
+    )
     response = callback(browser(), state=start_flow(owner_client, marketplace="DE"))
     assert response.status_code == 200
     again = MarketplaceConnection.objects.get()
@@ -212,15 +237,23 @@ def test_redirects_to_the_frontend_with_a_marker(amazon_app, owner_client, fake_
 def test_json_clients_get_json(owner_client, fake_lwa):
     lwa_ok(fake_lwa)
     state = start_flow(owner_client)
-    response = browser().get(CALLBACK_URL, {"state": state, "spapi_oauth_code": "c", "selling_partner_id": SELLER_ID},
-                             HTTP_ACCEPT="application/json")
+    response = browser().get(
+        CALLBACK_URL,
+        {"state": state, "spapi_oauth_code": "c", "selling_partner_id": SELLER_ID},
+        HTTP_ACCEPT="application/json",
+    )
     assert response.status_code == 200
     assert response.json()["status"] == "CONNECTED"
-    response = browser().get(CALLBACK_URL, {"state": state, "spapi_oauth_code": "c", "selling_partner_id": SELLER_ID},
-                             HTTP_ACCEPT="application/json")
+    response = browser().get(
+        CALLBACK_URL,
+        {"state": state, "spapi_oauth_code": "c", "selling_partner_id": SELLER_ID},
+        HTTP_ACCEPT="application/json",
+    )
     assert response.status_code == 400
-    assert response.json() == {"code": "invalid_state",
-                               "message": "Invalid state: already used (start the Amazon connection again)"}
+    assert response.json() == {
+        "code": "invalid_state",
+        "message": "Invalid state: already used (start the Amazon connection again)",
+    }
 
 
 # --- callback: the state ---------------------------------------------------------------------------
@@ -262,12 +295,15 @@ def test_ttl_comes_from_the_setting(amazon_app, owner_client):
     assert OAuthState.objects.get().expires_at - timezone.now() <= timedelta(seconds=60)
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda s: s[:-1] + ("A" if s[-1] != "A" else "B"),  # one character changed
-    lambda s: s + "x",
-    lambda s: s.upper(),
-    lambda s: hashlib.sha256(s.encode()).hexdigest(),  # the stored hash is not a valid state
-])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda s: s[:-1] + ("A" if s[-1] != "A" else "B"),  # one character changed
+        lambda s: s + "x",
+        lambda s: s.upper(),
+        lambda s: hashlib.sha256(s.encode()).hexdigest(),  # the stored hash is not a valid state
+    ],
+)
 def test_tampered_state_is_refused(owner_client, fake_lwa, mutate):
     state = start_flow(owner_client)
     response = callback(browser(), state=mutate(state))
@@ -314,14 +350,17 @@ def test_state_of_a_user_demoted_since_is_refused(owner, owner_client, fake_lwa)
 # --- callback: malformed requests, Amazon errors ---------------------------------------------------
 
 
-@pytest.mark.parametrize(("params", "fragment"), [
-    ({}, "state: missing parameter"),
-    ({"state": "s"}, "spapi_oauth_code: missing parameter"),
-    ({"state": "s", "spapi_oauth_code": "c"}, "selling_partner_id: missing parameter"),
-    ({"state": "s", "spapi_oauth_code": "c", "selling_partner_id": "../../etc"}, "letters and digits"),
-    ({"state": "s", "spapi_oauth_code": "c", "selling_partner_id": "A" * 65}, "selling_partner_id"),
-    ({"state": "s" * 600, "spapi_oauth_code": "c", "selling_partner_id": "A1"}, "state"),
-])
+@pytest.mark.parametrize(
+    ("params", "fragment"),
+    [
+        ({}, "state: missing parameter"),
+        ({"state": "s"}, "spapi_oauth_code: missing parameter"),
+        ({"state": "s", "spapi_oauth_code": "c"}, "selling_partner_id: missing parameter"),
+        ({"state": "s", "spapi_oauth_code": "c", "selling_partner_id": "../../etc"}, "letters and digits"),
+        ({"state": "s", "spapi_oauth_code": "c", "selling_partner_id": "A" * 65}, "selling_partner_id"),
+        ({"state": "s" * 600, "spapi_oauth_code": "c", "selling_partner_id": "A1"}, "state"),
+    ],
+)
 def test_malformed_callbacks_get_a_clear_400(fake_lwa, params, fragment):
     response = browser().get(CALLBACK_URL, params)
     assert response.status_code == 400
@@ -334,8 +373,9 @@ def test_malformed_callbacks_get_a_clear_400(fake_lwa, params, fragment):
 
 def test_amazon_error_parameter_is_a_clear_400_and_burns_the_state(owner_client, fake_lwa):
     state = start_flow(owner_client)
-    response = browser().get(CALLBACK_URL, {"state": state, "error": "access_denied",
-                                            "error_description": "<script>alert(1)</script>"})
+    response = browser().get(
+        CALLBACK_URL, {"state": state, "error": "access_denied", "error_description": "<script>alert(1)</script>"}
+    )
     assert response.status_code == 400
     assert "authorization_denied" in response.content.decode()
     assert "<script>" not in response.content.decode()
@@ -362,18 +402,24 @@ def _lwa_unreachable(rsps):
     rsps.post(LWA_URL, body=requests.exceptions.ConnectionError("refused"))
 
 
-@pytest.mark.parametrize(("arrange", "amazon_code", "status"), [
-    (lambda r: lwa_error(r, error="invalid_grant"), "invalid_grant", 400),
-    (lambda r: lwa_error(r, error="invalid_client", status=401), "invalid_client", 400),
-    (lambda r: lwa_error(r, error="unauthorized_client"), "unauthorized_client", 400),
-    (lambda r: r.post(LWA_URL, status=503, json={"error": "server_error"}), "server_error", 502),
-    (lambda r: r.post(LWA_URL, status=500, body="Internal Server Error"), "server_error", 502),
-    (_lwa_timeout, "timeout", 502),
-    (_lwa_unreachable, "connection_error", 502),
-    (lambda r: r.post(LWA_URL, json={"access_token": "a", "token_type": "bearer", "expires_in": 3600}),
-     "invalid_response", 502),  # no refresh_token
-    (lambda r: r.post(LWA_URL, body="not json"), "invalid_response", 502),
-])
+@pytest.mark.parametrize(
+    ("arrange", "amazon_code", "status"),
+    [
+        (lambda r: lwa_error(r, error="invalid_grant"), "invalid_grant", 400),
+        (lambda r: lwa_error(r, error="invalid_client", status=401), "invalid_client", 400),
+        (lambda r: lwa_error(r, error="unauthorized_client"), "unauthorized_client", 400),
+        (lambda r: r.post(LWA_URL, status=503, json={"error": "server_error"}), "server_error", 502),
+        (lambda r: r.post(LWA_URL, status=500, body="Internal Server Error"), "server_error", 502),
+        (_lwa_timeout, "timeout", 502),
+        (_lwa_unreachable, "connection_error", 502),
+        (
+            lambda r: r.post(LWA_URL, json={"access_token": "a", "token_type": "bearer", "expires_in": 3600}),
+            "invalid_response",
+            502,
+        ),  # no refresh_token
+        (lambda r: r.post(LWA_URL, body="not json"), "invalid_response", 502),
+    ],
+)
 def test_token_exchange_failures(owner, owner_client, fake_lwa, caplog, arrange, amazon_code, status):
     arrange(fake_lwa)
     state = start_flow(owner_client)

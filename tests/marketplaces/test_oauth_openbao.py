@@ -39,7 +39,8 @@ def kv_read(openbao, path: str) -> dict | None:
 
     try:
         return openbao.client().secrets.kv.v2.read_secret_version(
-            path=path, mount_point=openbao.mount, raise_on_deleted_version=True)["data"]["data"]
+            path=path, mount_point=openbao.mount, raise_on_deleted_version=True
+        )["data"]["data"]
     except hvac.exceptions.InvalidPath:
         return None
 
@@ -48,7 +49,8 @@ def test_happy_path_against_openbao(vault_settings, no_app_env, owner, owner_cli
     openbao = vault_settings
     fake_lwa.add_passthru(openbao.addr)
     openbao.client().secrets.kv.v2.create_or_update_secret(
-        path="keybuzz/ai/amazon_spapi_app_temp", secret=APP, mount_point=openbao.mount)
+        path="keybuzz/ai/amazon_spapi_app_temp", secret=APP, mount_point=openbao.mount
+    )
     lwa_ok(fake_lwa)
 
     started = owner_client.post(START_URL, {}, format="json").json()
@@ -76,17 +78,21 @@ def test_missing_app_in_openbao_is_a_503_naming_the_path(vault_settings, no_app_
     settings.AMAZON_SPAPI_APP_SOURCE = "keybuzz"
     response = owner_client.post(START_URL, {}, format="json")
     assert response.status_code == 503
-    assert response.json() == {"code": "credentials_missing",
-                               "message": "No credentials found: keybuzz/ai/amazon_spapi_app"}
+    assert response.json() == {
+        "code": "credentials_missing",
+        "message": "No credentials found: keybuzz/ai/amazon_spapi_app",
+    }
 
 
 def test_reconnect_overwrites_the_token_in_openbao(vault_settings, owner, owner_client, fake_lwa):
     fake_lwa.add_passthru(vault_settings.addr)
     lwa_ok(fake_lwa)
     callback(APIClient(), state=start_flow(owner_client))
-    fake_lwa.replace("POST", "https://api.amazon.com/auth/o2/token",
-                     json={"access_token": "a", "refresh_token": "Atzr|rotated", "token_type": "bearer",
-                           "expires_in": 3600})
+    fake_lwa.replace(
+        "POST",
+        "https://api.amazon.com/auth/o2/token",
+        json={"access_token": "a", "refresh_token": "Atzr|rotated", "token_type": "bearer", "expires_in": 3600},
+    )
     callback(APIClient(), state=start_flow(owner_client))
     path = refresh_token_path(tenant_id=owner.tenant_id, selling_partner_id=SELLER_ID)
     assert kv_read(vault_settings, path)["refresh_token"] == "Atzr|rotated"

@@ -163,8 +163,10 @@ def test_unanswered_ticket_keeps_its_first_due_time(scripted):
 def test_queries_per_connection_do_not_grow_with_messages(scripted):
     make_connection(seller="FEW")
     make_connection(seller="MANY")
-    scripted.script = {"FEW": [raw_message(n) for n in range(3)],
-                       "MANY": [raw_message(n, thread=f"order:{n % 7}") for n in range(100, 160)]}
+    scripted.script = {
+        "FEW": [raw_message(n) for n in range(3)],
+        "MANY": [raw_message(n, thread=f"order:{n % 7}") for n in range(100, 160)],
+    }
     with CaptureQueriesContext(db_connection) as few:
         poll("--connection", str(MarketplaceConnection.objects.get(selling_partner_id="FEW").id))
     with CaptureQueriesContext(db_connection) as many:
@@ -179,15 +181,17 @@ def test_queries_per_connection_do_not_grow_with_messages(scripted):
 
 def test_poison_message_is_quarantined_while_the_rest_land(scripted):
     connection = make_connection(seller="S1")
-    scripted.script = {"S1": [
-        raw_message(1),
-        raw_message(2, sentAt="yesterday-ish"),
-        {"messageId": "msg-3", "unexpected": True},
-        raw_message(4, body="nul \x00 inside", subject="x" * 900),
-        raw_message(5, threadId="t" * 300),
-        raw_message(6, sentAt="1999-12-31T23:00:00+00:00"),
-        raw_message(7, price=float("nan")),  # parses, but no database stores NaN in JSON
-    ]}
+    scripted.script = {
+        "S1": [
+            raw_message(1),
+            raw_message(2, sentAt="yesterday-ish"),
+            {"messageId": "msg-3", "unexpected": True},
+            raw_message(4, body="nul \x00 inside", subject="x" * 900),
+            raw_message(5, threadId="t" * 300),
+            raw_message(6, sentAt="1999-12-31T23:00:00+00:00"),
+            raw_message(7, price=float("nan")),  # parses, but no database stores NaN in JSON
+        ]
+    }
     code, out = poll()
     assert code == 0
     assert "new_messages=2" in out and "quarantined=5" in out
@@ -257,8 +261,10 @@ def test_a_failing_connection_is_not_retried_before_its_backoff(scripted):
     assert code == 0 and "connections=0" in out
 
 
-@pytest.mark.parametrize("status", [ConnectionStatus.NEEDS_REAUTH, ConnectionStatus.DISCONNECTED,
-                                    ConnectionStatus.ERROR, ConnectionStatus.PENDING])
+@pytest.mark.parametrize(
+    "status",
+    [ConnectionStatus.NEEDS_REAUTH, ConnectionStatus.DISCONNECTED, ConnectionStatus.ERROR, ConnectionStatus.PENDING],
+)
 def test_connections_not_connected_are_skipped(mock_amazon, status):
     make_connection(status=status)
     code, out = poll()
@@ -295,7 +301,12 @@ def test_json_summary(mock_amazon):
     summary = json.loads(out)
     assert code == 0
     assert {k: summary[k] for k in ("connections", "fetched", "new_messages", "new_tickets", "failures")} == {
-        "connections": 1, "fetched": 3, "new_messages": 3, "new_tickets": 3, "failures": 0}
+        "connections": 1,
+        "fetched": 3,
+        "new_messages": 3,
+        "new_tickets": 3,
+        "failures": 0,
+    }
 
 
 def test_configuration_error_exits_2_with_what_to_fix(settings):
@@ -348,8 +359,11 @@ def test_access_token_is_refreshed_once_and_cached(token_source):
 
 @responses.activate
 def test_invalid_grant_makes_the_connection_needs_reauth(token_source, caplog):
-    responses.post(LWA_URL, status=400, json={"error": "invalid_grant",
-                                              "error_description": "The request has an invalid grant parameter"})
+    responses.post(
+        LWA_URL,
+        status=400,
+        json={"error": "invalid_grant", "error_description": "The request has an invalid grant parameter"},
+    )
     code, _ = poll()
     assert code == 1
     token_source.refresh_from_db()

@@ -24,8 +24,13 @@ def test_forced_threaded_runs_poll_each_connection_once(requires_postgres, setti
     tenant = make_tenant()
     for n in range(connections):
         MarketplaceConnection.objects.create(
-            tenant=tenant, selling_partner_id=f"A1ONCE{n}", status=ConnectionStatus.CONNECTED,
-            app_source="external_test", region="EU", connected_at=timezone.now())
+            tenant=tenant,
+            selling_partner_id=f"A1ONCE{n}",
+            status=ConnectionStatus.CONNECTED,
+            app_source="external_test",
+            region="EU",
+            connected_at=timezone.now(),
+        )
     counts = [poll_run(force=True, should_stop=_guard(limit=20 + 10 * connections)).connections for _ in range(25)]
     assert counts == [connections] * 25
 

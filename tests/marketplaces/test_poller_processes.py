@@ -31,28 +31,47 @@ def database_url() -> str:
 
 def poller_env(tmp_path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AMAZON_", "DATABASE_URL"))}
-    env.update({
-        "KEYBUZZ_ENV_FILE": "none", "DEBUG": "true", "PYTHONUNBUFFERED": "1",
-        "DATABASE_URL": database_url(), "SECRETS_LOCAL_PATH": str(tmp_path / "secrets.json"),
-        "AMAZON_USE_MOCK": "true", "AMAZON_SPAPI_APP_SOURCE": "external_test",
-    })
+    env.update(
+        {
+            "KEYBUZZ_ENV_FILE": "none",
+            "DEBUG": "true",
+            "PYTHONUNBUFFERED": "1",
+            "DATABASE_URL": database_url(),
+            "SECRETS_LOCAL_PATH": str(tmp_path / "secrets.json"),
+            "AMAZON_USE_MOCK": "true",
+            "AMAZON_SPAPI_APP_SOURCE": "external_test",
+        }
+    )
     env.update(extra)
     return env
 
 
 def start_poller(env: dict[str, str], *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "manage.py", "poll_amazon", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "poll_amazon", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def make_connections(count: int) -> list[MarketplaceConnection]:
     tenants = [make_tenant() for _ in range(max(count // 10, 1))]
-    return MarketplaceConnection.objects.bulk_create([
-        MarketplaceConnection(tenant=tenants[i % len(tenants)], selling_partner_id=f"SELLER{i:04d}",
-                              status=ConnectionStatus.CONNECTED, app_source="external_test", region="EU",
-                              connected_at=timezone.now())
-        for i in range(count)
-    ])
+    return MarketplaceConnection.objects.bulk_create(
+        [
+            MarketplaceConnection(
+                tenant=tenants[i % len(tenants)],
+                selling_partner_id=f"SELLER{i:04d}",
+                status=ConnectionStatus.CONNECTED,
+                app_source="external_test",
+                region="EU",
+                connected_at=timezone.now(),
+            )
+            for i in range(count)
+        ]
+    )
 
 
 def assert_each_message_filed_once(connections: int, per_connection: int) -> None:
@@ -87,8 +106,9 @@ def test_four_pollers_at_once_file_every_message_exactly_once(requires_postgres,
 
 def test_poller_killed_mid_run_then_rerun_loses_and_doubles_nothing(requires_postgres, tmp_path):
     make_connections(200)
-    env = poller_env(tmp_path, AMAZON_MOCK_MESSAGES_PER_POLL="20", AMAZON_POLL_LEASE_SECONDS="2",
-                     AMAZON_POLL_CLAIM_BATCH="10")
+    env = poller_env(
+        tmp_path, AMAZON_MOCK_MESSAGES_PER_POLL="20", AMAZON_POLL_LEASE_SECONDS="2", AMAZON_POLL_CLAIM_BATCH="10"
+    )
     victim = start_poller(env, "--once")
     completed = 0
     deadline = time.monotonic() + 120

@@ -74,8 +74,7 @@ def test_tokens_are_nowhere_but_the_secret_store(owner_client, fake_lwa, caplog)
 
 def test_failures_leak_nothing_either(owner_client, fake_lwa, caplog):
     caplog.set_level(logging.DEBUG)
-    lwa_error(fake_lwa, error="invalid_grant",
-              description=f"Invalid code {CODE} for client_secret={CLIENT_SECRET}")
+    lwa_error(fake_lwa, error="invalid_grant", description=f"Invalid code {CODE} for client_secret={CLIENT_SECRET}")
     answer = callback(APIClient(), state=start_flow(owner_client), code=CODE, HTTP_ACCEPT="application/json")
     assert answer.status_code == 400
     assert "invalid_grant" in answer.json()["message"]

@@ -21,22 +21,39 @@ pytestmark = [pytest.mark.django_db, *AMAZON_OAUTH]
 def _messages(connection, n: int) -> None:
     now = timezone.now()
     for i in range(n):
-        ticket = Ticket.objects.create(tenant=connection.tenant, connection=connection, thread_key=f"t{i}",
-                                       subject=f"Order {i}", last_message_at=now)
-        message = ExternalMessage.objects.create(tenant=connection.tenant, connection=connection,
-                                                 external_id=f"m{i}", thread_key=f"t{i}", sent_at=now)
-        TicketMessage.objects.create(tenant=connection.tenant, ticket=ticket, direction=Direction.INBOUND,
-                                     body="Hello", external_message=message, sent_at=now)
+        ticket = Ticket.objects.create(
+            tenant=connection.tenant,
+            connection=connection,
+            thread_key=f"t{i}",
+            subject=f"Order {i}",
+            last_message_at=now,
+        )
+        message = ExternalMessage.objects.create(
+            tenant=connection.tenant, connection=connection, external_id=f"m{i}", thread_key=f"t{i}", sent_at=now
+        )
+        TicketMessage.objects.create(
+            tenant=connection.tenant,
+            ticket=ticket,
+            direction=Direction.INBOUND,
+            body="Hello",
+            external_message=message,
+            sent_at=now,
+        )
 
 
 def test_status_without_connection(owner_client):
     assert owner_client.get(STATUS_URL).json() == {
-        "status": "NOT_CONNECTED", "connected": False, "appSource": "external_test", "connections": []}
+        "status": "NOT_CONNECTED",
+        "connected": False,
+        "appSource": "external_test",
+        "connections": [],
+    }
 
 
 def test_status_lists_the_fields_and_counts(owner, owner_client):
-    connection = make_connection(owner.tenant, last_polled_at=timezone.now() - timedelta(minutes=3),
-                                 last_error="Amazon Poller error: timeout")
+    connection = make_connection(
+        owner.tenant, last_polled_at=timezone.now() - timedelta(minutes=3), last_error="Amazon Poller error: timeout"
+    )
     _messages(connection, 3)
     body = owner_client.get(STATUS_URL).json()
     assert body["status"] == "CONNECTED" and body["connected"] is True

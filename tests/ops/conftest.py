@@ -22,8 +22,9 @@ _seq = itertools.count(1)
 SUPERADMIN_PASSWORD = "pw-superadmin-metrics-123"
 
 
-def make_connection(tenant: Tenant, *, last_polled_at: datetime | None = None, connected_at: datetime | None = None,
-                    **fields) -> MarketplaceConnection:
+def make_connection(
+    tenant: Tenant, *, last_polled_at: datetime | None = None, connected_at: datetime | None = None, **fields
+) -> MarketplaceConnection:
     """Unlike the shared factory, no connected_at unless given: the figures read both times."""
     return factories.make_connection(tenant, last_polled_at=last_polled_at, connected_at=connected_at, **fields)
 
@@ -31,23 +32,37 @@ def make_connection(tenant: Tenant, *, last_polled_at: datetime | None = None, c
 def make_message(connection: MarketplaceConnection, *, created_at: datetime) -> ExternalMessage:
     n = next(_seq)
     message = ExternalMessage.objects.create(
-        tenant=connection.tenant, connection=connection, external_id=f"msg-{n}", thread_key=f"thread-{n}",
-        body="Where is my parcel?", sent_at=created_at)
+        tenant=connection.tenant,
+        connection=connection,
+        external_id=f"msg-{n}",
+        thread_key=f"thread-{n}",
+        body="Where is my parcel?",
+        sent_at=created_at,
+    )
     ExternalMessage.objects.filter(pk=message.pk).update(created_at=created_at)  # auto_now_add otherwise
     return message
 
 
 def make_amazon_ticket(connection: MarketplaceConnection, *, created_at: datetime) -> Ticket:
     n = next(_seq)
-    ticket = Ticket.objects.create(tenant=connection.tenant, connection=connection, thread_key=f"t-{n}",
-                                   subject=f"Order {n}", last_message_at=created_at)
+    ticket = Ticket.objects.create(
+        tenant=connection.tenant,
+        connection=connection,
+        thread_key=f"t-{n}",
+        subject=f"Order {n}",
+        last_message_at=created_at,
+    )
     Ticket.objects.filter(pk=ticket.pk).update(created_at=created_at)
     return ticket
 
 
 def make_quarantined(connection: MarketplaceConnection, *, created_at: datetime) -> QuarantinedMessage:
-    row = QuarantinedMessage.objects.create(tenant=connection.tenant, connection=connection,
-                                            external_id=f"bad-{next(_seq)}", reason="sent time has no time zone")
+    row = QuarantinedMessage.objects.create(
+        tenant=connection.tenant,
+        connection=connection,
+        external_id=f"bad-{next(_seq)}",
+        reason="sent time has no time zone",
+    )
     QuarantinedMessage.objects.filter(pk=row.pk).update(created_at=created_at)
     return row
 

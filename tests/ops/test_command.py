@@ -39,9 +39,18 @@ def data():
     make_message(g, created_at=now)
     make_message(g, created_at=start_of_day(now) - timedelta(hours=1))
     make_amazon_ticket(c, created_at=now)
-    poll_run_record(worker="web1:42:abc", started_at=now - timedelta(seconds=62),
-                    finished_at=now - timedelta(seconds=60),
-                    connections=2, fetched=5, new_messages=5, new_tickets=1, quarantined=0, failures=0, seconds=2.25)
+    poll_run_record(
+        worker="web1:42:abc",
+        started_at=now - timedelta(seconds=62),
+        finished_at=now - timedelta(seconds=60),
+        connections=2,
+        fetched=5,
+        new_messages=5,
+        new_tickets=1,
+        quarantined=0,
+        failures=0,
+        seconds=2.25,
+    )
     return now
 
 

@@ -32,9 +32,18 @@ def data():
     make_message(g, created_at=start_of_day(now) - timedelta(days=3, hours=-1))
     make_amazon_ticket(c, created_at=now)
     make_amazon_ticket(g, created_at=start_of_day(now) - timedelta(days=3, hours=-1))
-    poll_run_record(worker="web1:42:abc", started_at=now - timedelta(seconds=70),
-                    finished_at=now - timedelta(seconds=60),
-                    connections=2, fetched=4, new_messages=4, new_tickets=1, quarantined=0, failures=0, seconds=1.25)
+    poll_run_record(
+        worker="web1:42:abc",
+        started_at=now - timedelta(seconds=70),
+        finished_at=now - timedelta(seconds=60),
+        connections=2,
+        fetched=4,
+        new_messages=4,
+        new_tickets=1,
+        quarantined=0,
+        failures=0,
+        seconds=1.25,
+    )
     return {"acme": acme, "globex": globex}
 
 
@@ -56,13 +65,14 @@ def test_superadmin_sees_the_figures_and_the_chart(superadmin_client, data, djan
     assert card(page, "tickets_today").startswith("Amazon tickets today 1")
     assert card(page, "connections_error") == "Connections in ERROR 1"
     assert 'class="ops-card bad" data-figure="connections_error"' in page
-    assert re.fullmatch(r"Last poll run 1 min( \d+ s)? ago took 1\.25 s, 2 connections, 0 failures",
-                        card(page, "last_poll_run"))
+    assert re.fullmatch(
+        r"Last poll run 1 min( \d+ s)? ago took 1\.25 s, 2 connections, 0 failures", card(page, "last_poll_run")
+    )
     assert card(page, "poller") == "Poller OK"
 
     # The chart: 30 days x 2 series of bars, each with its figure in a title.
-    chart = page[page.index('id="ops-chart"'):]
-    svg = chart[:chart.index("</svg>")]
+    chart = page[page.index('id="ops-chart"') :]
+    svg = chart[: chart.index("</svg>")]
     assert svg.count("<rect ") == 60
     today = f"{timezone.now():%Y-%m-%d}"
     assert f"<title>{today}: 4 messages</title>" in svg
@@ -72,7 +82,7 @@ def test_superadmin_sees_the_figures_and_the_chart(superadmin_client, data, djan
     assert "Messages (5)" in page and "Tickets (2)" in page
     assert "web1:42:abc" in page  # the recent runs table
     # Server-side only: no script, nothing from another host.
-    assert "<script src=\"http" not in page and "cdn" not in page.lower()
+    assert '<script src="http' not in page and "cdn" not in page.lower()
 
 
 def test_per_tenant(superadmin_client, data):

@@ -22,14 +22,23 @@ from tests.factories import make_tenant
 from tests.ops.conftest import SUPERADMIN_PASSWORD, make_amazon_ticket, make_connection, make_message
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SCREENSHOT = Path(settings.BASE_DIR) / "test-artifacts" / "dashboard.png"
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the PyPI package playwright is not installed")
 pytestmark = [
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
-                       "(apt-get install -y chromium)"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install -y chromium)"
+    ),
     pytest.mark.django_db(transaction=True),
 ]
 
@@ -53,9 +62,18 @@ def activity(superadmin):
         if day % 3 == 0:
             make_message(g, created_at=at)
             make_amazon_ticket(g, created_at=at)
-    poll_run_record(worker="web1:4242:c0ffee", started_at=now - timedelta(seconds=63),
-                    finished_at=now - timedelta(seconds=60), connections=2, fetched=6, new_messages=6,
-                    new_tickets=2, quarantined=0, failures=0, seconds=3.2)
+    poll_run_record(
+        worker="web1:4242:c0ffee",
+        started_at=now - timedelta(seconds=63),
+        finished_at=now - timedelta(seconds=60),
+        connections=2,
+        fetched=6,
+        new_messages=6,
+        new_tickets=2,
+        quarantined=0,
+        failures=0,
+        seconds=3.2,
+    )
     return {"acme": acme, "globex": globex}
 
 

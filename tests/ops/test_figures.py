@@ -25,10 +25,18 @@ pytestmark = pytest.mark.django_db
 
 
 def record_run(*, finished_at, seconds=1.5, connections=2, failures=0, fetched=3, new_messages=3):
-    return poll_run_record(worker="host:1:abc", started_at=finished_at - timedelta(seconds=seconds),
-                           finished_at=finished_at, connections=connections, fetched=fetched,
-                           new_messages=new_messages, new_tickets=new_messages, quarantined=0, failures=failures,
-                           seconds=seconds)
+    return poll_run_record(
+        worker="host:1:abc",
+        started_at=finished_at - timedelta(seconds=seconds),
+        finished_at=finished_at,
+        connections=connections,
+        fetched=fetched,
+        new_messages=new_messages,
+        new_tickets=new_messages,
+        quarantined=0,
+        failures=failures,
+        seconds=seconds,
+    )
 
 
 @pytest.fixture
@@ -68,8 +76,13 @@ def world(settings):
     add_message(answered, direction=Direction.OUTBOUND, body="Shipped today", at=now - timedelta(hours=29))
     fresh = make_ticket(globex, at=now - timedelta(hours=1))
     reply = add_message(fresh, direction=Direction.OUTBOUND, body="On it", delivery_status=DeliveryStatus.QUEUED)
-    add_message(overdue, direction=Direction.OUTBOUND, body="x", at=now - timedelta(hours=29),
-                delivery_status=DeliveryStatus.FAILED)  # a failed reply answers nobody
+    add_message(
+        overdue,
+        direction=Direction.OUTBOUND,
+        body="x",
+        at=now - timedelta(hours=29),
+        delivery_status=DeliveryStatus.FAILED,
+    )  # a failed reply answers nobody
     # These three are not today's Amazon tickets for the purpose of the count.
     Ticket.objects.filter(pk__in=[overdue.pk, answered.pk, fresh.pk]).update(created_at=now - timedelta(days=2))
 
@@ -84,8 +97,7 @@ def test_figures_for_every_tenant(world):
 
     assert f.tenant is None
     assert f.active_connections == 3  # acme's two on the current app + globex's
-    assert f.connections_by_status == {"CONNECTED": 3, "NEEDS_REAUTH": 2, "ERROR": 1, "DISCONNECTED": 1,
-                                       "PENDING": 1}
+    assert f.connections_by_status == {"CONNECTED": 3, "NEEDS_REAUTH": 2, "ERROR": 1, "DISCONNECTED": 1, "PENDING": 1}
     assert (f.connections_error, f.connections_needs_reauth) == (1, 2)
     assert f.oldest_poll_age_seconds == 10 * 60  # the never-polled one, not the other app's
     assert f.messages_today == 3
@@ -136,6 +148,7 @@ def test_a_stalled_poller_shows(settings):
 
     # The poller runs again and polls both: no longer stalled.
     from marketplaces.models import MarketplaceConnection
+
     MarketplaceConnection.objects.update(last_polled_at=now - timedelta(seconds=30))
     record_run(finished_at=now - timedelta(seconds=30))
     f = ops_figures(now=now)

@@ -90,8 +90,18 @@ def test_poller_counters_and_histogram_come_from_the_poll_runs(client, token, se
     call_command("poll_amazon", "--once", stdout=io.StringIO())  # the cron process's work
     # A failing run elsewhere, slower: 45 s, 2 failed connections.
     finished = timezone.now()
-    poll_run_record(worker="host2:7:ff", started_at=finished - timedelta(seconds=45), finished_at=finished,
-                    connections=2, fetched=0, new_messages=0, new_tickets=0, quarantined=0, failures=2, seconds=45.0)
+    poll_run_record(
+        worker="host2:7:ff",
+        started_at=finished - timedelta(seconds=45),
+        finished_at=finished,
+        connections=2,
+        fetched=0,
+        new_messages=0,
+        new_tickets=0,
+        quarantined=0,
+        failures=2,
+        seconds=45.0,
+    )
 
     response = scrape(client)
     types = families(response)
@@ -141,8 +151,10 @@ def test_query_count_is_fixed(client, token, django_assert_max_num_queries):
 def test_no_token_is_401(client, token):
     response = scrape(client, token=None)
     assert response.status_code == 401
-    assert response.json() == {"code": "not_authenticated", "message": "Authentication credentials were not "
-                               "provided: send Authorization: Bearer <METRICS_TOKEN>."}
+    assert response.json() == {
+        "code": "not_authenticated",
+        "message": "Authentication credentials were not provided: send Authorization: Bearer <METRICS_TOKEN>.",
+    }
     assert response["WWW-Authenticate"] == 'Bearer realm="metrics"'
 
 
@@ -166,8 +178,10 @@ def test_unset_token_disables_the_endpoint(client, settings):
     for token in (None, "", "anything"):
         response = scrape(client, token=token)
         assert response.status_code == 404
-        assert response.json() == {"code": "metrics_disabled",
-                                   "message": "Metrics are disabled: set METRICS_TOKEN to enable GET /metrics."}
+        assert response.json() == {
+            "code": "metrics_disabled",
+            "message": "Metrics are disabled: set METRICS_TOKEN to enable GET /metrics.",
+        }
 
 
 def test_only_get(client, token):

@@ -20,8 +20,9 @@ APP_DIR = "/opt/keybuzz/keybuzz-backend"
 def find_tool(name: str) -> str:
     """The tool's path, or skip (fail under KEYBUZZ_DEPLOY_TOOLS_REQUIRED=1)."""
     extra = os.environ.get("KEYBUZZ_DEPLOY_TOOLS_PATH", "")
-    found = shutil.which(name, path=os.pathsep.join(p for p in (extra, os.environ.get("PATH", ""),
-                                                                 "/usr/sbin:/sbin") if p))
+    found = shutil.which(
+        name, path=os.pathsep.join(p for p in (extra, os.environ.get("PATH", ""), "/usr/sbin:/sbin") if p)
+    )
     if found:
         return found
     message = f"{name} is not installed (scripts/check-deploy.sh installs it)"

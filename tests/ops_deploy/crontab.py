@@ -7,8 +7,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-MONTHS = {name: n for n, name in enumerate(
-    ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], start=1)}
+MONTHS = {
+    name: n
+    for n, name in enumerate(
+        ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], start=1
+    )
+}
 DAYS = {name: n for n, name in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])}
 # name, lowest, highest, names allowed as single values
 FIELDS = [
@@ -113,8 +117,10 @@ def parse_cron_d(text: str) -> CronFile:
                 parts = line.split(maxsplit=6)
                 if len(parts) < 7:
                     raise CronError("a job needs 5 time fields, a user and a command")
-                schedule = tuple(parse_field(part, low, high, names)
-                                 for part, (_, low, high, names) in zip(parts[:5], FIELDS, strict=True))
+                schedule = tuple(
+                    parse_field(part, low, high, names)
+                    for part, (_, low, high, names) in zip(parts[:5], FIELDS, strict=True)
+                )
                 user, command = parts[5], parts[6]
             if not _USER.match(user):
                 raise CronError(f"bad user name {user!r}")

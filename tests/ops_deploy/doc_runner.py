@@ -59,11 +59,22 @@ VAULT_URL = "https://vault.keybuzz.io:8200"
 SELLER = "A2SANDBOXSELLER1"
 CONFIG_ENV = "KEYBUZZ_DEPLOYCHECK_CONFIG"
 # Paths of the host that live in the sandbox root (the doc's text, the installed files).
-HOST_PATHS = ["/opt/keybuzz", "/etc/systemd/system", "/etc/cron.d", "/etc/logrotate.d", "/etc/nginx",
-              "/etc/letsencrypt", "/var/log", "/run/lock", "/var/www"]
+HOST_PATHS = [
+    "/opt/keybuzz",
+    "/etc/systemd/system",
+    "/etc/cron.d",
+    "/etc/logrotate.d",
+    "/etc/nginx",
+    "/etc/letsencrypt",
+    "/var/log",
+    "/run/lock",
+    "/var/www",
+]
 # Commands that need the real host: only in ```bash host blocks.
-HOST_COMMANDS = re.compile(r"(?m)(^|[\s;&|(])(systemctl|journalctl|useradd|nano|vault|nginx|git clone|"
-                           r"systemd-analyze|logrotate|kill %\d|install -o)\b")
+HOST_COMMANDS = re.compile(
+    r"(?m)(^|[\s;&|(])(systemctl|journalctl|useradd|nano|vault|nginx|git clone|"
+    r"systemd-analyze|logrotate|kill %\d|install -o)\b"
+)
 APP_SECRET_PATHS = {"external_test": "keybuzz/ai/amazon_spapi_app_temp", "keybuzz": "keybuzz/ai/amazon_spapi_app"}
 ECOMLG_APP = {
     "client_id": "amzn1.application-oa2-client.ECOMLG_SANDBOX",
@@ -277,11 +288,18 @@ class FakeLwa:
                 return 401, {"error": "invalid_client", "error_description": "Client authentication failed"}
             refresh = f"Atzr|IwEBIsandbox-{secrets.token_hex(16)}"
             self.refresh_tokens.add(refresh)
-            return 200, {"access_token": f"Atza|IwEBIsandbox-{secrets.token_hex(8)}", "refresh_token": refresh,
-                         "token_type": "bearer", "expires_in": 3600}
+            return 200, {
+                "access_token": f"Atza|IwEBIsandbox-{secrets.token_hex(8)}",
+                "refresh_token": refresh,
+                "token_type": "bearer",
+                "expires_in": 3600,
+            }
         if grant == "refresh_token" and form.get("refresh_token") in self.refresh_tokens:
-            return 200, {"access_token": f"Atza|IwEBIsandbox-{secrets.token_hex(8)}", "token_type": "bearer",
-                         "expires_in": 3600}
+            return 200, {
+                "access_token": f"Atza|IwEBIsandbox-{secrets.token_hex(8)}",
+                "token_type": "bearer",
+                "expires_in": 3600,
+            }
         return 400, {"error": "invalid_grant", "error_description": "The request has an invalid grant parameter"}
 
     def stop(self) -> None:
@@ -327,8 +345,13 @@ class Sandbox:
     def _setup(self) -> None:
         from tests.openbao import start_openbao
 
-        for path in [*HOST_PATHS, "/etc/nginx/sites-available", "/etc/nginx/sites-enabled", "/var/log/nginx",
-                     f"/etc/letsencrypt/live/{PUBLIC_HOST}"]:
+        for path in [
+            *HOST_PATHS,
+            "/etc/nginx/sites-available",
+            "/etc/nginx/sites-enabled",
+            "/var/log/nginx",
+            f"/etc/letsencrypt/live/{PUBLIC_HOST}",
+        ]:
             Path(str(self.root) + path).mkdir(parents=True, exist_ok=True)
         for sub in ("home", "journal", "run", "out", "stubs", "nginx"):
             (self.root / sub).mkdir(exist_ok=True)
@@ -336,18 +359,27 @@ class Sandbox:
         self._sql(f'CREATE DATABASE "{self.database}"')
         self.openbao = start_openbao(self.tmp / "openbao")
         self.openbao.client().secrets.kv.v2.create_or_update_secret(
-            path=APP_SECRET_PATHS["external_test"], secret=ECOMLG_APP, mount_point=self.openbao.mount)
+            path=APP_SECRET_PATHS["external_test"], secret=ECOMLG_APP, mount_point=self.openbao.mount
+        )
         self.lwa = FakeLwa()
-        tools = {name: find_tool(name) for name in ("nginx", "logrotate", "systemd-analyze", "curl", "git",
-                                                    "install", "openssl")}
+        tools = {
+            name: find_tool(name)
+            for name in ("nginx", "logrotate", "systemd-analyze", "curl", "git", "install", "openssl")
+        }
         from tests.openbao import bao_binary
 
         tools["bao"] = bao_binary()
         tools["python"] = sys.executable
         self.config = Config(
-            root=str(self.root), app_port=free_port(), http_port=free_port(), https_port=free_port(),
-            lwa_port=self.lwa.port, vault_addr=self.openbao.addr, vault_token=self.openbao.root_token,
-            database_url=_with_database(self.admin_url, self.database), tools=tools,
+            root=str(self.root),
+            app_port=free_port(),
+            http_port=free_port(),
+            https_port=free_port(),
+            lwa_port=self.lwa.port,
+            vault_addr=self.openbao.addr,
+            vault_token=self.openbao.root_token,
+            database_url=_with_database(self.admin_url, self.database),
+            tools=tools,
             fill={
                 "DJANGO_SECRET_KEY": secrets.token_urlsafe(64),
                 "DATABASE_URL": _with_database(self.admin_url, self.database),
@@ -360,11 +392,25 @@ class Sandbox:
             },
         )
         (self.root / "sandbox.json").write_text(json.dumps(self.config.__dict__, indent=1))
-        for name in ("sudo", "useradd", "install", "git", "nano", "vault", "curl", "systemctl", "journalctl",
-                     "systemd-analyze", "logrotate", "nginx"):
+        for name in (
+            "sudo",
+            "useradd",
+            "install",
+            "git",
+            "nano",
+            "vault",
+            "curl",
+            "systemctl",
+            "journalctl",
+            "systemd-analyze",
+            "logrotate",
+            "nginx",
+        ):
             stub = self.root / "stubs" / name
-            stub.write_text(f"#!/bin/sh\nPYTHONPATH={shlex.quote(str(REPO))} exec {shlex.quote(sys.executable)} "
-                            f"-m tests.ops_deploy.doc_runner stub {name} \"$@\"\n")
+            stub.write_text(
+                f"#!/bin/sh\nPYTHONPATH={shlex.quote(str(REPO))} exec {shlex.quote(sys.executable)} "
+                f'-m tests.ops_deploy.doc_runner stub {name} "$@"\n'
+            )
             stub.chmod(0o755)
 
     def _sql(self, statement: str) -> None:
@@ -454,9 +500,15 @@ class Shell:
         self.out = sandbox.root / "out"
         self.count = 0
         self.process = subprocess.Popen(
-            ["bash", "--noprofile", "--norc"], stdin=subprocess.PIPE, text=True, cwd=sandbox.root / "home",
-            env=sandbox.shell_env(), stdout=open(self.out / "shell.log", "w"),
-            stderr=subprocess.STDOUT, start_new_session=True)
+            ["bash", "--noprofile", "--norc"],
+            stdin=subprocess.PIPE,
+            text=True,
+            cwd=sandbox.root / "home",
+            env=sandbox.shell_env(),
+            stdout=open(self.out / "shell.log", "w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self._send("set -euo pipefail\n")
 
     def _send(self, text: str) -> None:
@@ -523,21 +575,25 @@ def directive_amazon_consent(runner: Runner) -> None:
         raise DocError("amazon-consent: no authUrl in the outputs so far")
     url = urllib.parse.urlsplit(urls[-1])
     query = dict(urllib.parse.parse_qsl(url.query))
-    if not re.fullmatch(r"sellercentral(-[a-z]+)?\.amazon\.[a-z.]+", url.hostname or "") or \
-            url.path != "/apps/authorize/consent":
+    if (
+        not re.fullmatch(r"sellercentral(-[a-z]+)?\.amazon\.[a-z.]+", url.hostname or "")
+        or url.path != "/apps/authorize/consent"
+    ):
         raise DocError(f"amazon-consent: the authUrl is not a Seller Central consent page: {urls[-1]}")
     source = _env_file_values(config.app / ".env.production").get("AMAZON_SPAPI_APP_SOURCE", "external_test")
     app = runner.sandbox.openbao.client().secrets.kv.v2.read_secret_version(
-        path=APP_SECRET_PATHS[source], mount_point=runner.sandbox.openbao.mount,
-        raise_on_deleted_version=True)["data"]["data"]
+        path=APP_SECRET_PATHS[source], mount_point=runner.sandbox.openbao.mount, raise_on_deleted_version=True
+    )["data"]["data"]
     if query.get("application_id") != app["application_id"]:
-        raise DocError(f"amazon-consent: the consent URL names application {query.get('application_id')}, "
-                       f"not the {source} app's {app['application_id']}")
+        raise DocError(
+            f"amazon-consent: the consent URL names application {query.get('application_id')}, "
+            f"not the {source} app's {app['application_id']}"
+        )
     code = f"ANsandbox{secrets.token_hex(8)}"
     runner.sandbox.lwa.codes[code] = (app["client_id"], app["client_secret"])
-    callback = (f"https://{PUBLIC_HOST}/api/v1/marketplaces/amazon/oauth/callback?"
-                + urllib.parse.urlencode({"spapi_oauth_code": code, "state": query["state"],
-                                          "selling_partner_id": SELLER}))
+    callback = f"https://{PUBLIC_HOST}/api/v1/marketplaces/amazon/oauth/callback?" + urllib.parse.urlencode(
+        {"spapi_oauth_code": code, "state": query["state"], "selling_partner_id": SELLER}
+    )
     ok, output = runner.shell.run(f"CALLBACK_URL={shlex.quote(callback)}\n")
     if not ok:
         raise DocError(f"amazon-consent: could not set CALLBACK_URL: {output}")
@@ -557,15 +613,29 @@ def directive_cron_tick(runner: Runner) -> None:
             raise DocError(f"cron-tick: cron ignores /etc/cron.d/{path.name} (a dot in the name)")
         cron = parse_cron_d(path.read_text())
         for job in cron.jobs:
-            env = {"HOME": config.root + "/home", "LOGNAME": "keybuzz", "USER": "keybuzz",
-                   "SHELL": "/bin/sh", "PATH": "/usr/bin:/bin", **cron.env}
+            env = {
+                "HOME": config.root + "/home",
+                "LOGNAME": "keybuzz",
+                "USER": "keybuzz",
+                "SHELL": "/bin/sh",
+                "PATH": "/usr/bin:/bin",
+                **cron.env,
+            }
             command = config.to_sandbox(job.command)
-            done = subprocess.run([env.get("SHELL", "/bin/sh"), "-c", command], env=env, cwd=env["HOME"],
-                                  capture_output=True, text=True, timeout=300)
+            done = subprocess.run(
+                [env.get("SHELL", "/bin/sh"), "-c", command],
+                env=env,
+                cwd=env["HOME"],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
             runner.log(f"   (cron: {job.command[:90]}… → exit {done.returncode})")
             if done.returncode != 0:
-                raise DocError(f"cron-tick: the job at /etc/cron.d/{path.name}:{job.line_no} exited "
-                               f"{done.returncode}: {done.stdout}{done.stderr}")
+                raise DocError(
+                    f"cron-tick: the job at /etc/cron.d/{path.name}:{job.line_no} exited "
+                    f"{done.returncode}: {done.stdout}{done.stderr}"
+                )
 
 
 DIRECTIVES = {"amazon-consent": directive_amazon_consent, "cron-tick": directive_cron_tick}
@@ -587,9 +657,14 @@ class Runner:
 
     def metrics_available(self) -> bool:
         app = self.sandbox.config.app
-        done = subprocess.run([str(app / ".venv" / "bin" / "python"), "manage.py", "help", "keybuzz_metrics"],
-                              cwd=app, capture_output=True, text=True, timeout=120,
-                              env={**self.sandbox.shell_env(), "PATH": "/usr/bin:/bin"})
+        done = subprocess.run(
+            [str(app / ".venv" / "bin" / "python"), "manage.py", "help", "keybuzz_metrics"],
+            cwd=app,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**self.sandbox.shell_env(), "PATH": "/usr/bin:/bin"},
+        )
         return done.returncode == 0
 
     def run(self, items: list[Item]) -> None:
@@ -605,8 +680,11 @@ class Runner:
                     continue  # after a skipped optional block
                 missing = match_expected(item.text, last_output)
                 if missing:
-                    raise DocError(f"line {item.line}: expected output not found:\n  "
-                                   + "\n  ".join(missing) + f"\n-- the block's output:\n{last_output}")
+                    raise DocError(
+                        f"line {item.line}: expected output not found:\n  "
+                        + "\n  ".join(missing)
+                        + f"\n-- the block's output:\n{last_output}"
+                    )
                 continue
             code = self.sandbox.config.to_sandbox(item.text)
             started = time.monotonic()
@@ -619,8 +697,10 @@ class Runner:
                 output = self.sandbox.config.from_sandbox(output)
                 if not ok:
                     self.warnings.append(f"line {item.line} [metrics] failed:\n{output}")
-                self.log(f"-- line {item.line} [metrics] {'ok' if ok else 'FAILED (warning)'} "
-                         f"{time.monotonic() - started:.1f}s: {first}")
+                self.log(
+                    f"-- line {item.line} [metrics] {'ok' if ok else 'FAILED (warning)'} "
+                    f"{time.monotonic() - started:.1f}s: {first}"
+                )
                 if self.verbose:
                     self.log(output.rstrip())
                 last_output = None
@@ -629,8 +709,10 @@ class Runner:
             ok, output = self.shell.run(code, timeout=timeout)
             output = self.sandbox.config.from_sandbox(output)
             self.outputs.append(output)
-            self.log(f"-- line {item.line} [{item.kind}] {'ok' if ok else 'FAILED'} "
-                     f"{time.monotonic() - started:.1f}s: {first}")
+            self.log(
+                f"-- line {item.line} [{item.kind}] {'ok' if ok else 'FAILED'} "
+                f"{time.monotonic() - started:.1f}s: {first}"
+            )
             if self.verbose:
                 self.log(output.rstrip())
             if not ok:
@@ -643,8 +725,10 @@ def check(doc: Path = DOC, *, keep: bool = False, verbose: bool = False) -> int:
     lint(items)
     started = time.monotonic()
     runs = sum(item.kind in ("run", "host", "metrics") for item in items)
-    print(f"== {doc.relative_to(REPO)}: {runs} command blocks, "
-          f"{sum(i.kind == 'expect' for i in items)} expected outputs", flush=True)
+    print(
+        f"== {doc.relative_to(REPO)}: {runs} command blocks, {sum(i.kind == 'expect' for i in items)} expected outputs",
+        flush=True,
+    )
     with Sandbox(keep=keep) as sandbox:
         shell = Shell(sandbox)
         runner = Runner(sandbox, shell, verbose=verbose)
@@ -654,8 +738,11 @@ def check(doc: Path = DOC, *, keep: bool = False, verbose: bool = False) -> int:
             print(f"\n!! {doc.relative_to(REPO)}: {exc}", file=sys.stderr)
             journal = sandbox.config.journal("keybuzz-backend")
             if journal.exists():
-                print("-- service journal (last 30 lines):\n" + sandbox.config.from_sandbox(
-                    "\n".join(journal.read_text().splitlines()[-30:])), file=sys.stderr)
+                print(
+                    "-- service journal (last 30 lines):\n"
+                    + sandbox.config.from_sandbox("\n".join(journal.read_text().splitlines()[-30:])),
+                    file=sys.stderr,
+                )
             return 1
         finally:
             shell.close()
@@ -689,8 +776,16 @@ def stub_sudo(config: Config, args: list[str]) -> int:
     if not args:
         print("usage: sudo command", file=sys.stderr)
         return 1
-    keep = ("PATH", "HOME", "LANG", "TERM", CONFIG_ENV, "GUNICORN_BIND", "PIP_CACHE_DIR",
-            "PIP_DISABLE_PIP_VERSION_CHECK")
+    keep = (
+        "PATH",
+        "HOME",
+        "LANG",
+        "TERM",
+        CONFIG_ENV,
+        "GUNICORN_BIND",
+        "PIP_CACHE_DIR",
+        "PIP_DISABLE_PIP_VERSION_CHECK",
+    )
     _exec(args, {k: os.environ[k] for k in keep if k in os.environ})
     return 0
 
@@ -716,14 +811,22 @@ def stub_install(config: Config, args: list[str]) -> int:
 def stub_git(config: Config, args: list[str]) -> int:
     if not args or args[0] != "clone":
         _exec([config.tools["git"], *args])
-    positional = [a for i, a in enumerate(args[1:], 1)
-                  if not a.startswith("-") and args[i - 1] not in ("--branch", "-b")]
+    positional = [
+        a for i, a in enumerate(args[1:], 1) if not a.startswith("-") and args[i - 1] not in ("--branch", "-b")
+    ]
     dest = Path(positional[-1])
     if dest.exists() and any(dest.iterdir()):
         print(f"fatal: destination path '{dest}' already exists and is not an empty directory.", file=sys.stderr)
         return 128
-    files = subprocess.run([config.tools["git"], "-C", str(REPO), "ls-files", "-z", "-co", "--exclude-standard"],
-                           capture_output=True, check=True).stdout.decode().split("\0")
+    files = (
+        subprocess.run(
+            [config.tools["git"], "-C", str(REPO), "ls-files", "-z", "-co", "--exclude-standard"],
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, files):
         source = REPO / name
         if source.is_file():
@@ -746,8 +849,11 @@ def stub_nano(config: Config, args: list[str]) -> int:
         if "=" in line and not line.startswith("#") and key in config.fill:
             line = f"{key}={config.fill[key]}"
         lines.append(line)
-    lines += ["", "# Added by the DEPLOY.md check (sandbox only): the fake Login with Amazon.",
-              f"AMAZON_LWA_TOKEN_URL=http://127.0.0.1:{config.lwa_port}/auth/o2/token"]
+    lines += [
+        "",
+        "# Added by the DEPLOY.md check (sandbox only): the fake Login with Amazon.",
+        f"AMAZON_LWA_TOKEN_URL=http://127.0.0.1:{config.lwa_port}/auth/o2/token",
+    ]
     path.write_text("\n".join(lines) + "\n")
     return 0
 
@@ -756,8 +862,12 @@ def stub_vault(config: Config, args: list[str]) -> int:
     if args and args[0] == "login":
         print("Success! You are now authenticated. (sandbox: vault login is a no-op)")
         return 0
-    env = _clean_env({"BAO_ADDR": os.environ.get("VAULT_ADDR", config.vault_addr),
-                      "BAO_TOKEN": os.environ.get("VAULT_TOKEN") or config.vault_token})
+    env = _clean_env(
+        {
+            "BAO_ADDR": os.environ.get("VAULT_ADDR", config.vault_addr),
+            "BAO_TOKEN": os.environ.get("VAULT_TOKEN") or config.vault_token,
+        }
+    )
     _exec([config.tools["bao"], *args], env)
     return 0
 
@@ -767,8 +877,14 @@ def stub_curl(config: Config, args: list[str]) -> int:
     routes = []
     for host in ("localhost", "127.0.0.1"):
         routes += ["--connect-to", f"{host}:4000:127.0.0.1:{config.app_port}"]
-    routes += ["--connect-to", f"{PUBLIC_HOST}:443:127.0.0.1:{config.https_port}",
-               "--connect-to", f"{PUBLIC_HOST}:80:127.0.0.1:{config.http_port}", "--noproxy", "*"]
+    routes += [
+        "--connect-to",
+        f"{PUBLIC_HOST}:443:127.0.0.1:{config.https_port}",
+        "--connect-to",
+        f"{PUBLIC_HOST}:80:127.0.0.1:{config.http_port}",
+        "--noproxy",
+        "*",
+    ]
     if cert.exists():
         routes += ["--cacert", str(cert)]
     _exec([config.tools["curl"], *routes, *args])
@@ -786,8 +902,9 @@ def stub_systemd_analyze(config: Config, args: list[str]) -> int:
     if not args or args[0] != "verify":
         _exec([config.tools["systemd-analyze"], *args])
     units = [_render_unit(config, Path(a)) for a in args[1:] if not a.startswith("-")]
-    done = subprocess.run([config.tools["systemd-analyze"], "verify", *map(str, units)], capture_output=True,
-                          text=True, env=_clean_env())
+    done = subprocess.run(
+        [config.tools["systemd-analyze"], "verify", *map(str, units)], capture_output=True, text=True, env=_clean_env()
+    )
     output = (done.stdout + done.stderr).strip()
     if output:
         print(config.from_sandbox(output.replace(str(units[0].parent), "/etc/systemd/system")), file=sys.stderr)
@@ -821,9 +938,15 @@ def _nginx(config: Config):
     site = Path(config.root + "/etc/nginx/sites-enabled/keybuzz-backend")
     if not site.exists():
         raise SystemExit("nginx: [emerg] no site enabled at /etc/nginx/sites-enabled/keybuzz-backend")
-    return prepare(config.tools["nginx"], Path(config.root) / "nginx", site.read_text(),
-                   http_port=config.http_port, https_port=config.https_port, upstream_port=config.app_port,
-                   static_dir=config.app / "var" / "static")
+    return prepare(
+        config.tools["nginx"],
+        Path(config.root) / "nginx",
+        site.read_text(),
+        http_port=config.http_port,
+        https_port=config.https_port,
+        upstream_port=config.app_port,
+        static_dir=config.app / "var" / "static",
+    )
 
 
 def stub_nginx(config: Config, args: list[str]) -> int:
@@ -831,8 +954,11 @@ def stub_nginx(config: Config, args: list[str]) -> int:
         print("sandbox nginx: only `nginx -t`", file=sys.stderr)
         return 1
     done = _nginx(config).test()
-    sys.stderr.write(config.from_sandbox(done.stderr.replace(str(Path(config.root) / "nginx" / "nginx.conf"),
-                                                             "/etc/nginx/nginx.conf")))
+    sys.stderr.write(
+        config.from_sandbox(
+            done.stderr.replace(str(Path(config.root) / "nginx" / "nginx.conf"), "/etc/nginx/nginx.conf")
+        )
+    )
     return done.returncode
 
 
@@ -876,8 +1002,13 @@ def _service_start(config: Config, unit: str) -> int:
     if _service_pid(config, unit):
         return 0
     service = _parse_unit(config.to_sandbox(unit_file.read_text()))
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": config.root + "/home",
-           "USER": service.get("User", ["root"])[0], "LOGNAME": service.get("User", ["root"])[0]}
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "HOME": config.root + "/home",
+        "USER": service.get("User", ["root"])[0],
+        "LOGNAME": service.get("User", ["root"])[0],
+    }
     for env_file in service.get("EnvironmentFile", []):
         optional = env_file.startswith("-")
         path = Path(env_file.lstrip("-"))
@@ -899,12 +1030,17 @@ def _service_start(config: Config, unit: str) -> int:
         env["NOTIFY_SOCKET"] = str(notify_path)
     journal = config.journal(unit)
     with open(journal, "a") as log:
-        process = subprocess.Popen(shlex.split(service["ExecStart"][0]), cwd=service["WorkingDirectory"][0],
-                                   env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            shlex.split(service["ExecStart"][0]),
+            cwd=service["WorkingDirectory"][0],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     (Path(config.root) / "run" / f"{unit}.pid").write_text(str(process.pid))
-    (Path(config.root) / "run" / f"{unit}.since").write_text(time.strftime("%a %Y-%m-%d %H:%M:%S UTC",
-                                                                           time.gmtime()))
+    (Path(config.root) / "run" / f"{unit}.since").write_text(time.strftime("%a %Y-%m-%d %H:%M:%S UTC", time.gmtime()))
     if "NOTIFY_SOCKET" in env:
         notify.settimeout(1)
         deadline = time.monotonic() + 90
@@ -916,9 +1052,11 @@ def _service_start(config: Config, unit: str) -> int:
                 pass
         notify.close()
         if "READY=1" not in received:
-            print(f"Job for {unit}.service failed because the control process exited with error code.\n"
-                  f"See \"systemctl status {unit}.service\" and \"journalctl -xeu {unit}.service\" for details.",
-                  file=sys.stderr)
+            print(
+                f"Job for {unit}.service failed because the control process exited with error code.\n"
+                f'See "systemctl status {unit}.service" and "journalctl -xeu {unit}.service" for details.',
+                file=sys.stderr,
+            )
             _stop_pid(process.pid, timeout=5)
             return 1
     return 0
@@ -967,8 +1105,10 @@ def stub_systemctl(config: Config, args: list[str]) -> int:
         return 1
     unit = units[0]
     if verb == "enable":
-        print(f"Created symlink /etc/systemd/system/multi-user.target.wants/{unit}.service → "
-              f"/etc/systemd/system/{unit}.service.")
+        print(
+            f"Created symlink /etc/systemd/system/multi-user.target.wants/{unit}.service → "
+            f"/etc/systemd/system/{unit}.service."
+        )
         return _service_start(config, unit) if "--now" in flags else 0
     if verb == "start":
         return _service_start(config, unit)
@@ -991,7 +1131,7 @@ def stub_systemctl(config: Config, args: list[str]) -> int:
         unit_file = Path(config.root + f"/etc/systemd/system/{unit}.service")
         description = _parse_unit(unit_file.read_text()).get("Description", [unit])[0] if unit_file.exists() else unit
         pid = _service_pid(config, unit)
-        since = (Path(config.root) / "run" / f"{unit}.since")
+        since = Path(config.root) / "run" / f"{unit}.since"
         print(f"● {unit}.service - {description}")
         print(f"     Loaded: loaded (/etc/systemd/system/{unit}.service; enabled; preset: enabled)")
         if pid:
@@ -1021,7 +1161,8 @@ def stub_journalctl(config: Config, args: list[str]) -> int:
         elif arg in ("--since", "--until", "-p", "--priority") and rest:
             rest.pop(0)  # the sandbox's journal is today's, all priorities
         elif arg not in ("-f", "--follow", "--no-pager", "-e", "-x", "--no-hostname") and not arg.startswith(
-                ("--since=", "--until=")):
+            ("--since=", "--until=")
+        ):
             print(f"sandbox journalctl: {arg} is not emulated", file=sys.stderr)
             return 1
     if unit is None:
@@ -1036,9 +1177,18 @@ def stub_journalctl(config: Config, args: list[str]) -> int:
 
 
 STUBS = {
-    "sudo": stub_sudo, "useradd": stub_useradd, "install": stub_install, "git": stub_git, "nano": stub_nano,
-    "vault": stub_vault, "curl": stub_curl, "systemd-analyze": stub_systemd_analyze, "logrotate": stub_logrotate,
-    "nginx": stub_nginx, "systemctl": stub_systemctl, "journalctl": stub_journalctl,
+    "sudo": stub_sudo,
+    "useradd": stub_useradd,
+    "install": stub_install,
+    "git": stub_git,
+    "nano": stub_nano,
+    "vault": stub_vault,
+    "curl": stub_curl,
+    "systemd-analyze": stub_systemd_analyze,
+    "logrotate": stub_logrotate,
+    "nginx": stub_nginx,
+    "systemctl": stub_systemctl,
+    "journalctl": stub_journalctl,
 }
 
 

@@ -20,14 +20,42 @@ def self_signed_certificate(directory: Path, host: str = HOST) -> tuple[Path, Pa
     directory.mkdir(parents=True, exist_ok=True)
     cert, key = directory / "fullchain.pem", directory / "privkey.pem"
     if not cert.exists():
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                        "-subj", f"/CN={host}", "-addext", f"subjectAltName=DNS:{host}",
-                        "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                f"/CN={host}",
+                "-addext",
+                f"subjectAltName=DNS:{host}",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
     return cert, key
 
 
-def render_site(text: str, *, root: Path, http_port: int, https_port: int, upstream_port: int,
-                static_dir: Path, keep_ipv6: bool = False) -> str:
+def render_site(
+    text: str,
+    *,
+    root: Path,
+    http_port: int,
+    https_port: int,
+    upstream_port: int,
+    static_dir: Path,
+    keep_ipv6: bool = False,
+) -> str:
     """The snippet with its host paths moved under `root` and its ports replaced."""
     text = text.replace(CERT_DIR, f"{root}/certs/")
     text = text.replace("/var/log/nginx/", f"{root}/log/")
@@ -76,8 +104,11 @@ class Nginx:
         return subprocess.run(self.command("-t"), capture_output=True, text=True, timeout=60)
 
     def start(self, timeout: float = 15) -> None:
-        self.process = subprocess.Popen(self.command("-g", "daemon off;"), stdout=subprocess.DEVNULL,
-                                        stderr=open(self.root / "log" / "nginx.out", "wb"))
+        self.process = subprocess.Popen(
+            self.command("-g", "daemon off;"),
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.root / "log" / "nginx.out", "wb"),
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if (self.root / "nginx.pid").exists():
@@ -85,8 +116,10 @@ class Nginx:
             if self.process.poll() is not None:
                 break
             time.sleep(0.05)
-        raise RuntimeError(f"nginx did not start: {(self.root / 'log' / 'nginx.out').read_text()}"
-                           f"{(self.root / 'log' / 'error.log').read_text()}")
+        raise RuntimeError(
+            f"nginx did not start: {(self.root / 'log' / 'nginx.out').read_text()}"
+            f"{(self.root / 'log' / 'error.log').read_text()}"
+        )
 
     def reload(self) -> None:
         assert self.process is not None
@@ -103,14 +136,32 @@ class Nginx:
                 self.process.wait(timeout=10)
 
 
-def prepare(binary: str, root: Path, site_text: str, *, http_port: int, https_port: int, upstream_port: int,
-            static_dir: Path, keep_ipv6: bool = False) -> Nginx:
+def prepare(
+    binary: str,
+    root: Path,
+    site_text: str,
+    *,
+    http_port: int,
+    https_port: int,
+    upstream_port: int,
+    static_dir: Path,
+    keep_ipv6: bool = False,
+) -> Nginx:
     for sub in ("log", "tmp", "www", "sites"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     self_signed_certificate(root / "certs")
     site = root / "sites" / "keybuzz-backend"
-    site.write_text(render_site(site_text, root=root, http_port=http_port, https_port=https_port,
-                                upstream_port=upstream_port, static_dir=static_dir, keep_ipv6=keep_ipv6))
+    site.write_text(
+        render_site(
+            site_text,
+            root=root,
+            http_port=http_port,
+            https_port=https_port,
+            upstream_port=upstream_port,
+            static_dir=static_dir,
+            keep_ipv6=keep_ipv6,
+        )
+    )
     conf = root / "nginx.conf"
     conf.write_text(main_conf(root, site))
     return Nginx(binary=binary, root=root, conf=conf)

@@ -15,8 +15,13 @@ from django.core.management import get_commands, load_command_class
 from tests.ops_deploy.conftest import APP_DIR, render
 from tests.ops_deploy.crontab import CronError, parse_cron_d, parse_field
 
-EVERY_5_MINUTES = (frozenset(range(0, 60, 5)), frozenset(range(24)), frozenset(range(1, 32)),
-                   frozenset(range(1, 13)), frozenset(range(8)))
+EVERY_5_MINUTES = (
+    frozenset(range(0, 60, 5)),
+    frozenset(range(24)),
+    frozenset(range(1, 32)),
+    frozenset(range(1, 13)),
+    frozenset(range(8)),
+)
 
 
 @pytest.fixture
@@ -41,10 +46,13 @@ def test_environment_of_the_jobs(cron):
     assert cron.env["MAILTO"] == ""  # the output goes to the log files, not to mail
 
 
-@pytest.mark.parametrize(("name", "log"), [
-    ("poll_amazon", "/var/log/amazon-polling.log"),
-    ("send_replies", "/var/log/keybuzz-replies.log"),
-])
+@pytest.mark.parametrize(
+    ("name", "log"),
+    [
+        ("poll_amazon", "/var/log/amazon-polling.log"),
+        ("send_replies", "/var/log/keybuzz-replies.log"),
+    ],
+)
 def test_each_job_runs_its_command_once_under_a_lock_appending_to_its_log(cron, name, log):
     words = shlex.split(job_for(cron, name).command)
     assert words[:3] == ["cd", APP_DIR, "&&"]
@@ -56,7 +64,7 @@ def test_each_job_runs_its_command_once_under_a_lock_appending_to_its_log(cron, 
 @pytest.mark.parametrize("name", ["poll_amazon", "send_replies"])
 def test_the_commands_and_options_exist(cron, name):
     words = shlex.split(job_for(cron, name).command)
-    args = words[words.index(name) + 1:words.index(">>")]
+    args = words[words.index(name) + 1 : words.index(">>")]
     app = get_commands()[name]
     command = load_command_class(app, name)
     command.create_parser("manage.py", name).parse_args(args)  # exits on an unknown option
@@ -67,33 +75,39 @@ def test_the_two_jobs_use_different_locks(cron):
     assert len(locks) == 2
 
 
-@pytest.mark.parametrize(("text", "low", "high", "expected"), [
-    ("*/5", 0, 59, set(range(0, 60, 5))),
-    ("1-10/3", 0, 59, {1, 4, 7, 10}),
-    ("1,2,30-31", 1, 31, {1, 2, 30, 31}),
-    ("*", 0, 7, set(range(8))),
-])
+@pytest.mark.parametrize(
+    ("text", "low", "high", "expected"),
+    [
+        ("*/5", 0, 59, set(range(0, 60, 5))),
+        ("1-10/3", 0, 59, {1, 4, 7, 10}),
+        ("1,2,30-31", 1, 31, {1, 2, 30, 31}),
+        ("*", 0, 7, set(range(8))),
+    ],
+)
 def test_field_parser(text, low, high, expected):
     assert parse_field(text, low, high) == expected
 
 
-@pytest.mark.parametrize("bad", [
-    "*/0 * * * * keybuzz true\n",
-    "60 * * * * keybuzz true\n",
-    "* 24 * * * keybuzz true\n",
-    "* * 0 * * keybuzz true\n",
-    "* * * 13 * keybuzz true\n",
-    "* * * * 8 keybuzz true\n",
-    "5-1 * * * * keybuzz true\n",
-    "5/2 * * * * keybuzz true\n",
-    "* * * jan-mar * keybuzz true\n",
-    "*/5 * * * * keybuzz\n",
-    "*/5 * * * keybuzz true\n",
-    "*/5 * * * * Key.Buzz true\n",
-    "*/5 * * * * keybuzz date +%s\n",
-    "@every5 keybuzz true\n",
-    "*/5 * * * * keybuzz true",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "*/0 * * * * keybuzz true\n",
+        "60 * * * * keybuzz true\n",
+        "* 24 * * * keybuzz true\n",
+        "* * 0 * * keybuzz true\n",
+        "* * * 13 * keybuzz true\n",
+        "* * * * 8 keybuzz true\n",
+        "5-1 * * * * keybuzz true\n",
+        "5/2 * * * * keybuzz true\n",
+        "* * * jan-mar * keybuzz true\n",
+        "*/5 * * * * keybuzz\n",
+        "*/5 * * * keybuzz true\n",
+        "*/5 * * * * Key.Buzz true\n",
+        "*/5 * * * * keybuzz date +%s\n",
+        "@every5 keybuzz true\n",
+        "*/5 * * * * keybuzz true",
+    ],
+)
 def test_parser_refuses_what_cron_would_ignore_or_misread(bad):
     with pytest.raises(CronError):
         parse_cron_d(bad)
@@ -113,12 +127,14 @@ def test_flock_keeps_two_runs_of_the_poller_apart(cron, tmp_path):
     (app / ".venv" / "bin").mkdir(parents=True)
     runs = tmp_path / "runs.txt"
     python = app / ".venv" / "bin" / "python"
-    python.write_text(f"#!/bin/sh\necho \"start $*\" >> {runs}\nsleep 2\necho \"end $*\" >> {runs}\n")
+    python.write_text(f'#!/bin/sh\necho "start $*" >> {runs}\nsleep 2\necho "end $*" >> {runs}\n')
     python.chmod(0o755)
     (tmp_path / "lock").mkdir()
     (tmp_path / "log").mkdir()
-    command = render(job_for(cron, "poll_amazon").command, {
-        APP_DIR: str(app), "/run/lock/": f"{tmp_path}/lock/", "/var/log/": f"{tmp_path}/log/"})
+    command = render(
+        job_for(cron, "poll_amazon").command,
+        {APP_DIR: str(app), "/run/lock/": f"{tmp_path}/lock/", "/var/log/": f"{tmp_path}/log/"},
+    )
 
     def run() -> subprocess.Popen:
         return subprocess.Popen(["/bin/sh", "-c", command], env=dict(cron.env), cwd="/")

@@ -48,8 +48,9 @@ def test_every_placeholder_of_the_example_is_explained_and_filled_by_the_check()
         assert f'"{key}":' in source, f"{key} is not filled by the DEPLOY.md check's nano"
 
 
-@pytest.mark.parametrize("problem", ["Invalid state", "Token exchange failed", "Connection not CONNECTED",
-                                     "No credentials found"])
+@pytest.mark.parametrize(
+    "problem", ["Invalid state", "Token exchange failed", "Connection not CONNECTED", "No credentials found"]
+)
 def test_the_runbooks_four_problems_are_there(problem):
     assert f'### Problem: "{problem}"' in DOC
     section = DOC.split(f'### Problem: "{problem}"')[1].split("### ")[0]
@@ -57,11 +58,14 @@ def test_the_runbooks_four_problems_are_there(problem):
         assert part in section
 
 
-@pytest.mark.parametrize("line", [
-    'grep -i "amazon oauth.*error"',
-    'grep -i "amazon poller.*error" /var/log/amazon-polling.log',
-    'grep -i "token refresh failed"',
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        'grep -i "amazon oauth.*error"',
+        'grep -i "amazon poller.*error" /var/log/amazon-polling.log',
+        'grep -i "token refresh failed"',
+    ],
+)
 def test_the_runbooks_grep_lines_are_kept(line):
     assert line in DOC
 
@@ -76,29 +80,36 @@ def test_metrics_are_referenced():
     assert "manage.py keybuzz_metrics" in DOC and "/metrics" in DOC
 
 
-@pytest.mark.parametrize("bad", [
-    "```bash ci\necho\n```\n",
-    "```bash\nsudo systemctl restart keybuzz-backend\n```\n",
-    "```bash host\necho nothing host-only here\n```\n",
-    "```text expect\nalone\n```\n",
-    "<!-- ci: teleport -->\n",
-    "```bash\necho\n",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "```bash ci\necho\n```\n",
+        "```bash\nsudo systemctl restart keybuzz-backend\n```\n",
+        "```bash host\necho nothing host-only here\n```\n",
+        "```text expect\nalone\n```\n",
+        "<!-- ci: teleport -->\n",
+        "```bash\necho\n",
+    ],
+)
 def test_lint_refuses(bad):
     with pytest.raises(DocError):
         lint(parse_doc(bad))
 
 
 def test_expected_lines_match_in_order_with_wildcards():
-    output = "\n".join([
-        "2025-12-14T10:00:00.000Z INFO marketplaces.poller tenant=t-1 connection=c-1 "
-        "[Amazon Poller] Starting poll for tenant: t-1 (connection c-1)",
-        "noise",
-        "[Amazon Poller] Summary: connections=1   fetched=3 failures=0 seconds=0.05",
-    ])
-    expected = ("… tenant=<tenant id> connection=<connection id> "
-                "[Amazon Poller] Starting poll for tenant: <tenant id> …\n"
-                "[Amazon Poller] Summary: connections=1 fetched=3 failures=0 seconds=…\n")
+    output = "\n".join(
+        [
+            "2025-12-14T10:00:00.000Z INFO marketplaces.poller tenant=t-1 connection=c-1 "
+            "[Amazon Poller] Starting poll for tenant: t-1 (connection c-1)",
+            "noise",
+            "[Amazon Poller] Summary: connections=1   fetched=3 failures=0 seconds=0.05",
+        ]
+    )
+    expected = (
+        "… tenant=<tenant id> connection=<connection id> "
+        "[Amazon Poller] Starting poll for tenant: <tenant id> …\n"
+        "[Amazon Poller] Summary: connections=1 fetched=3 failures=0 seconds=…\n"
+    )
     assert match_expected(expected, output) == []
     # the same placeholder must be the same value within a line
     assert match_expected("tenant=<tenant id> … for tenant: <tenant id>", "tenant=a x for tenant: b") != []

@@ -20,10 +20,21 @@ GUNICORN = ROOT / ".venv" / "bin" / "gunicorn"
 
 
 def printed_config(tmp_path, **env: str) -> dict[str, str]:
-    base = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "KEYBUZZ_ENV_FILE": "none",
-            "KEYBUZZ_VAR_DIR": str(tmp_path), **env}
-    done = subprocess.run([str(GUNICORN), "--config", str(CONF), "--print-config"], cwd=tmp_path, env=base,
-                          capture_output=True, text=True, timeout=60)
+    base = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "KEYBUZZ_ENV_FILE": "none",
+        "KEYBUZZ_VAR_DIR": str(tmp_path),
+        **env,
+    }
+    done = subprocess.run(
+        [str(GUNICORN), "--config", str(CONF), "--print-config"],
+        cwd=tmp_path,
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     settings = {}
     for line in done.stdout.splitlines():
@@ -47,10 +58,15 @@ def test_defaults_for_systemd_behind_nginx(tmp_path):
 
 
 def test_environment_overrides(tmp_path):
-    conf = printed_config(tmp_path, GUNICORN_WORKERS="3", GUNICORN_BIND="127.0.0.1:4100", GUNICORN_TIMEOUT="90",
-                          LOG_LEVEL="WARNING")
+    conf = printed_config(
+        tmp_path, GUNICORN_WORKERS="3", GUNICORN_BIND="127.0.0.1:4100", GUNICORN_TIMEOUT="90", LOG_LEVEL="WARNING"
+    )
     assert (conf["workers"], conf["bind"], conf["timeout"], conf["loglevel"]) == (
-        "3", "['127.0.0.1:4100']", "90", "warning")
+        "3",
+        "['127.0.0.1:4100']",
+        "90",
+        "warning",
+    )
 
 
 def test_env_file_overrides_like_the_settings(tmp_path):
@@ -64,12 +80,20 @@ def test_env_file_overrides_like_the_settings(tmp_path):
 def test_access_and_error_lines_in_json(tmp_path):
     """LOG_FORMAT=json: gunicorn's own lines are JSON too, and the access line has no query string."""
     port = free_port()
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "KEYBUZZ_ENV_FILE": "none", "DEBUG": "true",
-           "KEYBUZZ_VAR_DIR": str(tmp_path), "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": "1",
-           "LOG_FORMAT": "json"}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "KEYBUZZ_ENV_FILE": "none",
+        "DEBUG": "true",
+        "KEYBUZZ_VAR_DIR": str(tmp_path),
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "GUNICORN_WORKERS": "1",
+        "LOG_FORMAT": "json",
+    }
     out = (tmp_path / "out.log").open("w")
-    process = subprocess.Popen([str(GUNICORN), "--config", str(CONF)], cwd=tmp_path, env=env, stdout=out,
-                               stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [str(GUNICORN), "--config", str(CONF)], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT
+    )
     try:
         url = f"http://127.0.0.1:{port}/health?spapi_oauth_code=ANsecretCode"
         for _ in range(100):

@@ -24,9 +24,14 @@ def staged(tmp_path, deploy_file):
     logs = tmp_path / "log"
     logs.mkdir()
     logs.chmod(0o755)
-    text = render(deploy_file("keybuzz-logrotate"), {
-        "/var/log/": f"{logs}/", "create 0640 keybuzz keybuzz": f"create 0640 {user} {group}",
-        "su root adm": f"su {user} {group}"})
+    text = render(
+        deploy_file("keybuzz-logrotate"),
+        {
+            "/var/log/": f"{logs}/",
+            "create 0640 keybuzz keybuzz": f"create 0640 {user} {group}",
+            "su root adm": f"su {user} {group}",
+        },
+    )
     conf = tmp_path / "keybuzz-backend"
     conf.write_text(text)
     conf.chmod(0o644)
@@ -50,9 +55,12 @@ def test_logrotate_debug_accepts_the_file(staged, tmp_path):
         (logs / name).write_text("a line\n")
     done = logrotate("-d", "-s", str(tmp_path / "state"), str(conf))
     assert done.returncode == 0, done.stderr
-    problems = [line for line in (done.stdout + done.stderr).splitlines()
-                if (line.lower().startswith(("error", "warning")) or "unknown" in line.lower())
-                and "in debug mode does nothing" not in line]
+    problems = [
+        line
+        for line in (done.stdout + done.stderr).splitlines()
+        if (line.lower().startswith(("error", "warning")) or "unknown" in line.lower())
+        and "in debug mode does nothing" not in line
+    ]
     assert problems == []
     assert "rotating pattern" in done.stderr
 

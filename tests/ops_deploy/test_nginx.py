@@ -47,8 +47,15 @@ def ports():
 
 
 def test_nginx_t_accepts_the_snippet(tmp_path, deploy_file, ports):
-    nginx = prepare(find_tool("nginx"), tmp_path, deploy_file("nginx-keybuzz.conf"), upstream_port=4000,
-                    static_dir=tmp_path / "static", keep_ipv6=True, **ports)
+    nginx = prepare(
+        find_tool("nginx"),
+        tmp_path,
+        deploy_file("nginx-keybuzz.conf"),
+        upstream_port=4000,
+        static_dir=tmp_path / "static",
+        keep_ipv6=True,
+        **ports,
+    )
     done = nginx.test()
     assert done.returncode == 0, done.stderr
     assert "syntax is ok" in done.stderr and "test is successful" in done.stderr
@@ -57,33 +64,55 @@ def test_nginx_t_accepts_the_snippet(tmp_path, deploy_file, ports):
 
 def test_nginx_t_catches_a_broken_snippet(tmp_path, deploy_file, ports):
     broken = deploy_file("nginx-keybuzz.conf").replace("proxy_set_header Host $host;", "proxy_set_header Host;")
-    nginx = prepare(find_tool("nginx"), tmp_path, broken, upstream_port=4000, static_dir=tmp_path / "static",
-                    **ports)
+    nginx = prepare(find_tool("nginx"), tmp_path, broken, upstream_port=4000, static_dir=tmp_path / "static", **ports)
     assert nginx.test().returncode != 0
 
 
 def curl(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["curl", "-sS", "--noproxy", "*", "--max-time", "10", *args], capture_output=True,
-                          text=True, timeout=30)
+    return subprocess.run(
+        ["curl", "-sS", "--noproxy", "*", "--max-time", "10", *args], capture_output=True, text=True, timeout=30
+    )
 
 
 def test_served_for_real(tmp_path, deploy_file, ports, upstream):
     static = tmp_path / "static"
     (static / "admin" / "css").mkdir(parents=True)
     (static / "admin" / "css" / "base.css").write_text("body { color: black; }\n")
-    nginx = prepare(find_tool("nginx"), tmp_path, deploy_file("nginx-keybuzz.conf"), upstream_port=upstream,
-                    static_dir=static, **ports)
-    https = ["--cacert", str(tmp_path / "certs" / "fullchain.pem"),
-             "--connect-to", f"{HOST}:443:127.0.0.1:{ports['https_port']}"]
+    nginx = prepare(
+        find_tool("nginx"),
+        tmp_path,
+        deploy_file("nginx-keybuzz.conf"),
+        upstream_port=upstream,
+        static_dir=static,
+        **ports,
+    )
+    https = [
+        "--cacert",
+        str(tmp_path / "certs" / "fullchain.pem"),
+        "--connect-to",
+        f"{HOST}:443:127.0.0.1:{ports['https_port']}",
+    ]
     nginx.start()
     try:
-        redirect = curl("-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
-                        "--connect-to", f"{HOST}:80:127.0.0.1:{ports['http_port']}",
-                        f"http://{HOST}/health?x=1")
+        redirect = curl(
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{redirect_url}",
+            "--connect-to",
+            f"{HOST}:80:127.0.0.1:{ports['http_port']}",
+            f"http://{HOST}/health?x=1",
+        )
         assert redirect.stdout == f"301 https://{HOST}/health?x=1", redirect.stderr
 
-        proxied = curl(*https, "-D", str(tmp_path / "headers.txt"), "-H", "X-Forwarded-Proto: http",
-                       f"https://{HOST}/api/v1/marketplaces/amazon/oauth/callback?spapi_oauth_code=ANsecret&state=s")
+        proxied = curl(
+            *https,
+            "-D",
+            str(tmp_path / "headers.txt"),
+            "-H",
+            "X-Forwarded-Proto: http",
+            f"https://{HOST}/api/v1/marketplaces/amazon/oauth/callback?spapi_oauth_code=ANsecret&state=s",
+        )
         assert proxied.returncode == 0, proxied.stderr
         seen = json.loads(proxied.stdout)
         assert seen["path"] == "/api/v1/marketplaces/amazon/oauth/callback?spapi_oauth_code=ANsecret&state=s"

@@ -61,8 +61,9 @@ def staged_unit(tmp_path, unit_text) -> Path:
 def verify(unit: Path) -> list[str]:
     """`systemd-analyze verify`'s complaints about this unit (it exits 0 on mere warnings, such
     as an unknown key, so its output is what counts)."""
-    done = subprocess.run([find_tool("systemd-analyze"), "verify", str(unit)], capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [find_tool("systemd-analyze"), "verify", str(unit)], capture_output=True, text=True, timeout=60
+    )
     output = (done.stdout + done.stderr).splitlines()
     mine = [line for line in output if unit.name in line or str(unit.parent) in line]
     if done.returncode != 0:
@@ -74,12 +75,15 @@ def test_systemd_analyze_verify_accepts_the_unit(staged_unit):
     assert verify(staged_unit) == []
 
 
-@pytest.mark.parametrize(("line", "replacement"), [
-    ("Restart=on-failure", "Restart=sometimes"),
-    ("RestartSec=10", "RestartSec=ten"),
-    ("NoNewPrivileges=yes", "NoNewPrivilege=yes"),
-    ("StartLimitIntervalSec=300", "[Service]\nStartLimitIntervalSec=300"),
-])
+@pytest.mark.parametrize(
+    ("line", "replacement"),
+    [
+        ("Restart=on-failure", "Restart=sometimes"),
+        ("RestartSec=10", "RestartSec=ten"),
+        ("NoNewPrivileges=yes", "NoNewPrivilege=yes"),
+        ("StartLimitIntervalSec=300", "[Service]\nStartLimitIntervalSec=300"),
+    ],
+)
 def test_verify_catches_a_broken_unit(staged_unit, line, replacement):
     """The check above is only worth something if a typo makes it fail."""
     text = staged_unit.read_text()
@@ -94,8 +98,12 @@ def test_verify_catches_a_missing_gunicorn(staged_unit, tmp_path):
 
 
 def test_hardening_scores_ok(staged_unit):
-    done = subprocess.run([find_tool("systemd-analyze"), "security", "--offline=true", str(staged_unit)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [find_tool("systemd-analyze"), "security", "--offline=true", str(staged_unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     overall = next(line for line in done.stdout.splitlines() if "Overall exposure level" in line)
     score = float(overall.split(":")[1].split()[0])
@@ -140,14 +148,21 @@ def test_exec_start_serves_health_and_notifies_systemd(unit_text, tmp_path):
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(notify_path))
     env = {
-        "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8",
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "LANG": "C.UTF-8",
         # What EnvironmentFile= would load (a development configuration here), and the port.
-        "KEYBUZZ_ENV_FILE": "none", "DEBUG": "true", "KEYBUZZ_VAR_DIR": str(tmp_path / "var"),
-        "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": "1", "NOTIFY_SOCKET": str(notify_path),
+        "KEYBUZZ_ENV_FILE": "none",
+        "DEBUG": "true",
+        "KEYBUZZ_VAR_DIR": str(tmp_path / "var"),
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "GUNICORN_WORKERS": "1",
+        "NOTIFY_SOCKET": str(notify_path),
     }
     log = (tmp_path / "journal.log").open("w")
-    process = subprocess.Popen(command, cwd=service["WorkingDirectory"][0], env=env, stdout=log,
-                               stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        command, cwd=service["WorkingDirectory"][0], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         received = _wait_ready(notify, 30)
         assert "READY=1" in received, (tmp_path / "journal.log").read_text()
@@ -166,11 +181,24 @@ def test_exec_start_serves_health_and_notifies_systemd(unit_text, tmp_path):
 
 def test_exec_start_stops_with_exit_2_and_one_line_on_a_configuration_error(unit_text, tmp_path):
     service = parse_unit(render(unit_text, {APP_DIR: str(ROOT)}))["Service"]
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "KEYBUZZ_ENV_FILE": "none", "DEBUG": "false",
-           "GUNICORN_BIND": f"127.0.0.1:{free_port()}", **{k: v for k, v in os.environ.items() if k == "LANG"}}
-    done = subprocess.run(service["ExecStart"][0].split(), cwd=service["WorkingDirectory"][0], env=env,
-                          capture_output=True, text=True, timeout=60)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "KEYBUZZ_ENV_FILE": "none",
+        "DEBUG": "false",
+        "GUNICORN_BIND": f"127.0.0.1:{free_port()}",
+        **{k: v for k, v in os.environ.items() if k == "LANG"},
+    }
+    done = subprocess.run(
+        service["ExecStart"][0].split(),
+        cwd=service["WorkingDirectory"][0],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     errors = [line for line in done.stderr.splitlines() if "Configuration error" in line]
-    assert errors == ["Configuration error: DJANGO_SECRET_KEY is not set (required when DEBUG is off); "
-                      "see .env.production.example"]
+    assert errors == [
+        "Configuration error: DJANGO_SECRET_KEY is not set (required when DEBUG is off); see .env.production.example"
+    ]

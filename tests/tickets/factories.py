@@ -13,8 +13,14 @@ from tickets.models import DeliveryStatus, Direction, Ticket, TicketMessage, Tic
 _seq = itertools.count(1)
 
 
-def make_ticket(tenant: Tenant, *, inbound: str | None = "Where is my parcel?", at: datetime | None = None,
-                due_in: timedelta | None = timedelta(hours=24), **fields) -> Ticket:
+def make_ticket(
+    tenant: Tenant,
+    *,
+    inbound: str | None = "Where is my parcel?",
+    at: datetime | None = None,
+    due_in: timedelta | None = timedelta(hours=24),
+    **fields,
+) -> Ticket:
     """A ticket with one buyer message sent `at` (default now) and a response due `due_in` later."""
     n = next(_seq)
     at = at or timezone.now()
@@ -35,17 +41,30 @@ def make_ticket(tenant: Tenant, *, inbound: str | None = "Where is my parcel?", 
     return ticket
 
 
-def add_message(ticket: Ticket, *, body: str = "Any news?", direction: str = Direction.INBOUND,
-                at: datetime | None = None, author=None, delivery_status: str = "",
-                **fields) -> TicketMessage:
+def add_message(
+    ticket: Ticket,
+    *,
+    body: str = "Any news?",
+    direction: str = Direction.INBOUND,
+    at: datetime | None = None,
+    author=None,
+    delivery_status: str = "",
+    **fields,
+) -> TicketMessage:
     """A message on the ticket (INBOUND moves last_message_at, as the poller does)."""
     at = at or timezone.now()
     if direction == Direction.OUTBOUND and not delivery_status:
         delivery_status = DeliveryStatus.SENT
     message = TicketMessage.objects.create(
-        tenant=ticket.tenant, ticket=ticket, direction=direction, body=body, sent_at=at, author=author,
+        tenant=ticket.tenant,
+        ticket=ticket,
+        direction=direction,
+        body=body,
+        sent_at=at,
+        author=author,
         author_name=fields.pop("author_name", "" if direction == Direction.INBOUND else "agent"),
-        delivery_status=delivery_status, **fields,
+        delivery_status=delivery_status,
+        **fields,
     )
     if direction == Direction.INBOUND and (ticket.last_message_at is None or ticket.last_message_at < at):
         ticket.last_message_at = at

@@ -60,8 +60,14 @@ def test_mock_channel_delivers_a_reply(admin, admin_client):
     code, out = run_command("--json")
 
     assert code == 0
-    assert json.loads(out) | {"seconds": 0} == {"claimed": 1, "sent": 1, "retrying": 0, "failed": 0, "lost": 0,
-                                                  "seconds": 0}
+    assert json.loads(out) | {"seconds": 0} == {
+        "claimed": 1,
+        "sent": 1,
+        "retrying": 0,
+        "failed": 0,
+        "lost": 0,
+        "seconds": 0,
+    }
     delivery = delivery_in_ticket_view(admin_client, ticket, message_id)
     assert delivery["status"] == "SENT"
     assert delivery["attempts"] == 1
@@ -153,7 +159,12 @@ def test_an_agent_sends_a_failed_reply_again(admin, agent_client, settings):
 
     assert response.status_code == 200, response.content
     assert response.json()["delivery"] | {"next_attempt_at": None} == {
-        "status": "QUEUED", "attempts": 0, "error": "", "next_attempt_at": None, "delivered_at": None}
+        "status": "QUEUED",
+        "attempts": 0,
+        "error": "",
+        "next_attempt_at": None,
+        "delivered_at": None,
+    }
     ticket.refresh_from_db()
     assert ticket.response_due_at is None  # answered, as when the reply was written
     # The cause is fixed (here: the mock channel no longer rejects), and the next run sends it.
@@ -165,8 +176,9 @@ def test_an_agent_sends_a_failed_reply_again(admin, agent_client, settings):
 def test_only_a_failed_reply_can_be_sent_again(admin, admin_client):
     ticket = make_ticket(admin.tenant)
     queued = reply(admin_client, ticket, "On its way")
-    note = admin_client.post(f"/api/v1/tickets/{ticket.id}/messages/", {"type": "note", "body": "internal"},
-                             format="json").json()["id"]
+    note = admin_client.post(
+        f"/api/v1/tickets/{ticket.id}/messages/", {"type": "note", "body": "internal"}, format="json"
+    ).json()["id"]
     inbound = ticket.messages.get(direction=Direction.INBOUND).id
 
     refused = retry(admin_client, ticket, queued)
@@ -408,12 +420,21 @@ def test_concurrent_workers_send_every_reply_exactly_once(requires_postgres, set
     now = timezone.now()
     for t in range(40):
         ticket = make_ticket(tenant)
-        TicketMessage.objects.bulk_create([
-            TicketMessage(tenant=tenant, ticket=ticket, direction=Direction.OUTBOUND, author=author,
-                          body=f"Reply {t}.{i}", sent_at=now, delivery_status=DeliveryStatus.QUEUED,
-                          next_attempt_at=now)
-            for i in range(5)
-        ])
+        TicketMessage.objects.bulk_create(
+            [
+                TicketMessage(
+                    tenant=tenant,
+                    ticket=ticket,
+                    direction=Direction.OUTBOUND,
+                    author=author,
+                    body=f"Reply {t}.{i}",
+                    sent_at=now,
+                    delivery_status=DeliveryStatus.QUEUED,
+                    next_attempt_at=now,
+                )
+                for i in range(5)
+            ]
+        )
     start = threading.Barrier(4)
     summaries = []
 
@@ -447,11 +468,20 @@ def test_a_reply_locked_by_another_worker_is_skipped_not_waited_for(requires_pos
     tenant = make_tenant()
     ticket = make_ticket(tenant)
     now = timezone.now()
-    locked, free = TicketMessage.objects.bulk_create([
-        TicketMessage(tenant=tenant, ticket=ticket, direction=Direction.OUTBOUND, body=body, sent_at=now,
-                      delivery_status=DeliveryStatus.QUEUED, next_attempt_at=now)
-        for body in ("held by worker A", "free")
-    ])
+    locked, free = TicketMessage.objects.bulk_create(
+        [
+            TicketMessage(
+                tenant=tenant,
+                ticket=ticket,
+                direction=Direction.OUTBOUND,
+                body=body,
+                sent_at=now,
+                delivery_status=DeliveryStatus.QUEUED,
+                next_attempt_at=now,
+            )
+            for body in ("held by worker A", "free")
+        ]
+    )
     holding, done = threading.Event(), threading.Event()
 
     def worker_a():
@@ -493,8 +523,7 @@ def test_loop_mode_survives_a_database_hiccup(admin, admin_client, caplog):
         sent.append(summary.sent)
         stop.set()
 
-    with caplog.at_level(logging.ERROR, logger="tickets.delivery"), \
-            connection.execute_wrapper(database_goes_away_once):
+    with caplog.at_level(logging.ERROR, logger="tickets.delivery"), connection.execute_wrapper(database_goes_away_once):
         replies_send_loop(interval=0, stop=stop, on_run=on_run)
 
     assert sent == [1]

@@ -24,10 +24,22 @@ def overdue_ids(client) -> set[int]:
 def test_detail_shows_the_messages_in_order(admin, admin_client):
     now = timezone.now()
     ticket = make_ticket(admin.tenant, inbound="First question", at=now - timedelta(hours=3))
-    add_message(ticket, direction=Direction.NOTE, body="Check stock", at=now - timedelta(hours=2),
-                author=admin.user, author_name="Ann")
-    add_message(ticket, direction=Direction.OUTBOUND, body="In stock, shipping today", at=now - timedelta(hours=1),
-                author=admin.user, author_name="Ann")
+    add_message(
+        ticket,
+        direction=Direction.NOTE,
+        body="Check stock",
+        at=now - timedelta(hours=2),
+        author=admin.user,
+        author_name="Ann",
+    )
+    add_message(
+        ticket,
+        direction=Direction.OUTBOUND,
+        body="In stock, shipping today",
+        at=now - timedelta(hours=1),
+        author=admin.user,
+        author_name="Ann",
+    )
     add_message(ticket, body="Thanks!", at=now - timedelta(minutes=10))
 
     response = admin_client.get(detail_url(ticket))

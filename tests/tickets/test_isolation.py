@@ -44,8 +44,13 @@ def test_reply_or_note_on_another_tenants_ticket(client_a, theirs):
 
 
 def test_retry_another_tenants_failed_reply(client_a, theirs):
-    failed = add_message(theirs, direction=Direction.OUTBOUND, body="Tenant B's reply",
-                         delivery_status=DeliveryStatus.FAILED, delivery_error="rejected")
+    failed = add_message(
+        theirs,
+        direction=Direction.OUTBOUND,
+        body="Tenant B's reply",
+        delivery_status=DeliveryStatus.FAILED,
+        delivery_error="rejected",
+    )
     _assert_not_found(client_a.post(f"/api/v1/tickets/{theirs.id}/messages/{failed.id}/retry/"))
     failed.refresh_from_db()
     assert failed.delivery_status == DeliveryStatus.FAILED

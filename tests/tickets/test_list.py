@@ -34,14 +34,30 @@ def walk(client, params: dict) -> list[list[int]]:
 
 def test_row_shows_what_the_inbox_needs(admin, admin_client):
     now = timezone.now()
-    ticket = make_ticket(admin.tenant, inbound="Hello, my parcel has not arrived.", at=now - timedelta(hours=2),
-                         subject="Parcel missing", customer_name="Jane Buyer", order_id="405-1111111-2222222",
-                         assignee=admin.user)
-    add_message(ticket, direction=Direction.OUTBOUND, body="We are on it, sorry for the wait.",
-                at=now - timedelta(hours=1), author_name="Sam")
+    ticket = make_ticket(
+        admin.tenant,
+        inbound="Hello, my parcel has not arrived.",
+        at=now - timedelta(hours=2),
+        subject="Parcel missing",
+        customer_name="Jane Buyer",
+        order_id="405-1111111-2222222",
+        assignee=admin.user,
+    )
+    add_message(
+        ticket,
+        direction=Direction.OUTBOUND,
+        body="We are on it, sorry for the wait.",
+        at=now - timedelta(hours=1),
+        author_name="Sam",
+    )
     add_message(ticket, direction=Direction.NOTE, body="Carrier says lost.", at=now - timedelta(minutes=5))
-    add_message(ticket, direction=Direction.OUTBOUND, body="Bounced", at=now - timedelta(minutes=30),
-                delivery_status=DeliveryStatus.FAILED)
+    add_message(
+        ticket,
+        direction=Direction.OUTBOUND,
+        body="Bounced",
+        at=now - timedelta(minutes=30),
+        delivery_status=DeliveryStatus.FAILED,
+    )
 
     row = admin_client.get(URL).json()["results"][0]
 
@@ -126,8 +142,13 @@ def test_overdue_means_due_time_passed_and_no_reply_since_the_last_buyer_message
 
 @pytest.mark.parametrize("term", ["parcel", "JANE", "405-9999", "blue scarf", "refund approved"])
 def test_search_subject_customer_order_and_message_text(admin, admin_client, term):
-    hit = make_ticket(admin.tenant, subject="Parcel question", customer_name="Jane Doe",
-                      order_id="405-9999999-1234567", inbound="I ordered a blue scarf")
+    hit = make_ticket(
+        admin.tenant,
+        subject="Parcel question",
+        customer_name="Jane Doe",
+        order_id="405-9999999-1234567",
+        inbound="I ordered a blue scarf",
+    )
     add_message(hit, body="Also the blue scarf is torn")  # two matching messages: still one row
     add_message(hit, direction=Direction.NOTE, body="Refund approved by Sam")
     make_ticket(admin.tenant, subject="Invoice", customer_name="Max", order_id="111", inbound="Need an invoice")
@@ -208,15 +229,18 @@ def test_page_size_has_a_ceiling(admin, admin_client, settings):
     assert len(ids(admin_client.get(URL, {"limit": 50}))) == 2
 
 
-@pytest.mark.parametrize("params, field", [
-    ({"status": "WAITING"}, "status"),
-    ({"assignee": "bob"}, "assignee"),
-    ({"connection": "not-a-uuid"}, "connection"),
-    ({"overdue": "maybe"}, "overdue"),
-    ({"ordering": "subject"}, "ordering"),
-    ({"limit": "0"}, "limit"),
-    ({"q": "x" * 201}, "q"),
-])
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"status": "WAITING"}, "status"),
+        ({"assignee": "bob"}, "assignee"),
+        ({"connection": "not-a-uuid"}, "connection"),
+        ({"overdue": "maybe"}, "overdue"),
+        ({"ordering": "subject"}, "ordering"),
+        ({"limit": "0"}, "limit"),
+        ({"q": "x" * 201}, "q"),
+    ],
+)
 def test_bad_filter_values_get_400_invalid_filter(admin_client, params, field):
     response = admin_client.get(URL, params)
     assert response.status_code == 400
@@ -269,8 +293,12 @@ def test_the_list_costs_a_constant_number_of_queries(admin, admin_client):
 
     assert with_5 == with_50
     assert with_50 <= 2  # the token's membership, then the page
-    assert _list_queries(admin_client, {"limit": 100, "q": "reply", "overdue": "false",
-                                        "assignee": "none", "status": "OPEN,PENDING"}) == with_50
+    assert (
+        _list_queries(
+            admin_client, {"limit": 100, "q": "reply", "overdue": "false", "assignee": "none", "status": "OPEN,PENDING"}
+        )
+        == with_50
+    )
 
 
 def test_list_only_shows_the_tokens_tenant(admin, admin_client):

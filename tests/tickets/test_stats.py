@@ -20,8 +20,13 @@ def test_stats_for_the_inbox_header(admin, agent, agent_client):
     add_message(oldest, body="Anyone?", at=now - timedelta(hours=30))
     # A failed reply is no answer: waiting 35 h.
     failed = make_ticket(tenant, at=now - timedelta(hours=35), status=TicketStatus.PENDING)
-    add_message(failed, direction=Direction.OUTBOUND, body="x", at=now - timedelta(hours=34),
-                delivery_status=DeliveryStatus.FAILED)
+    add_message(
+        failed,
+        direction=Direction.OUTBOUND,
+        body="x",
+        at=now - timedelta(hours=34),
+        delivery_status=DeliveryStatus.FAILED,
+    )
     make_ticket(tenant, at=now - timedelta(hours=1))  # unanswered, not yet due
     answered = make_ticket(tenant, at=now - timedelta(hours=60))
     add_message(answered, direction=Direction.OUTBOUND, body="Done", at=now - timedelta(hours=59))

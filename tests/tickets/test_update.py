@@ -11,9 +11,14 @@ from tickets.models import Ticket, TicketStatus
 
 OPEN, PENDING, RESOLVED, CLOSED = TicketStatus.values
 ALLOWED = {
-    (OPEN, PENDING), (OPEN, RESOLVED), (OPEN, CLOSED),
-    (PENDING, OPEN), (PENDING, RESOLVED), (PENDING, CLOSED),
-    (RESOLVED, OPEN), (RESOLVED, CLOSED),
+    (OPEN, PENDING),
+    (OPEN, RESOLVED),
+    (OPEN, CLOSED),
+    (PENDING, OPEN),
+    (PENDING, RESOLVED),
+    (PENDING, CLOSED),
+    (RESOLVED, OPEN),
+    (RESOLVED, CLOSED),
     (CLOSED, OPEN),
 }
 CHANGES = [(a, b) for a, b in itertools.product(TicketStatus.values, repeat=2) if a != b]

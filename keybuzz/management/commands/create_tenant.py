@@ -15,14 +15,23 @@ class Command(BaseCommand):
         parser.add_argument("--admin-password", help="Password for a new owner account (updated if it differs)")
         parser.add_argument("--admin-email", default="")
 
-    def handle(self, *args, slug: str, name: str, admin_username: str | None, admin_password: str | None,
-               admin_email: str, **options) -> None:
+    def handle(
+        self,
+        *args,
+        slug: str,
+        name: str,
+        admin_username: str | None,
+        admin_password: str | None,
+        admin_email: str,
+        **options,
+    ) -> None:
         try:
             validate_slug(slug)
         except ValidationError:
             raise CommandError(f"Invalid slug {slug!r}: use letters, digits, '-' and '_' only") from None
         if admin_password and not admin_username:
             raise CommandError("--admin-password needs --admin-username")
-        result = tenant_create(slug=slug, name=name, admin_username=admin_username,
-                               admin_password=admin_password, admin_email=admin_email)
+        result = tenant_create(
+            slug=slug, name=name, admin_username=admin_username, admin_password=admin_password, admin_email=admin_email
+        )
         self.stdout.write(str(result.tenant.id))

@@ -10,9 +10,11 @@ from marketplaces.ops.selectors import ops_figures, tenant_by_slug
 
 
 class Command(BaseCommand):
-    help = ("Print the operators' figures: active Amazon connections, messages polled and Amazon tickets "
-            "today, connections in ERROR / NEEDS_REAUTH, the oldest last poll, quarantine, overdue tickets, "
-            "the poller's runs.")
+    help = (
+        "Print the operators' figures: active Amazon connections, messages polled and Amazon tickets "
+        "today, connections in ERROR / NEEDS_REAUTH, the oldest last poll, quarantine, overdue tickets, "
+        "the poller's runs."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--json", action="store_true", help="One JSON object instead of aligned text")

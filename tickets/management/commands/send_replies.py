@@ -25,8 +25,9 @@ class Command(BaseCommand):
         parser.add_argument("--once", action="store_true", help="One run, then exit (for cron).")
         parser.add_argument("--interval", type=float, default=60.0, help="Seconds between runs in loop mode.")
         parser.add_argument("--limit", type=int, default=None, help="At most this many replies per run.")
-        parser.add_argument("--json", action="store_true", dest="as_json",
-                            help="Print each run's summary as one JSON line.")
+        parser.add_argument(
+            "--json", action="store_true", dest="as_json", help="Print each run's summary as one JSON line."
+        )
 
     def handle(self, *args, once: bool, interval: float, limit: int | None, as_json: bool, **options) -> None:
         if limit is not None and limit < 1:
@@ -41,8 +42,9 @@ class Command(BaseCommand):
             stop = threading.Event()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: stop.set())
-            replies_send_loop(interval=interval, stop=stop, limit=limit,
-                              on_run=lambda summary: self._print(summary, as_json=as_json))
+            replies_send_loop(
+                interval=interval, stop=stop, limit=limit, on_run=lambda summary: self._print(summary, as_json=as_json)
+            )
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc), returncode=2) from None
 
