@@ -85,7 +85,7 @@ def main() -> None:
 
     from keybuzz.models import Tenant
     from marketplaces.models import ConnectionStatus, MarketplaceConnection
-    from marketplaces.poller import poll_run
+    from marketplaces.polling import poll_run
 
     call_command("migrate", verbosity=0)
     with connection.cursor() as cursor:
@@ -195,7 +195,7 @@ class PlainInsert:
         self.per_connection = per_connection
         self.copies = copies
         self.conn = psycopg.connect(url)
-        # As the poller does (see marketplaces.poller): the comparison is of the work, not of the disk.
+        # As the poller does (see marketplaces.polling.run): the comparison is of the work, not of the disk.
         self.conn.execute("SET synchronous_commit TO OFF")
         self.tables = [f"bench_{t}" for t in PLAIN_TABLES] if copies else list(PLAIN_TABLES)
         if copies:

@@ -1,18 +1,10 @@
-"""JWT authentication that also resolves the request's tenant.
-
-The token names a tenant; every request re-reads the membership (one query, joined with the user
-and the tenant), so a removed member or a deactivated tenant is refused at once, whatever the
-token's expiry. The role used for permissions is the one in the database, not the token's.
-"""
+"""JWT authentication that also resolves the request's tenant (the membership rules are in
+`keybuzz.tokens`)."""
 
 from __future__ import annotations
 
-import uuid
-
-from django.contrib.auth import get_user_model
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.plumbing import build_bearer_security_scheme_object
-from rest_framework import exceptions
 from rest_framework.request import Request
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import InvalidToken
@@ -20,31 +12,7 @@ from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import Token
 
 from keybuzz.logging import log_context_bind
-from keybuzz.models import Membership
-
-TENANT_CLAIM = "tenant_id"
-ROLE_CLAIM = "role"
-
-
-def membership_check(*, user_id: object, tenant_id: object) -> Membership:
-    """The active membership a token's claims point to, or the exception to answer with."""
-    try:
-        tenant_uuid = uuid.UUID(str(tenant_id))
-    except ValueError:
-        raise InvalidToken({"detail": "Token has no valid tenant claim.", "code": "token_not_valid"}) from None
-    membership = (
-        Membership.objects.select_related("user", "tenant").filter(user_id=user_id, tenant_id=tenant_uuid).first()
-    )
-    if membership is None:
-        user = get_user_model().objects.filter(pk=user_id).only("is_active").first()
-        if user is None or not user.is_active:
-            raise exceptions.AuthenticationFailed("User not found or inactive.", code="user_inactive")
-        raise exceptions.PermissionDenied("You are no longer a member of this tenant.", code="membership_revoked")
-    if not membership.user.is_active:
-        raise exceptions.AuthenticationFailed("User not found or inactive.", code="user_inactive")
-    if not membership.tenant.is_active:
-        raise exceptions.PermissionDenied("This tenant is deactivated.", code="tenant_inactive")
-    return membership
+from keybuzz.tokens import TENANT_CLAIM, membership_check
 
 
 class TenantJWTAuthentication(JWTAuthentication):

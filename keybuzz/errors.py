@@ -1,18 +1,15 @@
 """One error shape for the whole API: `{"code": "...", "message": "..."}` (+ `details`).
 
-Services raise `ApplicationError` (or a subclass) with a machine-readable code; DRF's own
-exceptions are mapped to the same shape by `api_exception_handler`.
+Services raise `ApplicationError` (or a subclass) with a machine-readable code; the API answers it,
+and maps DRF's own exceptions to the same shape, in `keybuzz.exception_handler`. This module
+imports nothing from DRF's views, so anything (authentication included) may raise these errors.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404
-from rest_framework import exceptions, status
-from rest_framework.response import Response
-from rest_framework.views import exception_handler
+from rest_framework import status
 
 
 class ApplicationError(Exception):
@@ -33,6 +30,13 @@ class ApplicationError(Exception):
         self.details = details
 
 
+class AuthenticationError(ApplicationError):
+    """Missing, wrong or no longer valid credentials (answered with a Bearer challenge)."""
+
+    status_code = status.HTTP_401_UNAUTHORIZED
+    code = "not_authenticated"
+
+
 class NotFoundError(ApplicationError):
     status_code = status.HTTP_404_NOT_FOUND
     code = "not_found"
@@ -48,12 +52,19 @@ class ConflictError(ApplicationError):
     code = "conflict"
 
 
+class BadGatewayError(ApplicationError):
+    """A system KeyBuzz calls (Amazon, …) failed or could not be reached."""
+
+    status_code = status.HTTP_502_BAD_GATEWAY
+    code = "bad_gateway"
+
+
 class ServiceUnavailableError(ApplicationError):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     code = "service_unavailable"
 
 
-class SecretStoreUnavailable(ServiceUnavailableError):
+class SecretStoreUnavailableError(ServiceUnavailableError):
     """The secret store could not be read or written (down, sealed, network): retry later."""
 
     code = "secret_store_unavailable"
@@ -64,38 +75,3 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     if details:
         body["details"] = details
     return body
-
-
-def _first_message(detail: Any) -> str:
-    if isinstance(detail, dict):
-        for field, value in detail.items():
-            inner = _first_message(value)
-            return inner if field == "non_field_errors" else f"{field}: {inner}"
-    if isinstance(detail, list) and detail:
-        return _first_message(detail[0])
-    return str(detail)
-
-
-def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    if isinstance(exc, ApplicationError):
-        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
-    if isinstance(exc, Http404):
-        exc = exceptions.NotFound()
-    elif isinstance(exc, DjangoPermissionDenied):
-        exc = exceptions.PermissionDenied()
-
-    response = exception_handler(exc, context)
-    if response is None:
-        return None  # a real server fault: Django's 500 handling takes over
-
-    detail = exc.detail if isinstance(exc, exceptions.APIException) else response.data
-    if isinstance(exc, exceptions.ValidationError):
-        response.data = error_body("invalid_input", _first_message(detail), detail)
-    elif isinstance(detail, dict) and "code" in detail and "detail" in detail:
-        # simplejwt's InvalidToken carries {"detail", "code", "messages"}.
-        response.data = error_body(str(detail["code"]), str(detail["detail"]))
-    else:
-        codes = exc.get_codes() if isinstance(exc, exceptions.APIException) else None
-        code = codes if isinstance(codes, str) else getattr(exc, "default_code", "error")
-        response.data = error_body(code, _first_message(detail))
-    return response

@@ -7,13 +7,12 @@ from dataclasses import dataclass
 from django.contrib.auth import authenticate, get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from rest_framework import exceptions
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from keybuzz.authentication import ROLE_CLAIM, TENANT_CLAIM, membership_check
-from keybuzz.errors import ApplicationError, ForbiddenError
+from keybuzz.errors import ApplicationError, AuthenticationError, ForbiddenError
 from keybuzz.models import Membership, Role, Tenant
+from keybuzz.tokens import ROLE_CLAIM, TENANT_CLAIM, membership_check
 
 User = get_user_model()
 
@@ -82,7 +81,7 @@ def token_obtain(*, username: str, password: str, tenant_slug: str | None = None
     """Check the credentials and issue a token pair bound to one of the user's tenants."""
     user = authenticate(username=username, password=password)
     if user is None:
-        raise exceptions.AuthenticationFailed("Wrong username or password.", code="invalid_credentials")
+        raise AuthenticationError("Wrong username or password.", code="invalid_credentials")
     memberships = list(
         Membership.objects.select_related("tenant").filter(user=user, tenant__is_active=True).order_by("tenant__slug")
     )
@@ -106,7 +105,7 @@ def token_refresh(*, refresh: str) -> str:
     try:
         token = RefreshToken(refresh)
     except TokenError as exc:
-        raise exceptions.AuthenticationFailed(str(exc), code="token_not_valid") from None
+        raise AuthenticationError(str(exc), code="token_not_valid") from None
     membership = membership_check(user_id=token.get("user_id"), tenant_id=token.get(TENANT_CLAIM))
     token[ROLE_CLAIM] = membership.role
     return str(token.access_token)

@@ -64,9 +64,11 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    # The layers, lowest first (docs/architecture.md): each may use the ones above it in this list.
     "keybuzz",
-    "marketplaces",
     "tickets",
+    "marketplaces",
+    "operations",
 ]
 
 MIDDLEWARE = [
@@ -195,7 +197,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "keybuzz.errors.api_exception_handler",
+    "EXCEPTION_HANDLER": "keybuzz.exception_handler.api_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 if DEBUG:
@@ -278,7 +280,7 @@ SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update(
     }
 )
 
-# --- Poller (marketplaces.poller, `manage.py poll_amazon`) ------------------------------------
+# --- Poller (marketplaces.polling, `manage.py poll_amazon`) ------------------------------------
 # Source of Amazon messages: a dotted path to a MessageSource class; empty uses the mock when
 # AMAZON_USE_MOCK is on (the SP-API source plugs in here).
 AMAZON_MESSAGE_SOURCE = env.str("AMAZON_MESSAGE_SOURCE", default="")
@@ -297,7 +299,7 @@ AMAZON_POLL_CLAIM_BATCH = env.int("AMAZON_POLL_CLAIM_BATCH", default=20)
 AMAZON_MOCK_MESSAGES_PER_POLL = env.int("AMAZON_MOCK_MESSAGES_PER_POLL", default=3)
 AMAZON_MOCK_WINDOW_SECONDS = env.int("AMAZON_MOCK_WINDOW_SECONDS", default=300)
 
-# --- Metrics (marketplaces.ops: `keybuzz_metrics`, GET /metrics, /admin/dashboard/) ----------------
+# --- Metrics (operations: `keybuzz_metrics`, GET /metrics, /admin/dashboard/) ----------------
 # Bearer token Prometheus sends to GET /metrics; empty disables the endpoint (it answers 404).
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # A poller with no run, or an active connection not polled, for this many seconds is shown as

@@ -15,7 +15,7 @@ api_v1 = [
 urlpatterns = [
     path("health", views.HealthView.as_view(), name="health"),
     # GET /metrics and /admin/dashboard/ (before the admin, whose catch-all would answer the latter).
-    path("", include("marketplaces.ops.urls")),
+    path("", include("operations.urls")),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

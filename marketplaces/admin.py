@@ -1,5 +1,8 @@
 from django.contrib import admin
-from django.db.models import Q
+from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
 
 from marketplaces import selectors
 from marketplaces.models import (
@@ -10,6 +13,7 @@ from marketplaces.models import (
     PollRun,
     QuarantinedMessage,
 )
+from tickets.models import TicketMessage
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -99,7 +103,12 @@ class MarketplaceConnectionAdmin(admin.ModelAdmin):
             return f"NEEDS_REAUTH (made with the {obj.app_source or 'unknown'} app)"
         return status
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: MarketplaceConnection | None = None) -> bool:
+        # A connection is disconnected, never deleted: its tickets keep its id (deleting the tenant
+        # removes everything at once).
         return False
 
 
@@ -130,8 +139,29 @@ class ExternalMessageAdmin(ReadOnlyAdmin):
     list_filter = ["type", "tenant"]
     search_fields = ["external_id", "order_id", "subject", "thread_key", "connection__selling_partner_id"]
     date_hierarchy = "created_at"
-    list_select_related = ["tenant", "connection", "ticket_message__ticket"]
+    list_select_related = ["tenant", "connection"]
     readonly_fields = ["ticket"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ExternalMessage]:
+        # The ticket link is on the ticket side (TicketMessage.external_message_id): one subquery
+        # for the whole page, not one query per row.
+        filed = TicketMessage.objects.filter(external_message_id=OuterRef("pk"))
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                ticket_id=Subquery(filed.values("ticket_id")[:1]),
+                ticket_subject=Subquery(filed.values("ticket__subject")[:1]),
+            )
+        )
+
+    @admin.display(description="ticket", ordering="ticket_id")
+    def ticket(self, obj: ExternalMessage) -> str:
+        ticket_id = getattr(obj, "ticket_id", None)
+        if ticket_id is None:
+            return "-"
+        url = reverse("admin:tickets_ticket_change", args=[ticket_id])
+        return format_html('<a href="{}">#{} {}</a>', url, ticket_id, getattr(obj, "ticket_subject", ""))
 
 
 @admin.register(QuarantinedMessage)

@@ -5,3 +5,11 @@ class MarketplacesConfig(AppConfig):
     name = "marketplaces"
     verbose_name = "Marketplaces"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Replies on Amazon tickets leave through this app's adapter (tickets know channels by name).
+        from marketplaces.amazon.replies import amazon_reply_adapter
+        from tickets.channels import channel_register
+        from tickets.models import Channel
+
+        channel_register(Channel.AMAZON, amazon_reply_adapter)

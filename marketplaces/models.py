@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
-from django.core.exceptions import ObjectDoesNotExist
 from django.db import models
 
 from keybuzz.models import Tenant
+from tickets.models import Ticket, TicketMessage
 
 
 class MarketplaceType(models.TextChoices):
@@ -129,14 +129,12 @@ class ExternalMessage(models.Model):
         return f"{self.type} message {self.external_id}"
 
     @property
-    def ticket(self):
-        """The ticket the message was filed in. The link is stored once, on its TicketMessage
-        (`external_message`, unique): a second copy here would cost the poller an UPDATE of
-        every message it inserts."""
-        try:
-            return self.ticket_message.ticket
-        except ObjectDoesNotExist:
-            return None
+    def ticket(self) -> Ticket | None:
+        """The ticket the message was filed in. The link is stored once, on the ticket side
+        (`TicketMessage.external_message_id`, unique): a second copy here would cost the poller an
+        UPDATE of every message it inserts."""
+        filed = TicketMessage.objects.select_related("ticket").filter(external_message_id=self.pk).first()
+        return filed.ticket if filed else None
 
 
 class QuarantinedMessage(models.Model):

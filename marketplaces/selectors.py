@@ -10,11 +10,25 @@ and no migration step is needed at switch time; the poller uses `pollable_connec
 from __future__ import annotations
 
 from django.conf import settings
-from django.db.models import Case, CharField, Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models import (
+    Case,
+    CharField,
+    Count,
+    F,
+    IntegerField,
+    Model,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
 from django.db.models.functions import Coalesce
 
 from keybuzz.models import Tenant
 from marketplaces.models import ConnectionStatus, ExternalMessage, MarketplaceConnection, MarketplaceType
+from tickets.models import Ticket
 
 
 def current_app_source() -> str:
@@ -49,7 +63,7 @@ def pollable_connections() -> QuerySet[MarketplaceConnection]:
     )
 
 
-def _count(model, related: str) -> Coalesce:
+def _count(model: type[Model], related: str) -> Coalesce:
     counts = (
         model.objects.filter(**{related: OuterRef("pk")}).order_by().values(related).annotate(n=Count("pk")).values("n")
     )
@@ -58,19 +72,11 @@ def _count(model, related: str) -> Coalesce:
 
 def amazon_connection_list(*, tenant: Tenant) -> QuerySet[MarketplaceConnection]:
     """The tenant's Amazon connections with effective status and message/ticket counts: one query."""
-    from tickets.models import Ticket  # tickets depends on marketplaces; read-only use here
-
     return (
         with_effective_status(MarketplaceConnection.objects.filter(tenant=tenant, type=MarketplaceType.AMAZON))
         .annotate(
             message_count=_count(ExternalMessage, "connection"),
-            ticket_count=_count(Ticket, "connection"),
+            ticket_count=_count(Ticket, "connection_id"),
         )
         .order_by("-connected_at", "-created_at")
     )
-
-
-def amazon_connection_get(*, tenant: Tenant, selling_partner_id: str) -> MarketplaceConnection | None:
-    return MarketplaceConnection.objects.filter(
-        tenant=tenant, type=MarketplaceType.AMAZON, selling_partner_id=selling_partner_id
-    ).first()

@@ -13,10 +13,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from keybuzz.errors import ApplicationError, _first_message
+from keybuzz.errors import ApplicationError
+from keybuzz.exception_handler import first_message
 from keybuzz.permissions import IsTenantAdmin
 from keybuzz.serializers import ErrorSerializer
-from marketplaces import selectors, services
+from marketplaces import selectors
 from marketplaces.models import ConnectionStatus
 from marketplaces.serializers import (
     ConnectionSerializer,
@@ -27,6 +28,7 @@ from marketplaces.serializers import (
     OAuthStartSerializer,
     StatusSerializer,
 )
+from marketplaces.services import oauth
 
 ERRORS = {
     400: OpenApiResponse(ErrorSerializer, description="Invalid input."),
@@ -61,7 +63,7 @@ class AmazonOAuthStartView(APIView):
     def post(self, request: Request) -> Response:
         data = OAuthStartInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        started = services.amazon_oauth_start(
+        started = oauth.amazon_oauth_start(
             tenant=request.tenant,
             user=request.user,
             marketplace=data.validated_data.get("marketplace", ""),
@@ -92,9 +94,9 @@ class AmazonOAuthCallbackView(View):
         query = OAuthCallbackQuerySerializer(data=request.GET.dict())
         try:
             if not query.is_valid():
-                raise ApplicationError(f"Invalid callback: {_first_message(query.errors)}", code="invalid_callback")
+                raise ApplicationError(f"Invalid callback: {first_message(query.errors)}", code="invalid_callback")
             params = query.validated_data
-            connection = services.amazon_oauth_callback(
+            connection = oauth.amazon_oauth_callback(
                 state=params["state"],
                 code=params.get("spapi_oauth_code", ""),
                 selling_partner_id=params.get("selling_partner_id", ""),
@@ -194,7 +196,7 @@ class AmazonDisconnectView(APIView):
         data = DisconnectInputSerializer(data={**request.query_params.dict(), **body})
         data.is_valid(raise_exception=True)
         seller = data.validated_data.get("sellingPartnerId") or data.validated_data.get("selling_partner_id", "")
-        targets = services.amazon_disconnect(tenant=request.tenant, selling_partner_id=seller)
+        targets = oauth.amazon_disconnect(tenant=request.tenant, selling_partner_id=seller)
         connections = selectors.amazon_connection_list(tenant=request.tenant).filter(pk__in=[c.pk for c in targets])
         return Response(
             {

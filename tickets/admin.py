@@ -38,13 +38,13 @@ class TicketAdmin(admin.ModelAdmin):
         "response_due_at",
     ]
     list_filter = ["status", "channel", "tenant"]
-    search_fields = ["subject", "order_id", "customer_name", "thread_key", "connection__selling_partner_id"]
+    search_fields = ["subject", "order_id", "customer_name", "thread_key"]
     date_hierarchy = "created_at"
     list_select_related = ["tenant", "assignee"]
     readonly_fields = [
         "tenant",
         "channel",
-        "connection",
+        "connection_id",
         "thread_key",
         "customer_name",
         "customer_ref",
@@ -71,7 +71,7 @@ class TicketMessageAdmin(admin.ModelAdmin):
         "sent_at",
     ]
     list_filter = ["direction", "delivery_status", "tenant"]
-    search_fields = ["body", "ticket__subject", "ticket__order_id", "external_message__external_id"]
+    search_fields = ["body", "ticket__subject", "ticket__order_id"]
     date_hierarchy = "sent_at"
     list_select_related = ["tenant", "ticket"]
     readonly_fields = [
@@ -81,7 +81,7 @@ class TicketMessageAdmin(admin.ModelAdmin):
         "author",
         "author_name",
         "body",
-        "external_message",
+        "external_message_id",
         "delivery_status",
         "delivery_error",
         "delivery_attempts",

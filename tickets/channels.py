@@ -1,29 +1,22 @@
 """Channel adapters: how an agent's reply leaves KeyBuzz for the buyer.
 
-One adapter per channel, behind one interface: `send_reply(ticket, message) -> SendResult`, raising
-one of the named `ChannelError`s below. Error messages are shown to agents (the ticket view) and
-written to logs, so an adapter must never put a secret (token, password, signed URL) in them.
+Tickets know channels by name only. Each channel app registers, at start-up (its
+`AppConfig.ready`), a factory that returns the adapter to use right now for its channel
+(`channel_register`); `send_replies` asks `channel_adapter(ticket.channel)` once per run. A channel
+nobody registered gets `UnconfiguredChannel`: its replies fail at once with a reason agents can
+read, instead of waiting in the queue forever.
 
-For Amazon:
-- `AMAZON_USE_MOCK=true` → `MockAmazonChannel`, which accepts every reply, except that a body
-  containing one of the `MOCK_*` markers fails deterministically (tests and demos use them);
-- `TICKETS_AMAZON_ADAPTER=<dotted path>` → the real sender (the relay-mailbox work plugs in here);
-- neither → `UnconfiguredChannel`: every reply fails at once with "No Amazon sender configured",
-  so agents see that the buyer did not get it instead of a reply queued forever.
+An adapter implements `send_reply(ticket, message) -> SendResult` and raises one of the named
+`ChannelError`s below. Their messages are shown to agents (the ticket view) and written to logs, so
+an adapter must never put a secret (token, password, signed URL) in them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
-
-from django.core.exceptions import ImproperlyConfigured
-from django.utils import timezone
-from django.utils.module_loading import import_string
-
-from tickets import conf
-from tickets.models import Channel
 
 if TYPE_CHECKING:
     from tickets.models import Ticket, TicketMessage
@@ -65,29 +58,9 @@ class ChannelAdapter(Protocol):
     def send_reply(self, ticket: Ticket, message: TicketMessage) -> SendResult: ...
 
 
-# Markers the mock channel reacts to (documented in docs/tickets-api.md).
-MOCK_FAIL_MARKER = "[mock-fail]"  # every attempt fails temporarily → retried, then FAILED
-MOCK_FAIL_ONCE_MARKER = "[mock-fail-once]"  # the first attempt fails temporarily, the second succeeds
-MOCK_REJECT_MARKER = "[mock-reject]"  # refused permanently → FAILED at once
-
-
-class MockAmazonChannel:
-    """Stands in for Amazon when AMAZON_USE_MOCK is true: accepts replies, sends nothing."""
-
-    name = "amazon-mock"
-
-    def send_reply(self, ticket: Ticket, message: TicketMessage) -> SendResult:
-        body = message.body
-        if MOCK_REJECT_MARKER in body:
-            raise PermanentChannelError("Mock Amazon channel rejected the reply (mock-reject marker)")
-        if MOCK_FAIL_MARKER in body:
-            raise TemporaryChannelError("Mock Amazon channel unavailable (mock-fail marker)")
-        if MOCK_FAIL_ONCE_MARKER in body and message.delivery_attempts <= 1:
-            raise TemporaryChannelError("Mock Amazon channel unavailable (mock-fail-once marker, first attempt)")
-        return SendResult(external_id=f"mock-{message.pk}", sent_at=timezone.now())
-
-
 class UnconfiguredChannel:
+    """Refuses every reply with `reason` (the channel has no sender configured)."""
+
     name = "unconfigured"
 
     def __init__(self, reason: str) -> None:
@@ -97,23 +70,19 @@ class UnconfiguredChannel:
         raise ChannelNotConfiguredError(self.reason)
 
 
-NO_AMAZON_SENDER = (
-    "No Amazon sender configured: the reply was not delivered "
-    "(set AMAZON_USE_MOCK=true for the mock channel, or TICKETS_AMAZON_ADAPTER for the real one)"
-)
+AdapterFactory = Callable[[], ChannelAdapter]
+_factories: dict[str, AdapterFactory] = {}
+
+
+def channel_register(channel: str, factory: AdapterFactory) -> None:
+    """Declares where replies of tickets on `channel` go; `factory` is called once per send run and
+    may raise ImproperlyConfigured (the command exits with code 2 and that message)."""
+    _factories[channel] = factory
 
 
 def channel_adapter(channel: str) -> ChannelAdapter:
     """The adapter that delivers replies of tickets on `channel`, as configured right now."""
-    if channel == Channel.AMAZON:
-        if conf.amazon_use_mock():
-            return MockAmazonChannel()
-        path = conf.amazon_adapter_path()
-        if path:
-            try:
-                adapter_class = import_string(path)
-            except ImportError as exc:
-                raise ImproperlyConfigured(f"TICKETS_AMAZON_ADAPTER={path!r} cannot be imported: {exc}") from None
-            return adapter_class()
-        return UnconfiguredChannel(NO_AMAZON_SENDER)
-    return UnconfiguredChannel(f"No sender for channel {channel!r}: the reply was not delivered")
+    factory = _factories.get(channel)
+    if factory is None:
+        return UnconfiguredChannel(f"No sender for channel {channel!r}: the reply was not delivered")
+    return factory()

@@ -10,6 +10,8 @@ from datetime import timedelta
 
 from django.conf import settings
 
+from keybuzz.workers.backoff import backoff_delay
+
 
 def reply_max_length() -> int:
     return int(getattr(settings, "TICKETS_REPLY_MAX_LENGTH", 10_000))
@@ -29,9 +31,11 @@ def send_max_attempts() -> int:
 
 def send_backoff(attempt: int) -> timedelta:
     """The wait after failed attempt number `attempt` (1-based): base * 2^(attempt-1), capped."""
-    base = int(getattr(settings, "TICKETS_SEND_BACKOFF_SECONDS", 60))
-    cap = int(getattr(settings, "TICKETS_SEND_BACKOFF_MAX_SECONDS", 3600))
-    return timedelta(seconds=min(cap, base * 2 ** max(0, attempt - 1)))
+    return backoff_delay(
+        attempt,
+        base_seconds=int(getattr(settings, "TICKETS_SEND_BACKOFF_SECONDS", 60)),
+        max_seconds=int(getattr(settings, "TICKETS_SEND_BACKOFF_MAX_SECONDS", 3600)),
+    )
 
 
 def send_lease() -> timedelta:
@@ -40,11 +44,3 @@ def send_lease() -> timedelta:
 
 def send_batch_size() -> int:
     return int(getattr(settings, "TICKETS_SEND_BATCH_SIZE", 100))
-
-
-def amazon_adapter_path() -> str:
-    return str(getattr(settings, "TICKETS_AMAZON_ADAPTER", ""))
-
-
-def amazon_use_mock() -> bool:
-    return bool(getattr(settings, "AMAZON_USE_MOCK", False))

@@ -72,7 +72,7 @@ def inbound_messages_file(
     filed = insert_rows(
         Ticket,
         ticket_rows,
-        conflict_fields=["connection", "thread_key"],
+        conflict_fields=["connection_id", "thread_key"],
         shared={
             "tenant_id": tenant_id,
             "channel": channel,
@@ -104,7 +104,7 @@ def inbound_messages_file(
             for m in ordered
         ],
         shared={"tenant_id": tenant_id, "direction": Direction.INBOUND},
-        conflict_fields=["external_message"],
+        conflict_fields=["external_message_id"],
         returning=["id"],
     )
     return created

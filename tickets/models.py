@@ -25,14 +25,9 @@ class Ticket(models.Model):
     # them, or with a partial one where most rows are NULL: every index costs each poll a write.
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="tickets", db_index=False)
     channel = models.CharField(max_length=16, choices=Channel.choices, default=Channel.AMAZON)
-    connection = models.ForeignKey(
-        "marketplaces.MarketplaceConnection",
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="tickets",
-        db_index=False,
-    )
+    # The channel's account the ticket came through (for Amazon, a marketplace connection), by id
+    # only: tickets know channels by name and connections as opaque ids, never their models.
+    connection_id = models.UUIDField(null=True, blank=True)
     thread_key = models.CharField(max_length=255)
     subject = models.CharField(max_length=500, blank=True)
     customer_name = models.CharField(max_length=255, blank=True)
@@ -55,7 +50,7 @@ class Ticket(models.Model):
     class Meta:
         constraints = [
             # A buyer's follow-up in the same thread lands on the same ticket.
-            models.UniqueConstraint(fields=["connection", "thread_key"], name="ticket_unique_connection_thread"),
+            models.UniqueConstraint(fields=["connection_id", "thread_key"], name="ticket_unique_connection_thread"),
         ]
         indexes = [
             models.Index(fields=["tenant", "-last_message_at", "-id"], name="ticket_tenant_last_msg"),
@@ -92,9 +87,9 @@ class TicketMessage(models.Model):
     )
     author_name = models.CharField(max_length=255, blank=True)
     body = models.TextField()
-    external_message = models.OneToOneField(
-        "marketplaces.ExternalMessage", on_delete=models.SET_NULL, null=True, blank=True, related_name="ticket_message"
-    )
+    # The channel's stored copy of an inbound message (for Amazon, an ExternalMessage id), opaque to
+    # tickets. Unique: the poller files a message once, whatever the number of runs that fetch it.
+    external_message_id = models.BigIntegerField(null=True, blank=True, unique=True)
     delivery_status = models.CharField(max_length=16, choices=DeliveryStatus.choices, blank=True)
     # The last delivery failure's reason (kept while a retry is pending, final once FAILED). Safe to
     # show to agents: channel adapters never put a secret in it.
@@ -106,6 +101,8 @@ class TicketMessage(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     delivery_ref = models.CharField(max_length=255, blank=True)
+    # The send_replies worker holding the reply's claim (its lease runs until next_attempt_at).
+    delivery_worker = models.CharField(max_length=128, blank=True)
     # The ticket's response due time that this reply stopped; put back if the reply finally fails,
     # because then the buyer is still waiting for an answer.
     stopped_response_due_at = models.DateTimeField(null=True, blank=True)

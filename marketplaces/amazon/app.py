@@ -1,12 +1,13 @@
 """The SP-API app KeyBuzz authorizes sellers for: its LWA credentials and consent parameters.
 
-Where they come from (DESIGN §4, runbook "Basculer vers Credentials KeyBuzz"):
+Where they come from (docs/amazon.md, "Changing app"):
 1. the `AMAZON_SPAPI_*` env variables, when any of client id / client secret / application id is
    set (then all three must be);
 2. else the secret store, at `keybuzz/ai/amazon_spapi_app_temp` when
    `AMAZON_SPAPI_APP_SOURCE=external_test` (the default) or `keybuzz/ai/amazon_spapi_app` when
    `keybuzz`.
-Nothing found → `AppCredentialsMissing` ("No credentials found: <where>", HTTP 503).
+Nothing usable → `AppCredentialsMissing` ("No credentials found: <where>"): the operator must
+configure the app. The secret store failing → `AppCredentialsUnavailable`: retry later.
 
 Credentials are read at most once per request (callers pass the `AmazonApp` along) and never logged:
 the client secret is kept out of `repr()`, and error messages name paths and keys, never values.
@@ -19,7 +20,6 @@ from typing import Any
 
 from django.conf import settings
 
-from keybuzz.errors import SecretStoreUnavailable, ServiceUnavailableError
 from keybuzz.secrets import SecretAccessDenied, SecretNotFound, SecretStoreError, get_secret_store
 from marketplaces.amazon.regions import NA, UnknownRegion, normalize_region
 
@@ -38,8 +38,16 @@ MOCK_CLIENT_SECRET = "keybuzz-mock-client-secret"
 MOCK_APPLICATION_ID = "amzn1.sp.solution.keybuzz-mock"
 
 
-class AppCredentialsMissing(ServiceUnavailableError):
-    code = "credentials_missing"
+class AppCredentialsError(Exception):
+    """The SP-API app's credentials cannot be used now; `str()` names paths and keys, never values."""
+
+
+class AppCredentialsMissing(AppCredentialsError):
+    """Not configured, or incomplete: "No credentials found: <where>"."""
+
+
+class AppCredentialsUnavailable(AppCredentialsError):
+    """The secret store holding them could not be read (down, sealed, timed out)."""
 
 
 @dataclass(frozen=True)
@@ -128,7 +136,7 @@ def _from_store(path: str) -> AmazonApp:
             f"No credentials found: {path} (the secret store refused access: check VAULT_TOKEN and its policy)"
         ) from None
     except SecretStoreError as exc:
-        raise SecretStoreUnavailable(f"No credentials found: {path} ({exc})") from None
+        raise AppCredentialsUnavailable(f"No credentials found: {path} ({exc})") from None
 
     def pick(*keys: str) -> str:
         for key in keys:
@@ -185,7 +193,7 @@ def mock_app(*, token_url: str, redirect_uri: str) -> AmazonApp:
 
 
 def load_app_credentials() -> AmazonApp:
-    """The configured app (env first, then the secret store). Raises AppCredentialsMissing (503)."""
+    """The configured app (env first, then the secret store). Raises AppCredentialsError."""
     app = _from_env()
     if app is not None:
         return app

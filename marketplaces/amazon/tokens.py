@@ -7,9 +7,10 @@ import threading
 import time
 from dataclasses import dataclass
 
-from keybuzz.secrets import SecretNotFound, SecretStoreError, get_secret_store
+from keybuzz.secrets import SecretStoreError
 from marketplaces.amazon.app import AmazonApp, load_app_credentials
 from marketplaces.amazon.lwa import LwaClient, LwaError, LwaRejected, get_lwa_client
+from marketplaces.amazon.refresh_tokens import RefreshTokenMissing, refresh_token_read
 
 # Refresh this long before Amazon's expiry, so a token never dies in the middle of a fetch.
 EXPIRY_MARGIN_SECONDS = 120
@@ -43,11 +44,9 @@ class AccessTokenProvider:
             return cached.access_token
 
         try:
-            refresh_token = get_secret_store().read(secret_ref)["refresh_token"]
-        except SecretNotFound as exc:
+            refresh_token = refresh_token_read(secret_ref)
+        except RefreshTokenMissing as exc:
             raise NeedsReauth(f"Token refresh failed: {exc}") from None
-        except KeyError:
-            raise NeedsReauth(f"Token refresh failed: no refresh_token at {secret_ref}") from None
         except SecretStoreError as exc:
             raise TokenRefreshFailed(f"Token refresh failed: {exc}") from None
 
@@ -69,7 +68,3 @@ class AccessTokenProvider:
         with self._lock:
             self._cache[connection_id] = _Cached(tokens.access_token, time.monotonic() + lifetime)
         return tokens.access_token
-
-    def forget(self, connection_id: str) -> None:
-        with self._lock:
-            self._cache.pop(connection_id, None)

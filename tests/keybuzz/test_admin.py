@@ -70,14 +70,19 @@ def data():
     )
     ticket = Ticket.objects.create(
         tenant=tenant,
-        connection=connection,
+        connection_id=connection.id,
         thread_key="thread-1",
         subject="Where is my order?",
         order_id="402-1",
         last_message_at=now,
     )
     TicketMessage.objects.create(
-        tenant=tenant, ticket=ticket, direction=Direction.INBOUND, body="Hello", external_message=message, sent_at=now
+        tenant=tenant,
+        ticket=ticket,
+        direction=Direction.INBOUND,
+        body="Hello",
+        external_message_id=message.id,
+        sent_at=now,
     )
     return {"tenant": tenant, "member": member, "connection": connection, "ticket": ticket}
 

@@ -105,7 +105,7 @@ def test_upsert_rules():
         proposed,
         shared=shared,
         update=UPSERT,
-        conflict_fields=["connection", "thread_key"],
+        conflict_fields=["connection_id", "thread_key"],
         returning=["thread_key", "id"],
     )
 

@@ -441,7 +441,7 @@ def test_no_secret_in_any_line_of_a_whole_flow(vault_settings, settings, one_wor
             json={"error": "invalid_grant", "error_description": f"bad token {REFRESH_TOKEN}"},
         )
         from marketplaces.amazon.tokens import AccessTokenProvider
-        from marketplaces.poller import poll_run
+        from marketplaces.polling import poll_run
 
         poll_run(force=True, tokens=AccessTokenProvider())
         assert client.post("/api/v1/marketplaces/amazon/disconnect", {}, format="json").status_code == 200

@@ -128,8 +128,8 @@ def make_connection(
     from django.utils import timezone
 
     from keybuzz.secrets import get_secret_store
+    from marketplaces.amazon.refresh_tokens import refresh_token_path
     from marketplaces.models import MarketplaceConnection
-    from marketplaces.services import refresh_token_path
 
     path = refresh_token_path(tenant_id=tenant.id, selling_partner_id=seller) if with_secret else ""
     if with_secret:

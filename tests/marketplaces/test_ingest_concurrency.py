@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from marketplaces.models import ExternalMessage
-from marketplaces.poller import ClaimedConnection, messages_ingest
+from marketplaces.polling.claim import ClaimedConnection
+from marketplaces.polling.filing import messages_ingest
 from marketplaces.sources import FetchResult
 from marketplaces.sources.base import ConnectionSnapshot
 from tests.factories import make_connection

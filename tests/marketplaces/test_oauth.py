@@ -12,8 +12,8 @@ from rest_framework.test import APIClient
 
 from keybuzz.models import Membership, Role
 from keybuzz.secrets import get_secret_store
+from marketplaces.amazon.refresh_tokens import refresh_token_path
 from marketplaces.models import ConnectionStatus, MarketplaceConnection, OAuthState
-from marketplaces.services import refresh_token_path
 from tests.factories import api_client, make_member
 from tests.marketplaces.conftest import (
     AMAZON_OAUTH,
@@ -273,7 +273,7 @@ def test_replayed_state_is_refused(owner_client, fake_lwa):
 def test_expired_state_is_refused(owner_client, fake_lwa, monkeypatch):
     state = start_flow(owner_client)
     later = timezone.now() + timedelta(minutes=15, seconds=1)
-    monkeypatch.setattr("marketplaces.services.timezone.now", lambda: later)
+    monkeypatch.setattr("marketplaces.services.oauth.timezone.now", lambda: later)
     response = callback(browser(), state=state)
     assert response.status_code == 400
     assert "Invalid state: expired" in response.content.decode()
@@ -285,7 +285,7 @@ def test_state_just_before_expiry_still_works(owner_client, fake_lwa, monkeypatc
     lwa_ok(fake_lwa)
     state = start_flow(owner_client)
     later = timezone.now() + timedelta(minutes=14, seconds=50)
-    monkeypatch.setattr("marketplaces.services.timezone.now", lambda: later)
+    monkeypatch.setattr("marketplaces.services.oauth.timezone.now", lambda: later)
     assert callback(browser(), state=state).status_code == 200
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
+from marketplaces.errors import InvalidState
 from marketplaces.models import ConnectionStatus, MarketplaceConnection, OAuthState
-from marketplaces.services import InvalidState, oauth_state_consume
+from marketplaces.services.oauth import oauth_state_consume
 from tests.marketplaces.conftest import AMAZON_OAUTH, callback, lwa_ok, start_flow
 from tests.threads import race
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
+from marketplaces.amazon.refresh_tokens import refresh_token_path
 from marketplaces.models import ConnectionStatus, MarketplaceConnection
-from marketplaces.services import refresh_token_path
 from tests.marketplaces.conftest import (
     AMAZON_OAUTH,
     DISCONNECT_URL,

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from keybuzz.secrets import get_secret_store
 from marketplaces.models import ConnectionStatus, ExternalMessage, MarketplaceConnection, QuarantinedMessage
-from marketplaces.poller import poll_run
+from marketplaces.polling import poll_run
 from tests.factories import make_connection
 from tests.marketplaces.scripted_sources import ScriptedSource, TokenScriptedSource, raw_message
 from tickets.models import Direction, Ticket, TicketMessage, TicketStatus
@@ -94,8 +94,9 @@ def test_first_poll_gives_the_runbook_three_messages_three_tickets(mock_amazon, 
 
     ticket = Ticket.objects.order_by("id").first()
     message = ticket.messages.get()
-    assert message.external_message.ticket == ticket
-    assert (message.direction, message.body) == (Direction.INBOUND, message.external_message.body)
+    stored = ExternalMessage.objects.get(pk=message.external_message_id)
+    assert stored.ticket == ticket
+    assert (message.direction, message.body) == (Direction.INBOUND, stored.body)
     assert ticket.status == TicketStatus.OPEN and ticket.customer_name and ticket.order_id
     assert ticket.response_due_at == message.sent_at + timedelta(hours=24)
     connection.refresh_from_db()
@@ -138,7 +139,8 @@ def test_follow_up_lands_on_its_ticket_and_reopens_it(mock_amazon, clock):
     assert code == 0
     assert "fetched=3 new_messages=3 new_tickets=2" in out
     assert Ticket.objects.count() == 5
-    followed = Ticket.objects.get(messages__external_message__raw__subject__startswith="Re: ")
+    follow_up = ExternalMessage.objects.get(raw__subject__startswith="Re: ")
+    followed = Ticket.objects.get(messages__external_message_id=follow_up.pk)
     assert followed in first_tickets
     assert followed.status == TicketStatus.OPEN
     assert followed.messages.count() == 2
@@ -165,13 +167,15 @@ def test_queries_per_connection_do_not_grow_with_messages(scripted):
     make_connection(seller="MANY")
     scripted.script = {
         "FEW": [raw_message(n) for n in range(3)],
-        "MANY": [raw_message(n, thread=f"order:{n % 7}") for n in range(100, 160)],
+        # 50: SQLite gets multi-row VALUES in batches of 999 parameters (PostgreSQL one statement
+        # whatever the size), and a ticket message has 17 columns.
+        "MANY": [raw_message(n, thread=f"order:{n % 7}") for n in range(100, 150)],
     }
     with CaptureQueriesContext(db_connection) as few:
         poll("--connection", str(MarketplaceConnection.objects.get(selling_partner_id="FEW").id))
     with CaptureQueriesContext(db_connection) as many:
         poll("--connection", str(MarketplaceConnection.objects.get(selling_partner_id="MANY").id))
-    assert ExternalMessage.objects.count() == 63
+    assert ExternalMessage.objects.count() == 53
     assert Ticket.objects.count() == 3 + 7
     assert len(many) == len(few), [q["sql"][:80] for q in many.captured_queries]
 

@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from marketplaces.models import ConnectionStatus, MarketplaceConnection
-from marketplaces.poller import poll_run
+from marketplaces.polling import poll_run
 from tests.factories import make_tenant
 
 pytestmark = [pytest.mark.django_db(transaction=True)]

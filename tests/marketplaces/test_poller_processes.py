@@ -79,8 +79,9 @@ def assert_each_message_filed_once(connections: int, per_connection: int) -> Non
     assert ExternalMessage.objects.count() == total
     assert TicketMessage.objects.count() == total
     assert Ticket.objects.count() == total  # the mock's first window opens one thread per message
-    assert not ExternalMessage.objects.filter(ticket_message__isnull=True).exists()
-    assert not TicketMessage.objects.values("external_message").annotate(n=Count("id")).filter(n__gt=1).exists()
+    filed = TicketMessage.objects.values_list("external_message_id", flat=True)
+    assert set(filed) == set(ExternalMessage.objects.values_list("id", flat=True))  # every message filed, once
+    assert not TicketMessage.objects.values("external_message_id").annotate(n=Count("id")).filter(n__gt=1).exists()
     per_conn = set(ExternalMessage.objects.values("connection").annotate(n=Count("id")).values_list("n", flat=True))
     assert per_conn == {per_connection}
     assert not MarketplaceConnection.objects.filter(last_polled_at__isnull=True).exists()

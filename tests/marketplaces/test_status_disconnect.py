@@ -23,7 +23,7 @@ def _messages(connection, n: int) -> None:
     for i in range(n):
         ticket = Ticket.objects.create(
             tenant=connection.tenant,
-            connection=connection,
+            connection_id=connection.id,
             thread_key=f"t{i}",
             subject=f"Order {i}",
             last_message_at=now,
@@ -36,7 +36,7 @@ def _messages(connection, n: int) -> None:
             ticket=ticket,
             direction=Direction.INBOUND,
             body="Hello",
-            external_message=message,
+            external_message_id=message.id,
             sent_at=now,
         )
 

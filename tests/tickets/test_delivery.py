@@ -16,11 +16,25 @@ from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from keybuzz.models import Role
+from keybuzz.workers.runner import run_worker
 from tests.factories import make_connection, make_member, make_tenant
 from tests.tickets.factories import add_message, make_ticket
 from tickets.channels import SendResult, TemporaryChannelError
+from tickets.delivery import replies_claim, replies_send_due
 from tickets.models import DeliveryStatus, Direction, TicketMessage, TicketStatus
-from tickets.services import replies_claim, replies_send_due, replies_send_loop
+
+
+def replies_send_loop(*, stop: threading.Event, on_run) -> None:
+    """send_replies' loop mode, as the command runs it (interval 0: the tests stop it themselves)."""
+    run_worker(
+        once=False,
+        interval=0,
+        run=lambda should_stop: replies_send_due(should_stop=should_stop),
+        report=on_run,
+        logger=logging.getLogger("tickets.delivery"),
+        log_prefix="[Reply Sender]",
+        stop=stop,
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -319,7 +333,7 @@ def test_log_lines_name_the_tenant_and_never_the_message(admin, admin_client, se
 
 def test_log_records_carry_the_tenant_and_connection_ids(admin, admin_client, caplog):
     connection = make_connection(admin.tenant)
-    ticket = make_ticket(admin.tenant, connection=connection)
+    ticket = make_ticket(admin.tenant, connection_id=connection.id)
     reply(admin_client, ticket, "Your parcel left today.")
 
     with caplog.at_level(logging.INFO, logger="tickets.delivery"):
@@ -334,7 +348,7 @@ def test_log_records_carry_the_tenant_and_connection_ids(admin, admin_client, ca
 def test_a_crashed_workers_reply_is_retried_after_its_lease(admin, admin_client):
     message_id = reply(admin_client, make_ticket(admin.tenant), "Hello")
     t0 = timezone.now()
-    assert len(replies_claim(now=t0, limit=10)) == 1  # this worker dies before sending
+    assert len(replies_claim(worker="dies-before-sending", now=t0, limit=10)) == 1  # this worker dies before sending
 
     assert replies_send_due(now=t0 + timedelta(seconds=299)).claimed == 0
     assert replies_send_due(now=t0 + timedelta(seconds=301)).sent == 1
@@ -388,7 +402,7 @@ def test_loop_mode_runs_until_stopped(admin, admin_client):
         if len(runs) == 2:
             stop.set()
 
-    replies_send_loop(interval=0, stop=stop, on_run=on_run)
+    replies_send_loop(stop=stop, on_run=on_run)
 
     assert runs == [1, 0]
 
@@ -524,7 +538,7 @@ def test_loop_mode_survives_a_database_hiccup(admin, admin_client, caplog):
         stop.set()
 
     with caplog.at_level(logging.ERROR, logger="tickets.delivery"), connection.execute_wrapper(database_goes_away_once):
-        replies_send_loop(interval=0, stop=stop, on_run=on_run)
+        replies_send_loop(stop=stop, on_run=on_run)
 
     assert sent == [1]
     assert "[Reply Sender] Run error: OperationalError: server closed the connection" in caplog.text

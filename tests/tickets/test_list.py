@@ -108,8 +108,8 @@ def test_filter_by_assignee(admin, agent, admin_client):
 
 def test_filter_by_connection(admin, admin_client):
     first, second = make_connection(admin.tenant), make_connection(admin.tenant)
-    on_first = make_ticket(admin.tenant, connection=first)
-    make_ticket(admin.tenant, connection=second)
+    on_first = make_ticket(admin.tenant, connection_id=first.id)
+    make_ticket(admin.tenant, connection_id=second.id)
 
     assert ids(admin_client.get(URL, {"connection": str(first.id)})) == [on_first.id]
     other_tenant_connection = make_connection(make_tenant())
@@ -281,7 +281,7 @@ def test_the_list_costs_a_constant_number_of_queries(admin, admin_client):
 
     def add_tickets(n: int) -> None:
         for i in range(n):
-            ticket = make_ticket(tenant, assignee=members[i % 3].user, connection=connection_row)
+            ticket = make_ticket(tenant, assignee=members[i % 3].user, connection_id=connection_row.id)
             add_message(ticket, direction=Direction.OUTBOUND, body="Reply", author=admin.user)
             add_message(ticket, direction=Direction.NOTE, body="Note", author=admin.user)
 

@@ -1,84 +1,61 @@
-"""`python manage.py poll_amazon --once`: cron's entry point to the Amazon poller."""
+"""`python manage.py poll_amazon --once`: cron's entry point to the Amazon poller.
+
+Exit codes: 0 every claimed connection was polled, 1 some failed (their error lines are above the
+summary), 2 a configuration error (the line says what to fix).
+"""
 
 from __future__ import annotations
 
 import json
-import logging
-import signal
-import threading
+from argparse import ArgumentParser
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
-from marketplaces.poller import LOG, PollerConfigurationError, poll_run, worker_name
+from keybuzz.workers.command import WorkerCommand
+from keybuzz.workers.runner import StopCheck
+from marketplaces.polling import LOG, PollerConfigurationError, PollSummary, poll_run
 
-logger = logging.getLogger("marketplaces.poller")
 
-
-class Command(BaseCommand):
+class Command(WorkerCommand[PollSummary]):
     help = (
         "Poll due Amazon connections for buyer messages and file them as tickets. Exit 0 when every "
         "claimed connection was polled, 1 when some failed, 2 on a configuration error."
     )
+    log_prefix = LOG
+    items = "connections"
+    logger_name = "marketplaces.poller"
+    default_interval = 300.0
+    configuration_errors = (PollerConfigurationError,)
 
-    def add_arguments(self, parser) -> None:
-        parser.add_argument("--once", action="store_true", help="One run, then exit (what cron calls)")
-        parser.add_argument("--interval", type=int, default=300, help="Seconds between runs without --once")
+    def add_worker_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--tenant", help="Only this tenant's connections (tenant id)")
         parser.add_argument("--connection", help="Only this connection (connection id)")
-        parser.add_argument("--limit", type=int, help="Poll at most this many connections per run")
         parser.add_argument(
             "--force",
             action="store_true",
             help="Ignore the polling interval and the failure backoff (not other workers' leases)",
         )
-        parser.add_argument("--json", action="store_true", help="Print the summary as JSON")
 
-    def handle(
-        self,
-        *args,
-        once: bool,
-        interval: int,
-        tenant: str | None,
-        connection: str | None,
-        limit: int | None,
-        force: bool,
-        json: bool,
-        **options,
-    ) -> None:
-        if limit is not None and limit < 1:
-            raise CommandError("--limit must be at least 1", returncode=2)
-        if interval < 1:
-            raise CommandError("--interval must be at least 1 second", returncode=2)
-        stop = threading.Event()
-        if not once:
-            # Stop after the connection in hand: no half-written poll, no lease left to expire.
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, lambda *_: stop.set())
-        worker = worker_name()
-        failed = False
-        while True:
-            try:
-                summary = poll_run(
-                    limit=limit,
-                    tenant_id=tenant,
-                    connection_id=connection,
-                    force=force,
-                    should_stop=stop.is_set,
-                    worker=worker,
-                )
-            except PollerConfigurationError as exc:
-                raise CommandError(f"{LOG} Configuration error: {exc}", returncode=2) from None
-            failed = summary.failures > 0
-            self.stdout.write(self._render(summary, json))
-            if once or stop.wait(interval):
-                break
-        if failed:
-            raise CommandError(
-                f"{LOG} {summary.failures} connection(s) failed: see the error lines above", returncode=1
-            )
+    def worker_option_names(self) -> tuple[str, ...]:
+        return ("tenant", "connection", "force")
 
-    @staticmethod
-    def _render(summary, as_json: bool) -> str:
-        if as_json:
-            return json.dumps(summary.as_dict(), sort_keys=True)
-        return summary.line()
+    def run(self, *, worker: str, limit: int | None, should_stop: StopCheck, **options: Any) -> PollSummary:
+        return poll_run(
+            limit=limit,
+            tenant_id=options["tenant"],
+            connection_id=options["connection"],
+            force=options["force"],
+            should_stop=should_stop,
+            worker=worker,
+        )
+
+    def render(self, result: PollSummary, *, as_json: bool) -> str:
+        return json.dumps(result.as_dict(), sort_keys=True) if as_json else result.line()
+
+    def configuration_message(self, exc: Exception) -> str:
+        return f"{LOG} Configuration error: {exc}"
+
+    def finish(self, result: PollSummary, *, once: bool) -> None:
+        if result.failures:
+            raise CommandError(f"{LOG} {result.failures} connection(s) failed: see the error lines above", returncode=1)

@@ -1,0 +1,159 @@
+"""Filing a connection's fetched messages: one transaction for the new messages, their tickets
+(through `tickets.ingest`, the one door from a channel into tickets), the quarantine and the
+cursor. The unique constraints on (connection, external_id) and (connection, thread_key) make a
+repeated fetch harmless: a message already stored is dropped by the database, not by a lookup.
+
+The cursor advances in the same transaction as the messages, which is what makes a source that
+acknowledges nothing exactly-once: a commit lost in a crash only means the next run fetches the
+same messages again. (A future source that acknowledges what it served must do so only after this
+transaction has committed durably, with `synchronous_commit` on; see `run._worker_loop`.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from keybuzz.db import insert_rows
+from marketplaces.models import ExternalMessage, MarketplaceConnection, QuarantinedMessage
+from marketplaces.polling.claim import ClaimedConnection
+from marketplaces.polling.log import LOG, logger
+from marketplaces.polling.parse import (
+    MAX_ERROR_LENGTH,
+    ParsedBatch,
+    RawMessage,
+    clean_json,
+    clean_text,
+    parse_all,
+)
+from marketplaces.sources import FetchResult, MessageSource, ParsedMessage
+from marketplaces.sources.base import ConnectionSnapshot
+from tickets.ingest import InboundMessage, inbound_messages_file
+from tickets.models import Channel
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    new_messages: int = 0
+    new_tickets: int = 0
+    quarantined: int = 0
+
+    def __add__(self, other: IngestResult) -> IngestResult:
+        return IngestResult(
+            self.new_messages + other.new_messages,
+            self.new_tickets + other.new_tickets,
+            self.quarantined + other.quarantined,
+        )
+
+
+def _file(snap: ConnectionSnapshot, good: list[tuple[RawMessage, ParsedMessage]]) -> IngestResult:
+    """Inserts the new messages (the unique constraint drops known ones) and files them as tickets."""
+    rows = [
+        {
+            "external_id": p.external_id,
+            "thread_key": p.thread_key,
+            "order_id": clean_text(p.order_id)[:64],
+            "sender": clean_text(p.sender)[:255],
+            "subject": clean_text(p.subject)[:500],
+            "body": clean_text(p.body),
+            "sent_at": p.sent_at,
+            "raw": clean_json(raw),
+        }
+        for raw, p in good
+    ]
+    inserted = dict(
+        insert_rows(
+            ExternalMessage,
+            rows,
+            shared={"tenant_id": snap.tenant_id, "connection_id": snap.id},
+            conflict_fields=["connection", "external_id"],
+            returning=["external_id", "id"],
+        )
+    )
+    tickets_created = inbound_messages_file(
+        tenant_id=snap.tenant_id,
+        connection_id=snap.id,
+        channel=Channel.AMAZON,
+        messages=[
+            InboundMessage(
+                external_message_id=inserted[p.external_id],
+                thread_key=p.thread_key,
+                sent_at=p.sent_at,
+                body=clean_text(p.body),
+                subject=clean_text(p.subject),
+                order_id=clean_text(p.order_id),
+                customer_name=clean_text(p.sender_name),
+                customer_ref=clean_text(p.sender),
+            )
+            for _, p in good
+            if p.external_id in inserted
+        ],
+    )
+    return IngestResult(new_messages=len(inserted), new_tickets=tickets_created)
+
+
+def messages_ingest(*, claimed: ClaimedConnection, fetch: FetchResult, source: MessageSource) -> IngestResult:
+    """Messages, tickets, quarantine and the cursor, in one transaction."""
+    batch = parse_all(source, fetch.raw_messages)
+    try:
+        with transaction.atomic():
+            return _commit(claimed, fetch, batch, one_by_one=False)
+    except Exception:
+        # Something in the batch was refused (by the database, or a value it cannot store): file
+        # the messages one by one so only the culprit is quarantined and the mailbox moves on.
+        logger.warning(
+            "%s Batch refused for tenant %s (connection %s); filing its messages one by one",
+            LOG,
+            claimed.snapshot.tenant_id,
+            claimed.snapshot.id,
+        )
+    with transaction.atomic():
+        return _commit(claimed, fetch, batch, one_by_one=True)
+
+
+def _commit(claimed: ClaimedConnection, fetch: FetchResult, batch: ParsedBatch, *, one_by_one: bool) -> IngestResult:
+    snap = claimed.snapshot
+    now = timezone.now()
+    bad = list(batch.bad)
+    if not one_by_one:
+        result = _file(snap, batch.good)
+    else:
+        result = IngestResult()
+        for item in batch.good:
+            try:
+                with transaction.atomic():  # a savepoint per message, on this slow path only
+                    result += _file(snap, [item])
+            except Exception as exc:
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                bad.append((item[0], f"cannot be stored: {type(exc).__name__}: {reason}"))
+
+    quarantined = insert_rows(
+        QuarantinedMessage,
+        [
+            {
+                "external_id": clean_text(str(raw.get("messageId") or raw.get("id") or ""))[:255] or None,
+                "reason": reason[:MAX_ERROR_LENGTH],
+                "raw": clean_json(raw, for_quarantine=True),
+            }
+            for raw, reason in bad
+        ],
+        shared={"tenant_id": snap.tenant_id, "connection_id": snap.id},
+        conflict_fields=["connection", "external_id"],
+        returning=["id"],
+    )
+    MarketplaceConnection.objects.filter(id=snap.id).update(
+        poll_cursor=fetch.next_cursor,
+        last_polled_at=now,
+        next_poll_at=now + timedelta(seconds=settings.AMAZON_POLL_INTERVAL_SECONDS),
+        lease_owner="",
+        lease_expires_at=None,
+        last_error="",
+        last_error_at=None,
+        consecutive_failures=0,
+        updated_at=now,
+    )
+    return result + IngestResult(quarantined=len(quarantined))

@@ -1,0 +1,238 @@
+"""Delivering the agents' queued replies through their ticket's channel: `send_replies`' work.
+
+A run claims due QUEUED replies with a lease (`keybuzz.workers.leases`: several workers on several
+hosts share the queue and never send one reply at once), then sends each one through its
+channel's adapter with no database transaction open, and records the outcome where it still holds
+the lease:
+
+- accepted → SENT, with the channel's reference;
+- a temporary failure → stays QUEUED with the reason, retried after an exponential backoff;
+  after `TICKETS_SEND_MAX_ATTEMPTS` attempts → FAILED;
+- refused (or no sender configured) → FAILED at once; the ticket is unanswered again.
+
+A worker that dies mid-run keeps its replies until the lease (`TICKETS_SEND_LEASE_SECONDS`) runs
+out; they are then sent by the next run. A send that outlasted its lease may reach the buyer twice
+in that case; the late worker's result is dropped (`lost`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import F, Max, Q, QuerySet
+from django.utils import timezone
+
+from keybuzz.logging import log_context
+from keybuzz.workers import worker_name
+from keybuzz.workers.leases import Lease
+from keybuzz.workers.runner import StopCheck
+from tickets import conf
+from tickets.channels import ChannelAdapter, ChannelError, channel_adapter
+from tickets.models import DeliveryStatus, Direction, Ticket, TicketMessage, TicketStatus
+
+logger = logging.getLogger("tickets.delivery")
+
+LOG = "[Reply Sender]"
+# A claimed reply is held until next_attempt_at: the lease's end is also when it is due again.
+REPLY_LEASE = Lease(owner_field="delivery_worker", expires_field="next_attempt_at")
+
+
+@dataclass
+class SendSummary:
+    claimed: int = 0
+    sent: int = 0
+    retrying: int = 0  # failed this time, another attempt is scheduled
+    failed: int = 0  # failed for good (FAILED)
+    lost: int = 0  # another worker took the reply over (lease expired) before this one finished
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.retrying == 0 and self.failed == 0
+
+    def as_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+    def line(self) -> str:
+        return (
+            f"send_replies: claimed={self.claimed} sent={self.sent} retrying={self.retrying} "
+            f"failed={self.failed} lost={self.lost} seconds={self.seconds:.3f}"
+        )
+
+
+def _due(now: datetime) -> QuerySet[TicketMessage]:
+    return TicketMessage.objects.filter(direction=Direction.OUTBOUND, delivery_status=DeliveryStatus.QUEUED).filter(
+        Q(next_attempt_at__lte=now) | Q(next_attempt_at__isnull=True)
+    )
+
+
+def replies_claim(*, worker: str, now: datetime, limit: int) -> list[TicketMessage]:
+    """Leases up to `limit` due QUEUED replies to `worker` (oldest due first), counting the attempt."""
+    return REPLY_LEASE.claim(
+        _due(now),
+        worker=worker,
+        until=now + conf.send_lease(),
+        limit=limit,
+        order_by=[F("next_attempt_at").asc(nulls_first=True), "id"],
+        also={"delivery_attempts": F("delivery_attempts") + 1},
+    )
+
+
+def _still_ours(message: TicketMessage, worker: str) -> QuerySet[TicketMessage]:
+    # The lease check: a worker that took the reply over after our lease expired is its holder
+    # now, so our late result no longer matches and is dropped.
+    return TicketMessage.objects.filter(
+        REPLY_LEASE.held_by(worker), pk=message.pk, delivery_status=DeliveryStatus.QUEUED
+    )
+
+
+def _reply_failed_for_good(*, message: TicketMessage) -> None:
+    """A reply will never reach the buyer: unless another reply answered them, the ticket is
+    unanswered again — its response clock resumes and it goes back to OPEN so agents see it."""
+    ticket = Ticket.objects.select_for_update().get(pk=message.ticket_id)
+    last_inbound = ticket.messages.filter(direction=Direction.INBOUND).aggregate(at=Max("sent_at"))["at"]
+    live_replies = ticket.messages.filter(direction=Direction.OUTBOUND).exclude(delivery_status=DeliveryStatus.FAILED)
+    if last_inbound is not None:
+        live_replies = live_replies.filter(sent_at__gte=last_inbound)
+    if live_replies.exists():
+        return
+    fields = []
+    due_times = [due for due in (ticket.response_due_at, message.stopped_response_due_at) if due is not None]
+    if last_inbound is not None and due_times and min(due_times) != ticket.response_due_at:
+        ticket.response_due_at = min(due_times)
+        fields.append("response_due_at")
+    if ticket.status != TicketStatus.OPEN:
+        ticket.status = TicketStatus.OPEN
+        fields.append("status")
+    if fields:
+        ticket.save(update_fields=[*fields, "updated_at"])
+
+
+class _Run:
+    """One run's adapters (built once per channel) and summary."""
+
+    def __init__(self, *, worker: str, now: datetime) -> None:
+        self.worker = worker
+        self.now = now
+        self.summary = SendSummary()
+        self.adapters: dict[str, ChannelAdapter] = {}
+
+    def adapter(self, channel: str) -> ChannelAdapter:
+        if channel not in self.adapters:
+            self.adapters[channel] = channel_adapter(channel)
+        return self.adapters[channel]
+
+    def deliver(self, claimed: TicketMessage) -> None:
+        message = TicketMessage.objects.select_related("ticket").filter(pk=claimed.pk).first()
+        if message is None:  # the ticket was deleted meanwhile
+            self.summary.lost += 1
+            return
+        # Every line logged while sending this reply carries its tenant and channel connection ids.
+        with log_context(tenant_id=message.ticket.tenant_id, connection_id=message.ticket.connection_id):
+            self._send(message, attempt=claimed.delivery_attempts)
+
+    def _send(self, message: TicketMessage, *, attempt: int) -> None:
+        ticket = message.ticket
+        adapter = self.adapter(ticket.channel)
+        summary = self.summary
+        max_attempts = conf.send_max_attempts()
+        where = f"reply {message.pk} on ticket {ticket.pk} for tenant {ticket.tenant_id}"
+        ours = _still_ours(message, self.worker)
+
+        # No transaction is open here: the channel may take seconds to answer.
+        try:
+            result = adapter.send_reply(ticket, message)
+        except ChannelError as exc:
+            reason, retry = str(exc) or type(exc).__name__, exc.retryable
+        except Exception as exc:  # a bug or an unwrapped library error: retried, never fatal to the run
+            reason, retry = f"Unexpected {type(exc).__name__} in the {adapter.name} channel", True
+        else:
+            updated = ours.update(
+                delivery_status=DeliveryStatus.SENT,
+                delivered_at=result.sent_at or timezone.now(),
+                delivery_ref=result.external_id[:255],
+                delivery_error="",
+                next_attempt_at=None,
+                delivery_worker="",
+            )
+            if updated:
+                summary.sent += 1
+                logger.info("%s Sent %s via %s (attempt %d)", LOG, where, adapter.name, attempt)
+            else:
+                summary.lost += 1
+                logger.warning("%s Sent %s but its lease had expired", LOG, where)
+            return
+
+        if retry and attempt < max_attempts:
+            next_at = self.now + conf.send_backoff(attempt)
+            if ours.update(delivery_error=reason, next_attempt_at=next_at, delivery_worker=""):
+                summary.retrying += 1
+                logger.warning(
+                    "%s Send error for %s (attempt %d/%d), retry at %s: %s",
+                    LOG,
+                    where,
+                    attempt,
+                    max_attempts,
+                    next_at.isoformat(timespec="seconds"),
+                    reason,
+                )
+            else:
+                summary.lost += 1
+            return
+
+        with transaction.atomic():
+            if not ours.update(
+                delivery_status=DeliveryStatus.FAILED, delivery_error=reason, next_attempt_at=None, delivery_worker=""
+            ):
+                summary.lost += 1
+                return
+            _reply_failed_for_good(message=message)
+        summary.failed += 1
+        logger.error("%s Send error for %s: FAILED after %d attempt(s): %s", LOG, where, attempt, reason)
+
+
+def replies_send_due(
+    *,
+    worker: str | None = None,
+    now: datetime | None = None,
+    limit: int | None = None,
+    should_stop: StopCheck = lambda: False,
+) -> SendSummary:
+    """Send the due QUEUED replies once: claim, deliver each, record SENT / retry / FAILED."""
+    started = time.monotonic()
+    worker = worker or worker_name()
+    run = _Run(worker=worker, now=now or timezone.now())
+    claimed = replies_claim(worker=worker, now=run.now, limit=limit or conf.send_batch_size())
+    run.summary.claimed = len(claimed)
+    for index, message in enumerate(claimed):
+        if should_stop():
+            # Give the rest back at once instead of letting their lease run out.
+            REPLY_LEASE.release(
+                TicketMessage.objects.filter(
+                    pk__in=[m.pk for m in claimed[index:]], delivery_status=DeliveryStatus.QUEUED
+                ),
+                worker=worker,
+                delivery_attempts=F("delivery_attempts") - 1,
+                next_attempt_at=run.now,
+                delivery_worker="",
+            )
+            run.summary.claimed = index
+            break
+        run.deliver(message)
+    summary = run.summary
+    summary.seconds = round(time.monotonic() - started, 3)
+    logger.info(
+        "%s Run completed: claimed=%d sent=%d retrying=%d failed=%d lost=%d seconds=%.3f",
+        LOG,
+        summary.claimed,
+        summary.sent,
+        summary.retrying,
+        summary.failed,
+        summary.lost,
+        summary.seconds,
+    )
+    return summary
