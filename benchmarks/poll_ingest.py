@@ -136,7 +136,7 @@ def main() -> None:
     started = time.perf_counter()
     summary = poll_run(should_stop=progress, workers=args.workers)
     elapsed = time.perf_counter() - started
-    queries = next(queries)
+    query_count = next(queries)
     workers = args.workers or settings.AMAZON_POLL_WORKERS
     rss_late = rss_mib()
     total = summary.new_messages
@@ -154,7 +154,7 @@ def main() -> None:
         "seconds": round(elapsed, 2),
         "workers": workers,
         "messages_per_second": round(rate),
-        "queries_per_connection": round(queries / args.connections, 1),
+        "queries_per_connection": round(query_count / args.connections, 1),
         "peak_rss_mib_at_10pct": round(rss_early, 1),
         "peak_rss_mib_at_end": round(rss_late, 1),
         "plain_insert_messages_per_second": round(tables.rate()),
@@ -202,9 +202,11 @@ class PlainInsert:
             for copy, table in zip(self.tables, PLAIN_TABLES, strict=True):
                 self.conn.execute(f"DROP TABLE IF EXISTS {copy}")
                 self.conn.execute(f"CREATE TABLE {copy} (LIKE {table} INCLUDING DEFAULTS INCLUDING INDEXES)")
-        self.tenant, self.connection = self.conn.execute(
+        first = self.conn.execute(
             "SELECT tenant_id, id FROM marketplaces_marketplaceconnection ORDER BY id LIMIT 1"
         ).fetchone()
+        assert first is not None, "the benchmark made no connection"
+        self.tenant, self.connection = first
         self.conn.commit()
         self.next_id = PLAIN_ID_BASE
         self.seconds = 0.0

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.http import HttpRequest
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.plumbing import build_bearer_security_scheme_object
 from rest_framework.request import Request
@@ -11,12 +14,22 @@ from rest_framework_simplejwt.exceptions import InvalidToken
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import Token
 
+from keybuzz.errors import AuthenticationError
 from keybuzz.logging import log_context_bind
+from keybuzz.models import Membership
 from keybuzz.tokens import TENANT_CLAIM, membership_check
 
 
+def membership_of(request: HttpRequest | Request) -> Membership:
+    """The membership the request's token stands for (set by `TenantJWTAuthentication`)."""
+    membership = getattr(request, "membership", None)
+    if not isinstance(membership, Membership):  # only reachable from a view without authentication
+        raise AuthenticationError("Authentication credentials were not provided.")
+    return membership
+
+
 class TenantJWTAuthentication(JWTAuthentication):
-    def authenticate(self, request: Request):
+    def authenticate(self, request: Request) -> tuple[Any, Token] | None:
         header = self.get_header(request)
         if header is None:
             return None
@@ -28,9 +41,9 @@ class TenantJWTAuthentication(JWTAuthentication):
         if user_id is None or TENANT_CLAIM not in token:
             raise InvalidToken({"detail": "Token is missing its user or tenant claim.", "code": "token_not_valid"})
         membership = membership_check(user_id=user_id, tenant_id=token[TENANT_CLAIM])
-        # Views read the tenant from here; `request._request` keeps it for Django-level code too.
-        request.tenant = request._request.tenant = membership.tenant
-        request.membership = request._request.membership = membership
+        # Read back with membership_of(); on the Django request, so Django-level code sees it too
+        # (DRF's Request reads unknown attributes through to it).
+        request._request.membership = membership  # type: ignore[attr-defined]
         log_context_bind(tenant_id=membership.tenant_id)  # the request's log lines name the tenant
         return membership.user, token
 
@@ -41,7 +54,7 @@ class TenantJWTScheme(OpenApiAuthenticationExtension):
     target_class = TenantJWTAuthentication
     name = "jwtAuth"
 
-    def get_security_definition(self, auto_schema):
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
         return build_bearer_security_scheme_object(
             header_name="AUTHORIZATION", token_prefix="Bearer", bearer_format="JWT"
         )

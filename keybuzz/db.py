@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -25,6 +25,8 @@ from typing import Any
 from uuid import UUID
 
 from django.db import DEFAULT_DB_ALIAS, connections, models
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
 
@@ -36,7 +38,7 @@ class OnConflict(enum.Enum):
     KEEP = "keep"  # keep the existing value, or take the proposed one where it is NULL
 
 
-def _db():
+def _db() -> BaseDatabaseWrapper:
     # The real wrapper of this thread, not the `connection` proxy: every attribute read on the
     # proxy goes through a thread-local lookup.
     return connections[DEFAULT_DB_ALIAS]
@@ -47,7 +49,7 @@ def _quote(name: str) -> str:
 
 
 @contextmanager
-def _cursor():
+def _cursor() -> Iterator[CursorWrapper]:
     """On PostgreSQL, a cursor binding its parameters on the server: Django's default client-side
     binding would escape the whole JSON payload into the SQL text. It shares the connection, hence
     the transaction, and Django wraps it as any cursor (errors, query logging, execute wrappers)."""
@@ -59,7 +61,8 @@ def _cursor():
     import psycopg
 
     db.ensure_connection()
-    with db._prepare_cursor(psycopg.Cursor(db.connection)) as cursor:
+    # _prepare_cursor is how Django wraps any cursor it makes (private, stable since Django 1.x).
+    with db._prepare_cursor(psycopg.Cursor(db.connection)) as cursor:  # type: ignore[attr-defined]
         yield cursor
 
 
@@ -71,20 +74,33 @@ def _json_default(value: object) -> object:
     raise TypeError(f"{type(value).__name__} cannot go into a bulk write")
 
 
-def _sqlite_batches(rows: Sequence, width: int) -> list[Sequence]:
+def _sqlite_batches(rows: Sequence[Mapping[str, Any]], width: int) -> list[Sequence[Mapping[str, Any]]]:
     # SQLite caps the number of parameters of a statement.
-    size = max(1, _db().features.max_query_params // max(width, 1))
+    size = max(1, (_db().features.max_query_params or 999) // max(width, 1))
     return [rows[i : i + size] for i in range(0, len(rows), size)]
 
 
-def _default(field: models.Field, now: datetime) -> Any:
+def _default(field: models.Field[Any, Any], now: datetime) -> Any:
     if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
         return now
     return field.get_default()
 
 
-def _conflict_update(table: str, field: models.Field, rule: OnConflict) -> str:
-    column = _quote(field.column)
+def _field(model: type[models.Model], name: str) -> models.Field[Any, Any]:
+    """A concrete field by name (a reverse relation has no column of its own)."""
+    field = model._meta.get_field(name)
+    if not isinstance(field, models.Field) or field.column is None:
+        raise ValueError(f"{model._meta.label}.{name} is not a concrete field")
+    return field
+
+
+def _column(field: models.Field[Any, Any]) -> str:
+    assert field.column is not None  # concrete fields only: see _field and concrete_fields
+    return _quote(field.column)
+
+
+def _conflict_update(table: str, field: models.Field[Any, Any], rule: OnConflict) -> str:
+    column = _column(field)
     existing, proposed = f"{table}.{column}", f"EXCLUDED.{column}"
     if rule is OnConflict.NEW:
         value = proposed
@@ -101,8 +117,8 @@ class _Insert:
     """The text of one shape of bulk insert, built once per process: building it costs more
     Python time than the database spends on a small batch."""
 
-    varying: tuple[models.Field, ...]  # from the rows
-    fixed: tuple[models.Field, ...]  # one value for all rows: `shared`, else the default
+    varying: tuple[models.Field[Any, Any], ...]  # from the rows
+    fixed: tuple[models.Field[Any, Any], ...]  # one value for all rows: `shared`, else the default
     head: str  # up to the rows' source
     tail: str  # ON CONFLICT … RETURNING …
 
@@ -125,25 +141,25 @@ def _insert_statement(
     varying = tuple(f for f in fields if f.attname in keys)
     fixed = tuple(f for f in fields if f.attname not in keys)
     table = _quote(meta.db_table)
-    conflict = ", ".join(_quote(meta.get_field(name).column) for name in conflict_fields)
+    conflict = ", ".join(_column(_field(model, name)) for name in conflict_fields)
     if update:
         action = "DO UPDATE SET " + ", ".join(
-            _conflict_update(table, meta.get_field(name), rule) for name, rule in update
+            _conflict_update(table, _field(model, name), rule) for name, rule in update
         )
     else:
         action = "DO NOTHING"
     tail = f" ON CONFLICT ({conflict}) {action} RETURNING " + ", ".join(
-        _quote(meta.get_field(name).column) for name in returning
+        _column(_field(model, name)) for name in returning
     )
     if vendor == "postgresql":
         # Values common to all rows are parameters of the SELECT list, cast to their column's type;
         # the rows come as one JSON parameter, typed back by the server from the definition.
         select = ", ".join(f"CAST(%s AS {f.db_type(db)})" if f in fixed else f"v.{_quote(f.attname)}" for f in fields)
         definition = ", ".join(f"{_quote(f.attname)} {f.db_type(db)}" for f in varying)
-        columns = ", ".join(_quote(f.column) for f in fields)
+        columns = ", ".join(_column(f) for f in fields)
         head = f"INSERT INTO {table} ({columns}) SELECT {select} FROM jsonb_to_recordset(%s::jsonb) AS v ({definition})"
     else:
-        head = f"INSERT INTO {table} (" + ", ".join(_quote(f.column) for f in (*varying, *fixed)) + ") "
+        head = f"INSERT INTO {table} (" + ", ".join(_column(f) for f in (*varying, *fixed)) + ") "
     return _Insert(varying=varying, fixed=fixed, head=head, tail=tail)
 
 
@@ -155,7 +171,7 @@ def insert_rows(
     returning: Sequence[str],
     shared: Mapping[str, Any] | None = None,
     update: Mapping[str, OnConflict] | None = None,
-) -> list[tuple]:
+) -> list[tuple[Any, ...]]:
     """INSERT … ON CONFLICT (conflict_fields) DO NOTHING (or DO UPDATE SET `update`) RETURNING `returning`.
 
     `rows` hold the per-row values by attribute name, all with the same keys; `shared` the values
@@ -183,7 +199,7 @@ def insert_rows(
         if db.vendor == "postgresql":
             cursor.execute(statement.head + statement.tail, [*fixed, json.dumps(rows, default=_json_default)])
             return cursor.fetchall()
-        written: list[tuple] = []
+        written: list[tuple[Any, ...]] = []
         width = len(statement.varying) + len(statement.fixed)
         row_sql = "(" + ", ".join(["%s"] * width) + ")"
         for batch in _sqlite_batches(rows, width):

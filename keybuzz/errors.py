@@ -15,8 +15,8 @@ from rest_framework import status
 class ApplicationError(Exception):
     """A failure the caller can act on. `message` must never contain a secret."""
 
-    status_code = status.HTTP_400_BAD_REQUEST
-    code = "invalid_request"
+    status_code: int = status.HTTP_400_BAD_REQUEST
+    code: str = "invalid_request"
 
     def __init__(
         self, message: str, *, code: str | None = None, status_code: int | None = None, details: Any = None

@@ -26,18 +26,19 @@ def first_message(detail: Any) -> str:
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApplicationError):
-        response = Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
+        answer = Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
         if exc.status_code == status.HTTP_401_UNAUTHORIZED:
-            response["WWW-Authenticate"] = 'Bearer realm="api"'
-        return response
+            answer["WWW-Authenticate"] = 'Bearer realm="api"'
+        return answer
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
 
-    response = exception_handler(exc, context)
-    if response is None:
+    handled = exception_handler(exc, context)
+    if handled is None:
         return None  # a real server fault: Django's 500 handling takes over
+    response = handled
 
     detail = exc.detail if isinstance(exc, exceptions.APIException) else response.data
     if isinstance(exc, exceptions.ValidationError):

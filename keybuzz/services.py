@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.contrib.auth import authenticate, get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth import authenticate
+from django.contrib.auth.models import User
 from django.db import transaction
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import RefreshToken
@@ -13,8 +13,6 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from keybuzz.errors import ApplicationError, AuthenticationError, ForbiddenError
 from keybuzz.models import Membership, Role, Tenant
 from keybuzz.tokens import ROLE_CLAIM, TENANT_CLAIM, membership_check
-
-User = get_user_model()
 
 
 @dataclass(frozen=True)
@@ -68,7 +66,7 @@ def superadmin_ensure(*, username: str, email: str, password: str) -> bool:
     return created
 
 
-def _token_pair(*, user: AbstractBaseUser, membership: Membership) -> TokenPair:
+def _token_pair(*, user: User, membership: Membership) -> TokenPair:
     refresh = RefreshToken.for_user(user)
     refresh[TENANT_CLAIM] = str(membership.tenant_id)
     refresh[ROLE_CLAIM] = membership.role
@@ -103,7 +101,7 @@ def token_obtain(*, username: str, password: str, tenant_slug: str | None = None
 def token_refresh(*, refresh: str) -> str:
     """A new access token, re-checking the membership and taking the role from the database."""
     try:
-        token = RefreshToken(refresh)
+        token = RefreshToken(refresh)  # type: ignore[arg-type]  # simplejwt annotates a Token; it parses a str
     except TokenError as exc:
         raise AuthenticationError(str(exc), code="token_not_valid") from None
     membership = membership_check(user_id=token.get("user_id"), tenant_id=token.get(TENANT_CLAIM))

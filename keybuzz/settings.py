@@ -10,9 +10,14 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import django_stubs_ext
 import environ
 from django.core.exceptions import ImproperlyConfigured
+
+# Generic Django classes (admin.ModelAdmin[Ticket], …) subscriptable at run time, for type hints.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -191,19 +196,20 @@ AMAZON_HTTP_TIMEOUT = env.float("AMAZON_HTTP_TIMEOUT", default=10.0)  # seconds,
 AMAZON_HTTP_RETRIES = env.int("AMAZON_HTTP_RETRIES", default=2)  # on 5xx and connection failures
 
 # --- REST framework and OpenAPI ---------------------------------------------------------------
+_RENDERERS = ["rest_framework.renderers.JSONRenderer"]
+if DEBUG:
+    _RENDERERS.append("rest_framework.renderers.BrowsableAPIRenderer")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["keybuzz.authentication.TenantJWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["keybuzz.permissions.IsTenantMember"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": _RENDERERS,
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "keybuzz.exception_handler.api_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
-if DEBUG:
-    REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
 
-SPECTACULAR_SETTINGS = {
+SPECTACULAR_SETTINGS: dict[str, Any] = {
     "TITLE": "KeyBuzz API",
     "DESCRIPTION": "Customer service for marketplace sellers: tenants, Amazon connections, tickets.",
     "SERVE_INCLUDE_SCHEMA": False,
@@ -273,12 +279,10 @@ TICKETS_SEND_BATCH_SIZE = env.int("TICKETS_SEND_BATCH_SIZE", default=100)
 # AMAZON_USE_MOCK off: Amazon replies fail with "No Amazon sender configured".
 TICKETS_AMAZON_ADAPTER = env.str("TICKETS_AMAZON_ADAPTER", default="")
 # Stable OpenAPI names for the tickets API's enums (several serializers share a field named "status").
-SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update(
-    {
-        "TicketStatusEnum": "tickets.models.TicketStatus",
-        "TicketMessageTypeEnum": ["reply", "note"],
-    }
-)
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
+    "TicketStatusEnum": "tickets.models.TicketStatus",
+    "TicketMessageTypeEnum": ["reply", "note"],
+}
 
 # --- Poller (marketplaces.polling, `manage.py poll_amazon`) ------------------------------------
 # Source of Amazon messages: a dotted path to a MessageSource class; empty uses the mock when

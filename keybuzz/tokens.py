@@ -19,7 +19,7 @@ TENANT_CLAIM = "tenant_id"
 ROLE_CLAIM = "role"
 
 
-def membership_check(*, user_id: object, tenant_id: object) -> Membership:
+def membership_check(*, user_id: int | str, tenant_id: object) -> Membership:
     """The active membership a token's claims point to; AuthenticationError (401) or
     ForbiddenError (403) when there is none to act for."""
     try:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from keybuzz import selectors, services
+from keybuzz.api import PublicAPIView, TenantAPIView
 from keybuzz.errors import NotFoundError
 from keybuzz.health import health_report
 from keybuzz.serializers import (
@@ -24,16 +23,6 @@ from keybuzz.serializers import (
 
 ERRORS_401 = {401: OpenApiResponse(ErrorSerializer, description="Missing, expired or invalid token.")}
 ERRORS_403 = {403: OpenApiResponse(ErrorSerializer, description="Membership removed or tenant deactivated.")}
-
-
-class PublicAPIView(APIView):
-    """No JWT needed; credential failures still answer 401 with a Bearer challenge, not 403."""
-
-    authentication_classes: list = []
-    permission_classes = [AllowAny]
-
-    def get_authenticate_header(self, request: Request) -> str:
-        return 'Bearer realm="api"'
 
 
 class HealthView(PublicAPIView):
@@ -79,29 +68,29 @@ class TokenRefreshView(PublicAPIView):
         return Response({"access": services.token_refresh(refresh=data.validated_data["refresh"])})
 
 
-class MeView(APIView):
+class MeView(TenantAPIView):
     @extend_schema(responses={200: MeSerializer, **ERRORS_401, **ERRORS_403}, tags=["tenant"])
     def get(self, request: Request) -> Response:
-        user, tenant = request.user, request.tenant
+        user, tenant = self.user, self.tenant
         return Response(
             {
                 "user": {"id": user.id, "username": user.username, "email": user.email},
                 "tenant": {"id": str(tenant.id), "slug": tenant.slug, "name": tenant.name},
-                "role": request.membership.role,
+                "role": self.membership.role,
             }
         )
 
 
-class MemberListView(APIView):
+class MemberListView(TenantAPIView):
     @extend_schema(responses={200: MemberSerializer(many=True), **ERRORS_401, **ERRORS_403}, tags=["tenant"])
     def get(self, request: Request) -> Response:
-        return Response(MemberSerializer(selectors.member_list(tenant=request.tenant), many=True).data)
+        return Response(MemberSerializer(selectors.member_list(tenant=self.tenant), many=True).data)
 
 
-class MemberDetailView(APIView):
+class MemberDetailView(TenantAPIView):
     @extend_schema(responses={200: MemberSerializer, 404: ErrorSerializer, **ERRORS_401, **ERRORS_403}, tags=["tenant"])
     def get(self, request: Request, user_id: int) -> Response:
-        membership = selectors.member_get(tenant=request.tenant, user_id=user_id)
+        membership = selectors.member_get(tenant=self.tenant, user_id=user_id)
         if membership is None:
             raise NotFoundError("No such member in this tenant.")
         return Response(MemberSerializer(membership).data)

@@ -1,5 +1,7 @@
+from typing import Any, TypeVar
+
 from django.contrib import admin
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models import Model, OuterRef, Q, QuerySet, Subquery
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
@@ -15,14 +17,16 @@ from marketplaces.models import (
 )
 from tickets.models import TicketMessage
 
+M = TypeVar("M", bound=Model)
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+
+class ReadOnlyAdmin(admin.ModelAdmin[M]):
     """Rows written by the OAuth flow and the poller: inspected here, changed through the product."""
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: M | None = None) -> bool:
         return False
 
 
@@ -33,10 +37,12 @@ class EffectiveStatusFilter(admin.SimpleListFilter):
     title = "effective status"
     parameter_name = "effective_status"
 
-    def lookups(self, request, model_admin):
-        return ConnectionStatus.choices
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> list[tuple[str, str]]:
+        return list(ConnectionStatus.choices)
 
-    def queryset(self, request, queryset):
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[MarketplaceConnection]
+    ) -> QuerySet[MarketplaceConnection]:
         value = self.value()
         if not value:
             return queryset
@@ -50,7 +56,7 @@ class EffectiveStatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(MarketplaceConnection)
-class MarketplaceConnectionAdmin(admin.ModelAdmin):
+class MarketplaceConnectionAdmin(admin.ModelAdmin[MarketplaceConnection]):
     list_display = [
         "selling_partner_id",
         "tenant",
@@ -91,9 +97,9 @@ class MarketplaceConnectionAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
     ]
-    readonly_fields = [f for f in fields if f != "status"]
+    readonly_fields = [f for f in fields if isinstance(f, str) and f != "status"]
 
-    def get_queryset(self, request):
+    def get_queryset(self, request: HttpRequest) -> QuerySet[MarketplaceConnection]:
         return selectors.with_effective_status(super().get_queryset(request))
 
     @admin.display(description="status", ordering="effective_status")
@@ -113,7 +119,7 @@ class MarketplaceConnectionAdmin(admin.ModelAdmin):
 
 
 @admin.register(OAuthState)
-class OAuthStateAdmin(ReadOnlyAdmin):
+class OAuthStateAdmin(ReadOnlyAdmin[OAuthState]):
     list_display = ["id", "tenant", "user", "type", "region", "marketplace_id", "created_at", "expires_at", "used_at"]
     list_filter = ["type", "region", "tenant"]
     search_fields = ["tenant__slug", "user__username"]
@@ -123,7 +129,7 @@ class OAuthStateAdmin(ReadOnlyAdmin):
 
 
 @admin.register(ExternalMessage)
-class ExternalMessageAdmin(ReadOnlyAdmin):
+class ExternalMessageAdmin(ReadOnlyAdmin[ExternalMessage]):
     list_display = [
         "external_id",
         "tenant",
@@ -165,7 +171,7 @@ class ExternalMessageAdmin(ReadOnlyAdmin):
 
 
 @admin.register(QuarantinedMessage)
-class QuarantinedMessageAdmin(ReadOnlyAdmin):
+class QuarantinedMessageAdmin(ReadOnlyAdmin[QuarantinedMessage]):
     list_display = ["external_id", "tenant", "connection", "reason", "created_at"]
     list_filter = ["tenant"]
     search_fields = ["external_id", "reason", "connection__selling_partner_id"]
@@ -174,7 +180,7 @@ class QuarantinedMessageAdmin(ReadOnlyAdmin):
 
 
 @admin.register(PollRun)
-class PollRunAdmin(ReadOnlyAdmin):
+class PollRunAdmin(ReadOnlyAdmin[PollRun]):
     """The poller's runs (written by poll_run; kept 35 days): the dashboard shows the last ten."""
 
     list_display = [

@@ -65,7 +65,11 @@ def pollable_connections() -> QuerySet[MarketplaceConnection]:
 
 def _count(model: type[Model], related: str) -> Coalesce:
     counts = (
-        model.objects.filter(**{related: OuterRef("pk")}).order_by().values(related).annotate(n=Count("pk")).values("n")
+        model._default_manager.filter(**{related: OuterRef("pk")})
+        .order_by()
+        .values(related)
+        .annotate(n=Count("pk"))
+        .values("n")
     )
     return Coalesce(Subquery(counts, output_field=IntegerField()), 0)
 

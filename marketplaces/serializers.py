@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
 from marketplaces.models import ConnectionStatus
 
 SELLER_ID_PATTERN = r"^[A-Za-z0-9]{1,64}$"
-_MISSING = {"required": "missing parameter", "blank": "missing parameter", "null": "missing parameter"}
+_MISSING: dict[str, Any] = {"required": "missing parameter", "blank": "missing parameter", "null": "missing parameter"}
 
 
 class OAuthStartInputSerializer(serializers.Serializer):

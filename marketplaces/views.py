@@ -11,8 +11,8 @@ from django.views import View
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
+from keybuzz.api import TenantAPIView
 from keybuzz.errors import ApplicationError
 from keybuzz.exception_handler import first_message
 from keybuzz.permissions import IsTenantAdmin
@@ -48,7 +48,7 @@ def _site_url(request: HttpRequest) -> str:
     return request.build_absolute_uri("/")
 
 
-class AmazonOAuthStartView(APIView):
+class AmazonOAuthStartView(TenantAPIView):
     permission_classes = [IsTenantAdmin]
 
     @extend_schema(
@@ -64,8 +64,8 @@ class AmazonOAuthStartView(APIView):
         data = OAuthStartInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         started = oauth.amazon_oauth_start(
-            tenant=request.tenant,
-            user=request.user,
+            tenant=self.tenant,
+            user=self.user,
             marketplace=data.validated_data.get("marketplace", ""),
             region=data.validated_data.get("region", ""),
             site_url=_site_url(request),
@@ -158,12 +158,12 @@ def _overall_status(connections: list) -> str:
     return "NOT_CONNECTED"
 
 
-class AmazonStatusView(APIView):
+class AmazonStatusView(TenantAPIView):
     """Any member of the tenant may look; only the tenant's own connections are listed."""
 
     @extend_schema(responses={200: StatusSerializer, 401: ERRORS[401]}, tags=["amazon"])
     def get(self, request: Request) -> Response:
-        connections = list(selectors.amazon_connection_list(tenant=request.tenant))
+        connections = list(selectors.amazon_connection_list(tenant=self.tenant))
         overall = _overall_status(connections)
         return Response(
             {
@@ -175,7 +175,7 @@ class AmazonStatusView(APIView):
         )
 
 
-class AmazonDisconnectView(APIView):
+class AmazonDisconnectView(TenantAPIView):
     permission_classes = [IsTenantAdmin]
 
     @extend_schema(
@@ -196,8 +196,8 @@ class AmazonDisconnectView(APIView):
         data = DisconnectInputSerializer(data={**request.query_params.dict(), **body})
         data.is_valid(raise_exception=True)
         seller = data.validated_data.get("sellingPartnerId") or data.validated_data.get("selling_partner_id", "")
-        targets = oauth.amazon_disconnect(tenant=request.tenant, selling_partner_id=seller)
-        connections = selectors.amazon_connection_list(tenant=request.tenant).filter(pk__in=[c.pk for c in targets])
+        targets = oauth.amazon_disconnect(tenant=self.tenant, selling_partner_id=seller)
+        connections = selectors.amazon_connection_list(tenant=self.tenant).filter(pk__in=[c.pk for c in targets])
         return Response(
             {
                 "status": ConnectionStatus.DISCONNECTED,

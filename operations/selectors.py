@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db.models import Count, Min, Q, Sum
+from django.db.models import Count, Min, Model, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
@@ -29,6 +29,8 @@ from marketplaces.models import (
 from marketplaces.selectors import with_effective_status
 from tickets.models import Channel, DeliveryStatus, Direction, Ticket, TicketMessage
 from tickets.selectors import overdue_ticket_count
+
+M = TypeVar("M", bound=Model)
 
 
 def start_of_day(moment: datetime) -> datetime:
@@ -116,7 +118,7 @@ def _connection_figures(tenant: Tenant | None, now: datetime) -> dict[str, Any]:
     }
 
 
-def _scoped(queryset, tenant: Tenant | None):
+def _scoped(queryset: QuerySet[M], tenant: Tenant | None) -> QuerySet[M]:
     return queryset if tenant is None else queryset.filter(tenant=tenant)
 
 
@@ -145,14 +147,18 @@ def ops_figures(*, tenant: Tenant | None = None, now: datetime | None = None) ->
     now = now or timezone.now()
     midnight = start_of_day(now)
     messages_today = (
-        _scoped(ExternalMessage.objects, tenant).filter(type=MarketplaceType.AMAZON, created_at__gte=midnight).count()
+        _scoped(ExternalMessage.objects.all(), tenant)
+        .filter(type=MarketplaceType.AMAZON, created_at__gte=midnight)
+        .count()
     )
-    tickets_today = _scoped(Ticket.objects, tenant).filter(channel=Channel.AMAZON, created_at__gte=midnight).count()
-    quarantine = _scoped(QuarantinedMessage.objects, tenant).aggregate(
+    tickets_today = (
+        _scoped(Ticket.objects.all(), tenant).filter(channel=Channel.AMAZON, created_at__gte=midnight).count()
+    )
+    quarantine = _scoped(QuarantinedMessage.objects.all(), tenant).aggregate(
         total=Count("pk"), today=Count("pk", filter=Q(created_at__gte=midnight))
     )
     replies = (
-        _scoped(TicketMessage.objects, tenant)
+        _scoped(TicketMessage.objects.all(), tenant)
         .filter(direction=Direction.OUTBOUND)
         .aggregate(
             **{status.value: Count("pk", filter=Q(delivery_status=status.value)) for status in DeliveryStatus},
@@ -193,7 +199,7 @@ def daily_activity(*, tenant: Tenant | None = None, days: int = 30, now: datetim
     now = now or timezone.now()
     first = start_of_day(now) - timedelta(days=days - 1)
 
-    def per_day(queryset) -> dict[date, int]:
+    def per_day(queryset: QuerySet[Any]) -> dict[date, int]:
         rows = (
             queryset.filter(created_at__gte=first)
             .annotate(day=TruncDate("created_at"))
@@ -204,8 +210,8 @@ def daily_activity(*, tenant: Tenant | None = None, days: int = 30, now: datetim
         )
         return dict(rows)
 
-    messages = per_day(_scoped(ExternalMessage.objects, tenant).filter(type=MarketplaceType.AMAZON))
-    tickets = per_day(_scoped(Ticket.objects, tenant).filter(channel=Channel.AMAZON))
+    messages = per_day(_scoped(ExternalMessage.objects.all(), tenant).filter(type=MarketplaceType.AMAZON))
+    tickets = per_day(_scoped(Ticket.objects.all(), tenant).filter(channel=Channel.AMAZON))
     start = first.date()
     return [
         DayActivity(day=d, messages=messages.get(d, 0), tickets=tickets.get(d, 0))

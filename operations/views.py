@@ -52,9 +52,9 @@ def metrics(request: HttpRequest) -> HttpResponse:
     except DatabaseError as exc:
         logger.error("GET /metrics: database unavailable (%s)", type(exc).__name__)
         return _error(503, "service_unavailable", "Database unavailable.")
-    response = HttpResponse(body, content_type=content_type)
-    response["Cache-Control"] = "no-store"
-    return response
+    scrape = HttpResponse(body, content_type=content_type)
+    scrape["Cache-Control"] = "no-store"
+    return scrape
 
 
 def dashboard(request: HttpRequest) -> TemplateResponse:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -12,7 +12,6 @@ from keybuzz.models import Membership, Role, Tenant
 from keybuzz.services import token_obtain
 from marketplaces.models import ConnectionStatus, MarketplaceConnection
 
-User = get_user_model()
 _seq = itertools.count(1)
 PASSWORD = "correct-horse-battery-staple"
 

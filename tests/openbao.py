@@ -114,7 +114,7 @@ def start_openbao(workdir: Path, *, timeout: float = START_TIMEOUT) -> OpenBao:
         server = OpenBao(
             addr=f"http://{HOST}:{port}", root_token=secrets.token_urlsafe(24), log_path=workdir / f"bao-{port}.log"
         )
-        with open(server.log_path, "wb") as log:
+        with open(workdir / f"bao-{port}.log", "wb") as log:
             server.process = subprocess.Popen(
                 [
                     bao_binary(),

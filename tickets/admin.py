@@ -1,30 +1,33 @@
 from django.contrib import admin
+from django.http import HttpRequest
 
 from tickets.models import Ticket, TicketMessage
 
+MESSAGE_FIELDS = (
+    "direction",
+    "author",
+    "author_name",
+    "body",
+    "delivery_status",
+    "delivery_attempts",
+    "delivery_error",
+    "sent_at",
+)
 
-class TicketMessageInline(admin.TabularInline):
+
+class TicketMessageInline(admin.TabularInline[TicketMessage, Ticket]):
     model = TicketMessage
     extra = 0
     can_delete = False
-    fields = [
-        "direction",
-        "author",
-        "author_name",
-        "body",
-        "delivery_status",
-        "delivery_attempts",
-        "delivery_error",
-        "sent_at",
-    ]
-    readonly_fields = fields
+    fields = MESSAGE_FIELDS
+    readonly_fields = MESSAGE_FIELDS
 
-    def has_add_permission(self, request, obj=None) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: Ticket | None = None) -> bool:
         return False
 
 
 @admin.register(Ticket)
-class TicketAdmin(admin.ModelAdmin):
+class TicketAdmin(admin.ModelAdmin[Ticket]):
     list_display = [
         "id",
         "subject",
@@ -59,7 +62,7 @@ class TicketAdmin(admin.ModelAdmin):
 
 
 @admin.register(TicketMessage)
-class TicketMessageAdmin(admin.ModelAdmin):
+class TicketMessageAdmin(admin.ModelAdmin[TicketMessage]):
     list_display = [
         "id",
         "ticket",
@@ -93,5 +96,5 @@ class TicketMessageAdmin(admin.ModelAdmin):
         "created_at",
     ]
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False

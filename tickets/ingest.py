@@ -33,7 +33,7 @@ class InboundMessage:
 
 
 def inbound_messages_file(
-    *, tenant_id: UUID, connection_id: UUID, channel: str, messages: Sequence[InboundMessage]
+    *, tenant_id: UUID | str, connection_id: UUID | str, channel: str, messages: Sequence[InboundMessage]
 ) -> int:
     """Find or create each message's ticket by thread key, add the messages to it, move its clock.
     Returns the number of tickets created.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import User
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -58,7 +59,7 @@ class UserRefSerializer(serializers.Serializer):
     username = serializers.CharField()
     name = serializers.SerializerMethodField()
 
-    def get_name(self, user) -> str:
+    def get_name(self, user: User) -> str:
         return user.get_full_name() or user.username
 
 
@@ -116,9 +117,10 @@ class TicketRowSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(PreviewSerializer(allow_null=True))
     def get_last_message(self, ticket: Ticket) -> dict[str, Any] | None:
-        if ticket.preview_direction is None:
+        # preview_* are annotations of selectors.ticket_queryset.
+        if getattr(ticket, "preview_direction", None) is None:
             return None
-        return PreviewSerializer(ticket).data
+        return dict(PreviewSerializer(ticket).data)
 
 
 class DeliverySerializer(serializers.Serializer):
@@ -152,7 +154,7 @@ class TicketDetailSerializer(TicketRowSerializer):
 
     @extend_schema_field(TicketMessageSerializer(many=True))
     def get_messages(self, ticket: Ticket) -> list[dict[str, Any]]:
-        return TicketMessageSerializer(self.context["messages"], many=True).data
+        return list(TicketMessageSerializer(self.context["messages"], many=True).data)
 
 
 class TicketPageSerializer(serializers.Serializer):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -123,7 +123,7 @@ def ticket_message_create(
     *,
     tenant: Tenant,
     ticket_id: int,
-    author: AbstractBaseUser,
+    author: User,
     body: str,
     kind: MessageKind = MessageKind.REPLY,
     now: datetime | None = None,

@@ -10,9 +10,10 @@ from rest_framework import serializers as drf_serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
-from rest_framework.views import APIView
 
+from keybuzz.api import TenantAPIView
 from keybuzz.errors import ApplicationError, NotFoundError
+from keybuzz.models import Tenant
 from keybuzz.serializers import ErrorSerializer
 from tickets import conf, pagination, selectors, services
 from tickets.models import Channel, TicketStatus
@@ -52,15 +53,15 @@ def _validated(serializer: drf_serializers.Serializer, *, code: str = "invalid_i
     return serializer.validated_data
 
 
-def _detail(request: Request, ticket_id: int) -> Response:
-    ticket = selectors.ticket_get(tenant=request.tenant, ticket_id=ticket_id)
+def _detail(tenant: Tenant, ticket_id: int) -> Response:
+    ticket = selectors.ticket_get(tenant=tenant, ticket_id=ticket_id)
     if ticket is None:
         raise NotFoundError("No such ticket.")
-    messages = selectors.ticket_messages(tenant=request.tenant, ticket=ticket)
+    messages = selectors.ticket_messages(tenant=tenant, ticket=ticket)
     return Response(TicketDetailSerializer(ticket, context={"messages": messages}).data)
 
 
-class TicketListView(APIView):
+class TicketListView(TenantAPIView):
     @extend_schema(
         operation_id="tickets_list",
         summary="List the tenant's tickets",
@@ -117,7 +118,7 @@ class TicketListView(APIView):
         )
         ordering = params.get("ordering") or pagination.DEFAULT_ORDERING
         size = min(params.get("limit") or conf.page_size(), conf.page_size_max())
-        queryset = selectors.ticket_list(tenant=request.tenant, user_id=request.user.pk, filters=filters)
+        queryset = selectors.ticket_list(tenant=self.tenant, user_id=self.user.pk, filters=filters)
         page = pagination.paginate(queryset, ordering=ordering, cursor_token=params.get("cursor"), size=size)
         next_url = None
         if page.next_cursor:
@@ -131,7 +132,7 @@ class TicketListView(APIView):
         )
 
 
-class TicketDetailView(APIView):
+class TicketDetailView(TenantAPIView):
     @extend_schema(
         operation_id="tickets_retrieve",
         summary="A ticket with its messages",
@@ -140,7 +141,7 @@ class TicketDetailView(APIView):
         tags=["tickets"],
     )
     def get(self, request: Request, ticket_id: int) -> Response:
-        return _detail(request, ticket_id)
+        return _detail(self.tenant, ticket_id)
 
     @extend_schema(
         operation_id="tickets_update",
@@ -173,16 +174,16 @@ class TicketDetailView(APIView):
     def patch(self, request: Request, ticket_id: int) -> Response:
         data = _validated(TicketUpdateSerializer(data=request.data))
         services.ticket_update(
-            tenant=request.tenant,
+            tenant=self.tenant,
             ticket_id=ticket_id,
-            actor=request.membership,
+            actor=self.membership,
             status=data.get("status"),
             assignee_id=data["assignee"] if "assignee" in data else services.UNSET,
         )
-        return _detail(request, ticket_id)
+        return _detail(self.tenant, ticket_id)
 
 
-class TicketMessageCreateView(APIView):
+class TicketMessageCreateView(TenantAPIView):
     @extend_schema(
         operation_id="tickets_messages_create",
         summary="Reply to the buyer, or add an internal note",
@@ -204,16 +205,16 @@ class TicketMessageCreateView(APIView):
     def post(self, request: Request, ticket_id: int) -> Response:
         data = _validated(TicketMessageCreateSerializer(data=request.data))
         message = services.ticket_message_create(
-            tenant=request.tenant,
+            tenant=self.tenant,
             ticket_id=ticket_id,
-            author=request.user,
+            author=self.user,
             body=data["body"],
             kind=services.MessageKind(data["type"]),
         )
         return Response(TicketMessageSerializer(message).data, status=201)
 
 
-class TicketReplyRetryView(APIView):
+class TicketReplyRetryView(TenantAPIView):
     @extend_schema(
         operation_id="tickets_replies_retry",
         summary="Send a FAILED reply again",
@@ -233,11 +234,11 @@ class TicketReplyRetryView(APIView):
         tags=["tickets"],
     )
     def post(self, request: Request, ticket_id: int, message_id: int) -> Response:
-        message = services.reply_retry(tenant=request.tenant, ticket_id=ticket_id, message_id=message_id)
+        message = services.reply_retry(tenant=self.tenant, ticket_id=ticket_id, message_id=message_id)
         return Response(TicketMessageSerializer(message).data)
 
 
-class TicketStatsView(APIView):
+class TicketStatsView(TenantAPIView):
     @extend_schema(
         operation_id="tickets_stats",
         summary="Counts for the inbox header",
@@ -245,5 +246,5 @@ class TicketStatsView(APIView):
         tags=["tickets"],
     )
     def get(self, request: Request) -> Response:
-        stats = selectors.ticket_stats(tenant=request.tenant, user_id=request.user.pk)
+        stats = selectors.ticket_stats(tenant=self.tenant, user_id=self.user.pk)
         return Response(TicketStatsSerializer(stats).data)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -127,7 +127,7 @@ def _resolve_target(*, app: AmazonApp, marketplace: str, region: str) -> tuple[s
 
 
 def amazon_oauth_start(
-    *, tenant: Tenant, user: AbstractBaseUser, marketplace: str = "", region: str = "", site_url: str = ""
+    *, tenant: Tenant, user: User, marketplace: str = "", region: str = "", site_url: str = ""
 ) -> OAuthStart:
     """Record a single-use state for (tenant, user) and build the Seller Central consent URL."""
     app = amazon_app_get(site_url=site_url)

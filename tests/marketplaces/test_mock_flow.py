@@ -61,7 +61,9 @@ def forward_to_django(fake_lwa, url: str) -> None:
 
 
 def field(html: str, name: str) -> str:
-    return re.search(rf'name="{name}" value="([^"]*)"', html).group(1)
+    found = re.search(rf'name="{name}" value="([^"]*)"', html)
+    assert found, f"no {name} field in the page"
+    return found.group(1)
 
 
 def test_click_through_to_connected(mock_routes, no_app_configured, owner, owner_client, fake_lwa):

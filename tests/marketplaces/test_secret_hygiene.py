@@ -31,7 +31,7 @@ SECRETS = (REFRESH_TOKEN, CLIENT_SECRET, CODE)
 
 def every_database_value() -> str:
     """Every row of every table, as text."""
-    dump = []
+    dump: list[str] = []
     with db.cursor() as cursor:
         for table in db.introspection.table_names(cursor):
             cursor.execute(f"SELECT * FROM {db.ops.quote_name(table)}")  # table names come from introspection

@@ -50,6 +50,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from tests.net import free_port
+from tests.openbao import OpenBao
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "DEPLOY.md"
@@ -327,7 +328,7 @@ class Sandbox:
         self.root = self.tmp / "root"
         self.database = f"keybuzz_deploycheck_{secrets.token_hex(4)}"
         self.admin_url = _admin_url()
-        self.openbao = None
+        self.openbao: OpenBao | None = None
         self.lwa: FakeLwa | None = None
         self.config: Config | None = None
 
@@ -341,6 +342,22 @@ class Sandbox:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    # The sandbox's parts, once _setup has made them.
+    @property
+    def cfg(self) -> Config:
+        assert self.config is not None, "the sandbox is not set up"
+        return self.config
+
+    @property
+    def bao(self) -> OpenBao:
+        assert self.openbao is not None, "the sandbox is not set up"
+        return self.openbao
+
+    @property
+    def fake_lwa(self) -> FakeLwa:
+        assert self.lwa is not None, "the sandbox is not set up"
+        return self.lwa
 
     def _setup(self) -> None:
         from tests.openbao import start_openbao
@@ -358,8 +375,8 @@ class Sandbox:
 
         self._sql(f'CREATE DATABASE "{self.database}"')
         self.openbao = start_openbao(self.tmp / "openbao")
-        self.openbao.client().secrets.kv.v2.create_or_update_secret(
-            path=APP_SECRET_PATHS["external_test"], secret=ECOMLG_APP, mount_point=self.openbao.mount
+        self.bao.client().secrets.kv.v2.create_or_update_secret(
+            path=APP_SECRET_PATHS["external_test"], secret=ECOMLG_APP, mount_point=self.bao.mount
         )
         self.lwa = FakeLwa()
         tools = {
@@ -375,9 +392,9 @@ class Sandbox:
             app_port=free_port(),
             http_port=free_port(),
             https_port=free_port(),
-            lwa_port=self.lwa.port,
-            vault_addr=self.openbao.addr,
-            vault_token=self.openbao.root_token,
+            lwa_port=self.fake_lwa.port,
+            vault_addr=self.bao.addr,
+            vault_token=self.bao.root_token,
             database_url=_with_database(self.admin_url, self.database),
             tools=tools,
             fill={
@@ -385,13 +402,13 @@ class Sandbox:
                 "DATABASE_URL": _with_database(self.admin_url, self.database),
                 "JWT_SECRET": secrets.token_urlsafe(48),
                 "KEYBUZZ_SUPERADMIN_PASSWORD": secrets.token_urlsafe(18),
-                "VAULT_ADDR": self.openbao.addr,
-                "VAULT_TOKEN": self.openbao.root_token,
+                "VAULT_ADDR": self.bao.addr,
+                "VAULT_TOKEN": self.bao.root_token,
                 "KEYBUZZ_AI_API_KEY": "sk-sandbox-" + secrets.token_hex(8),
                 "METRICS_TOKEN": secrets.token_hex(32),
             },
         )
-        (self.root / "sandbox.json").write_text(json.dumps(self.config.__dict__, indent=1))
+        (self.root / "sandbox.json").write_text(json.dumps(self.cfg.__dict__, indent=1))
         for name in (
             "sudo",
             "useradd",
@@ -427,7 +444,7 @@ class Sandbox:
             "TERM": "dumb",
             CONFIG_ENV: str(self.root / "sandbox.json"),
             # The sandbox's port instead of 4000 (gunicorn.conf.py reads it); pip's download cache.
-            "GUNICORN_BIND": f"127.0.0.1:{self.config.app_port}",
+            "GUNICORN_BIND": f"127.0.0.1:{self.cfg.app_port}",
             "PIP_CACHE_DIR": os.environ.get("PIP_CACHE_DIR") or str(Path.home() / ".cache" / "pip"),
             "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         }
@@ -542,7 +559,8 @@ class Shell:
         if self.process.poll() is None:
             try:
                 self._send("exit 0\n")
-                self.process.stdin.close()
+                if self.process.stdin is not None:
+                    self.process.stdin.close()
                 self.process.wait(timeout=5)
             except (OSError, subprocess.TimeoutExpired):
                 pass
@@ -569,7 +587,7 @@ def _env_file_values(path: Path) -> dict[str, str]:
 
 def directive_amazon_consent(runner: Runner) -> None:
     """The seller confirms on Seller Central and Amazon redirects the browser to the callback."""
-    config = runner.sandbox.config
+    config = runner.sandbox.cfg
     urls = re.findall(r'"authUrl": "([^"]+)"', "\n".join(runner.outputs))
     if not urls:
         raise DocError("amazon-consent: no authUrl in the outputs so far")
@@ -581,8 +599,8 @@ def directive_amazon_consent(runner: Runner) -> None:
     ):
         raise DocError(f"amazon-consent: the authUrl is not a Seller Central consent page: {urls[-1]}")
     source = _env_file_values(config.app / ".env.production").get("AMAZON_SPAPI_APP_SOURCE", "external_test")
-    app = runner.sandbox.openbao.client().secrets.kv.v2.read_secret_version(
-        path=APP_SECRET_PATHS[source], mount_point=runner.sandbox.openbao.mount, raise_on_deleted_version=True
+    app = runner.sandbox.bao.client().secrets.kv.v2.read_secret_version(
+        path=APP_SECRET_PATHS[source], mount_point=runner.sandbox.bao.mount, raise_on_deleted_version=True
     )["data"]["data"]
     if query.get("application_id") != app["application_id"]:
         raise DocError(
@@ -590,7 +608,7 @@ def directive_amazon_consent(runner: Runner) -> None:
             f"not the {source} app's {app['application_id']}"
         )
     code = f"ANsandbox{secrets.token_hex(8)}"
-    runner.sandbox.lwa.codes[code] = (app["client_id"], app["client_secret"])
+    runner.sandbox.fake_lwa.codes[code] = (app["client_id"], app["client_secret"])
     callback = f"https://{PUBLIC_HOST}/api/v1/marketplaces/amazon/oauth/callback?" + urllib.parse.urlencode(
         {"spapi_oauth_code": code, "state": query["state"], "selling_partner_id": SELLER}
     )
@@ -604,7 +622,7 @@ def directive_cron_tick(runner: Runner) -> None:
     """Every job of the installed /etc/cron.d files, once, as cron runs them."""
     from tests.ops_deploy.crontab import parse_cron_d
 
-    config = runner.sandbox.config
+    config = runner.sandbox.cfg
     files = sorted(Path(config.root + "/etc/cron.d").iterdir())
     if not files:
         raise DocError("cron-tick: nothing installed in /etc/cron.d")
@@ -656,7 +674,7 @@ class Runner:
         print(message, flush=True)
 
     def metrics_available(self) -> bool:
-        app = self.sandbox.config.app
+        app = self.sandbox.cfg.app
         done = subprocess.run(
             [str(app / ".venv" / "bin" / "python"), "manage.py", "help", "keybuzz_metrics"],
             cwd=app,
@@ -686,7 +704,7 @@ class Runner:
                         + f"\n-- the block's output:\n{last_output}"
                     )
                 continue
-            code = self.sandbox.config.to_sandbox(item.text)
+            code = self.sandbox.cfg.to_sandbox(item.text)
             started = time.monotonic()
             if item.kind == "metrics":
                 if not self.metrics_available():
@@ -694,7 +712,7 @@ class Runner:
                     last_output = None
                     continue
                 ok, output = self.shell.run(code, isolated=True)
-                output = self.sandbox.config.from_sandbox(output)
+                output = self.sandbox.cfg.from_sandbox(output)
                 if not ok:
                     self.warnings.append(f"line {item.line} [metrics] failed:\n{output}")
                 self.log(
@@ -707,7 +725,7 @@ class Runner:
                 continue
             timeout = SLOW_BLOCK_TIMEOUT if "pip install" in code else BLOCK_TIMEOUT
             ok, output = self.shell.run(code, timeout=timeout)
-            output = self.sandbox.config.from_sandbox(output)
+            output = self.sandbox.cfg.from_sandbox(output)
             self.outputs.append(output)
             self.log(
                 f"-- line {item.line} [{item.kind}] {'ok' if ok else 'FAILED'} "
@@ -736,11 +754,11 @@ def check(doc: Path = DOC, *, keep: bool = False, verbose: bool = False) -> int:
             runner.run(items)
         except DocError as exc:
             print(f"\n!! {doc.relative_to(REPO)}: {exc}", file=sys.stderr)
-            journal = sandbox.config.journal("keybuzz-backend")
+            journal = sandbox.cfg.journal("keybuzz-backend")
             if journal.exists():
                 print(
                     "-- service journal (last 30 lines):\n"
-                    + sandbox.config.from_sandbox("\n".join(journal.read_text().splitlines()[-30:])),
+                    + sandbox.cfg.from_sandbox("\n".join(journal.read_text().splitlines()[-30:])),
                     file=sys.stderr,
                 )
             return 1

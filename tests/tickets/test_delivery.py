@@ -63,7 +63,7 @@ def run_command(*args: str) -> tuple[int, str]:
     try:
         call_command("send_replies", "--once", *args, stdout=out)
     except SystemExit as exc:
-        return int(exc.code), out.getvalue()
+        return int(exc.code or 0), out.getvalue()
     return 0, out.getvalue()
 
 

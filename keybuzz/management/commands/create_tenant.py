@@ -1,5 +1,7 @@
+from typing import Any
+
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.validators import validate_slug
 
 from keybuzz.services import tenant_create
@@ -8,7 +10,7 @@ from keybuzz.services import tenant_create
 class Command(BaseCommand):
     help = "Create a tenant (or update its name) and its owner account. Idempotent; prints the tenant id."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("slug", help="Short identifier, e.g. acme-store")
         parser.add_argument("--name", required=True, help="Display name of the seller company")
         parser.add_argument("--admin-username", help="Owner account to create or attach to the tenant")
@@ -17,13 +19,13 @@ class Command(BaseCommand):
 
     def handle(
         self,
-        *args,
+        *args: Any,
         slug: str,
         name: str,
         admin_username: str | None,
         admin_password: str | None,
         admin_email: str,
-        **options,
+        **options: Any,
     ) -> None:
         try:
             validate_slug(slug)

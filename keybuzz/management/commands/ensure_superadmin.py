@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
@@ -11,7 +13,7 @@ class Command(BaseCommand):
         "(and KEYBUZZ_SUPERADMIN_USERNAME / KEYBUZZ_SUPERADMIN_EMAIL). Idempotent."
     )
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         username = settings.KEYBUZZ_SUPERADMIN_USERNAME
         try:
             created = superadmin_ensure(

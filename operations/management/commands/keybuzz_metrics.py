@@ -3,7 +3,9 @@ and the pipeline's health figures (operations)."""
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from operations.presenters import figures_json, figures_text
 from operations.selectors import ops_figures, tenant_by_slug
@@ -16,11 +18,11 @@ class Command(BaseCommand):
         "the poller's runs."
     )
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="One JSON object instead of aligned text")
         parser.add_argument("--tenant", metavar="SLUG", help="Only this tenant's figures (the poller's stay global)")
 
-    def handle(self, *args, json: bool, tenant: str | None, **options) -> None:
+    def handle(self, *args: Any, json: bool, tenant: str | None, **options: Any) -> None:
         scope = None
         if tenant:
             scope = tenant_by_slug(tenant)
