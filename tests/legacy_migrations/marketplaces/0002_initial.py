@@ -6,95 +6,76 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     initial = True
 
     dependencies = [
-        ("keybuzz", "0001_initial"),
-        ("marketplaces", "0001_initial"),
-        ("tickets", "0001_initial"),
+        ('keybuzz', '0001_initial'),
+        ('marketplaces', '0001_initial'),
+        ('tickets', '0001_initial'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="externalmessage",
-            name="ticket",
-            field=models.ForeignKey(
-                blank=True,
-                null=True,
-                on_delete=django.db.models.deletion.SET_NULL,
-                related_name="external_messages",
-                to="tickets.ticket",
-            ),
+            model_name='externalmessage',
+            name='ticket',
+            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='external_messages', to='tickets.ticket'),
         ),
         migrations.AddField(
-            model_name="marketplaceconnection",
-            name="tenant",
-            field=models.ForeignKey(
-                on_delete=django.db.models.deletion.CASCADE, related_name="connections", to="keybuzz.tenant"
-            ),
+            model_name='marketplaceconnection',
+            name='tenant',
+            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='connections', to='keybuzz.tenant'),
         ),
         migrations.AddField(
-            model_name="externalmessage",
-            name="connection",
-            field=models.ForeignKey(
-                on_delete=django.db.models.deletion.CASCADE,
-                related_name="messages",
-                to="marketplaces.marketplaceconnection",
-            ),
+            model_name='externalmessage',
+            name='connection',
+            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='messages', to='marketplaces.marketplaceconnection'),
         ),
         migrations.AddField(
-            model_name="oauthstate",
-            name="tenant",
-            field=models.ForeignKey(
-                on_delete=django.db.models.deletion.CASCADE, related_name="oauth_states", to="keybuzz.tenant"
-            ),
+            model_name='oauthstate',
+            name='tenant',
+            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='oauth_states', to='keybuzz.tenant'),
         ),
         migrations.AddField(
-            model_name="oauthstate",
-            name="user",
-            field=models.ForeignKey(
-                on_delete=django.db.models.deletion.CASCADE, related_name="+", to=settings.AUTH_USER_MODEL
-            ),
+            model_name='oauthstate',
+            name='user',
+            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL),
         ),
         migrations.AddIndex(
-            model_name="marketplaceconnection",
-            index=models.Index(fields=["status", "next_poll_at"], name="connection_due"),
+            model_name='marketplaceconnection',
+            index=models.Index(fields=['status', 'next_poll_at'], name='connection_due'),
         ),
         migrations.AddIndex(
-            model_name="marketplaceconnection",
-            index=models.Index(fields=["tenant", "type", "status"], name="connection_tenant_type_status"),
+            model_name='marketplaceconnection',
+            index=models.Index(fields=['tenant', 'type', 'status'], name='connection_tenant_type_status'),
         ),
         migrations.AddConstraint(
-            model_name="marketplaceconnection",
-            constraint=models.UniqueConstraint(
-                fields=("tenant", "type", "selling_partner_id"), name="connection_unique_tenant_type_seller"
-            ),
+            model_name='marketplaceconnection',
+            constraint=models.UniqueConstraint(fields=('tenant', 'type', 'selling_partner_id'), name='connection_unique_tenant_type_seller'),
         ),
         migrations.AddIndex(
-            model_name="externalmessage",
-            index=models.Index(fields=["type", "created_at"], name="extmsg_type_created"),
+            model_name='externalmessage',
+            index=models.Index(fields=['type', 'created_at'], name='extmsg_type_created'),
         ),
         migrations.AddIndex(
-            model_name="externalmessage",
-            index=models.Index(fields=["tenant", "created_at"], name="extmsg_tenant_created"),
+            model_name='externalmessage',
+            index=models.Index(fields=['tenant', 'created_at'], name='extmsg_tenant_created'),
         ),
         migrations.AddIndex(
-            model_name="externalmessage",
-            index=models.Index(fields=["connection", "thread_key"], name="extmsg_connection_thread"),
+            model_name='externalmessage',
+            index=models.Index(fields=['connection', 'thread_key'], name='extmsg_connection_thread'),
         ),
         migrations.AddIndex(
-            model_name="externalmessage",
-            index=models.Index(fields=["order_id"], name="extmsg_order"),
+            model_name='externalmessage',
+            index=models.Index(fields=['order_id'], name='extmsg_order'),
         ),
         migrations.AddConstraint(
-            model_name="externalmessage",
-            constraint=models.UniqueConstraint(
-                fields=("connection", "external_id"), name="extmsg_unique_connection_external_id"
-            ),
+            model_name='externalmessage',
+            constraint=models.UniqueConstraint(fields=('connection', 'external_id'), name='extmsg_unique_connection_external_id'),
         ),
         migrations.AddIndex(
-            model_name="oauthstate",
-            index=models.Index(fields=["expires_at"], name="oauthstate_expires"),
+            model_name='oauthstate',
+            index=models.Index(fields=['expires_at'], name='oauthstate_expires'),
         ),
     ]

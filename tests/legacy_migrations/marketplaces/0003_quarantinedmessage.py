@@ -5,44 +5,27 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("keybuzz", "0001_initial"),
-        ("marketplaces", "0002_initial"),
+        ('keybuzz', '0001_initial'),
+        ('marketplaces', '0002_initial'),
     ]
 
     operations = [
         migrations.CreateModel(
-            name="QuarantinedMessage",
+            name='QuarantinedMessage',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("external_id", models.CharField(blank=True, max_length=255, null=True)),
-                ("reason", models.TextField()),
-                ("raw", models.JSONField(blank=True, default=dict)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                (
-                    "connection",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="quarantined",
-                        to="marketplaces.marketplaceconnection",
-                    ),
-                ),
-                (
-                    "tenant",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="quarantined_messages",
-                        to="keybuzz.tenant",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('external_id', models.CharField(blank=True, max_length=255, null=True)),
+                ('reason', models.TextField()),
+                ('raw', models.JSONField(blank=True, default=dict)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('connection', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='quarantined', to='marketplaces.marketplaceconnection')),
+                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='quarantined_messages', to='keybuzz.tenant')),
             ],
             options={
-                "indexes": [models.Index(fields=["created_at"], name="quarantine_created")],
-                "constraints": [
-                    models.UniqueConstraint(
-                        fields=("connection", "external_id"), name="quarantine_unique_connection_external_id"
-                    )
-                ],
+                'indexes': [models.Index(fields=['created_at'], name='quarantine_created')],
+                'constraints': [models.UniqueConstraint(fields=('connection', 'external_id'), name='quarantine_unique_connection_external_id')],
             },
         ),
     ]

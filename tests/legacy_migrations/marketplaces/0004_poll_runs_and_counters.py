@@ -4,36 +4,37 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("marketplaces", "0003_quarantinedmessage"),
+        ('marketplaces', '0003_quarantinedmessage'),
     ]
 
     operations = [
         migrations.CreateModel(
-            name="PollCounter",
+            name='PollCounter',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("name", models.CharField(max_length=64, unique=True)),
-                ("value", models.FloatField(default=0.0)),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('name', models.CharField(max_length=64, unique=True)),
+                ('value', models.FloatField(default=0.0)),
             ],
         ),
         migrations.CreateModel(
-            name="PollRun",
+            name='PollRun',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("started_at", models.DateTimeField()),
-                ("finished_at", models.DateTimeField()),
-                ("worker", models.CharField(max_length=128)),
-                ("connections", models.PositiveIntegerField(default=0)),
-                ("fetched", models.PositiveIntegerField(default=0)),
-                ("new_messages", models.PositiveIntegerField(default=0)),
-                ("new_tickets", models.PositiveIntegerField(default=0)),
-                ("quarantined", models.PositiveIntegerField(default=0)),
-                ("failures", models.PositiveIntegerField(default=0)),
-                ("seconds", models.FloatField(default=0.0)),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('started_at', models.DateTimeField()),
+                ('finished_at', models.DateTimeField()),
+                ('worker', models.CharField(max_length=128)),
+                ('connections', models.PositiveIntegerField(default=0)),
+                ('fetched', models.PositiveIntegerField(default=0)),
+                ('new_messages', models.PositiveIntegerField(default=0)),
+                ('new_tickets', models.PositiveIntegerField(default=0)),
+                ('quarantined', models.PositiveIntegerField(default=0)),
+                ('failures', models.PositiveIntegerField(default=0)),
+                ('seconds', models.FloatField(default=0.0)),
             ],
             options={
-                "indexes": [models.Index(fields=["-finished_at"], name="pollrun_finished")],
+                'indexes': [models.Index(fields=['-finished_at'], name='pollrun_finished')],
             },
         ),
     ]

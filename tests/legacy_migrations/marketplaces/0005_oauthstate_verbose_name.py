@@ -4,13 +4,14 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("marketplaces", "0004_poll_runs_and_counters"),
+        ('marketplaces', '0004_poll_runs_and_counters'),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name="oauthstate",
-            options={"verbose_name": "OAuth state"},
+            name='oauthstate',
+            options={'verbose_name': 'OAuth state'},
         ),
     ]

@@ -4,17 +4,18 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("marketplaces", "0005_oauthstate_verbose_name"),
+        ('marketplaces', '0005_oauthstate_verbose_name'),
     ]
 
     operations = [
         migrations.RemoveIndex(
-            model_name="externalmessage",
-            name="extmsg_connection_thread",
+            model_name='externalmessage',
+            name='extmsg_connection_thread',
         ),
         migrations.RemoveIndex(
-            model_name="externalmessage",
-            name="extmsg_order",
+            model_name='externalmessage',
+            name='extmsg_order',
         ),
     ]

@@ -5,34 +5,25 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("keybuzz", "0001_initial"),
-        ("marketplaces", "0006_drop_unused_indexes"),
+        ('keybuzz', '0001_initial'),
+        ('marketplaces', '0006_drop_unused_indexes'),
     ]
 
     operations = [
         migrations.RemoveField(
-            model_name="externalmessage",
-            name="ticket",
+            model_name='externalmessage',
+            name='ticket',
         ),
         migrations.AlterField(
-            model_name="externalmessage",
-            name="connection",
-            field=models.ForeignKey(
-                db_index=False,
-                on_delete=django.db.models.deletion.CASCADE,
-                related_name="messages",
-                to="marketplaces.marketplaceconnection",
-            ),
+            model_name='externalmessage',
+            name='connection',
+            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='messages', to='marketplaces.marketplaceconnection'),
         ),
         migrations.AlterField(
-            model_name="externalmessage",
-            name="tenant",
-            field=models.ForeignKey(
-                db_index=False,
-                on_delete=django.db.models.deletion.CASCADE,
-                related_name="external_messages",
-                to="keybuzz.tenant",
-            ),
+            model_name='externalmessage',
+            name='tenant',
+            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='external_messages', to='keybuzz.tenant'),
         ),
     ]

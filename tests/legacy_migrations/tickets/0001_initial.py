@@ -6,164 +6,87 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     initial = True
 
     dependencies = [
-        ("keybuzz", "0001_initial"),
-        ("marketplaces", "0001_initial"),
+        ('keybuzz', '0001_initial'),
+        ('marketplaces', '0001_initial'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name="Ticket",
+            name='Ticket',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("channel", models.CharField(choices=[("AMAZON", "Amazon")], default="AMAZON", max_length=16)),
-                ("thread_key", models.CharField(max_length=255)),
-                ("subject", models.CharField(blank=True, max_length=500)),
-                ("customer_name", models.CharField(blank=True, max_length=255)),
-                ("customer_ref", models.CharField(blank=True, max_length=255)),
-                ("order_id", models.CharField(blank=True, max_length=64)),
-                (
-                    "status",
-                    models.CharField(
-                        choices=[
-                            ("OPEN", "Open"),
-                            ("PENDING", "Pending"),
-                            ("RESOLVED", "Resolved"),
-                            ("CLOSED", "Closed"),
-                        ],
-                        default="OPEN",
-                        max_length=16,
-                    ),
-                ),
-                ("last_message_at", models.DateTimeField(blank=True, null=True)),
-                ("response_due_at", models.DateTimeField(blank=True, null=True)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                ("updated_at", models.DateTimeField(auto_now=True)),
-                (
-                    "assignee",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="assigned_tickets",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
-                (
-                    "connection",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="tickets",
-                        to="marketplaces.marketplaceconnection",
-                    ),
-                ),
-                (
-                    "tenant",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="tickets", to="keybuzz.tenant"
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('channel', models.CharField(choices=[('AMAZON', 'Amazon')], default='AMAZON', max_length=16)),
+                ('thread_key', models.CharField(max_length=255)),
+                ('subject', models.CharField(blank=True, max_length=500)),
+                ('customer_name', models.CharField(blank=True, max_length=255)),
+                ('customer_ref', models.CharField(blank=True, max_length=255)),
+                ('order_id', models.CharField(blank=True, max_length=64)),
+                ('status', models.CharField(choices=[('OPEN', 'Open'), ('PENDING', 'Pending'), ('RESOLVED', 'Resolved'), ('CLOSED', 'Closed')], default='OPEN', max_length=16)),
+                ('last_message_at', models.DateTimeField(blank=True, null=True)),
+                ('response_due_at', models.DateTimeField(blank=True, null=True)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('updated_at', models.DateTimeField(auto_now=True)),
+                ('assignee', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='assigned_tickets', to=settings.AUTH_USER_MODEL)),
+                ('connection', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='tickets', to='marketplaces.marketplaceconnection')),
+                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='tickets', to='keybuzz.tenant')),
             ],
         ),
         migrations.CreateModel(
-            name="TicketMessage",
+            name='TicketMessage',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                (
-                    "direction",
-                    models.CharField(
-                        choices=[("INBOUND", "Inbound"), ("OUTBOUND", "Outbound"), ("NOTE", "Internal note")],
-                        max_length=16,
-                    ),
-                ),
-                ("author_name", models.CharField(blank=True, max_length=255)),
-                ("body", models.TextField()),
-                (
-                    "delivery_status",
-                    models.CharField(
-                        blank=True,
-                        choices=[("QUEUED", "Queued"), ("SENT", "Sent"), ("FAILED", "Failed")],
-                        max_length=16,
-                    ),
-                ),
-                ("delivery_error", models.TextField(blank=True)),
-                ("sent_at", models.DateTimeField()),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                (
-                    "author",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="+",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
-                (
-                    "external_message",
-                    models.OneToOneField(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="ticket_message",
-                        to="marketplaces.externalmessage",
-                    ),
-                ),
-                (
-                    "tenant",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="ticket_messages", to="keybuzz.tenant"
-                    ),
-                ),
-                (
-                    "ticket",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="messages", to="tickets.ticket"
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('direction', models.CharField(choices=[('INBOUND', 'Inbound'), ('OUTBOUND', 'Outbound'), ('NOTE', 'Internal note')], max_length=16)),
+                ('author_name', models.CharField(blank=True, max_length=255)),
+                ('body', models.TextField()),
+                ('delivery_status', models.CharField(blank=True, choices=[('QUEUED', 'Queued'), ('SENT', 'Sent'), ('FAILED', 'Failed')], max_length=16)),
+                ('delivery_error', models.TextField(blank=True)),
+                ('sent_at', models.DateTimeField()),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('author', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ('external_message', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='ticket_message', to='marketplaces.externalmessage')),
+                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='ticket_messages', to='keybuzz.tenant')),
+                ('ticket', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='messages', to='tickets.ticket')),
             ],
         ),
         migrations.AddIndex(
-            model_name="ticket",
-            index=models.Index(fields=["tenant", "-last_message_at", "-id"], name="ticket_tenant_last_msg"),
+            model_name='ticket',
+            index=models.Index(fields=['tenant', '-last_message_at', '-id'], name='ticket_tenant_last_msg'),
         ),
         migrations.AddIndex(
-            model_name="ticket",
-            index=models.Index(fields=["tenant", "status", "-last_message_at"], name="ticket_tenant_status_last"),
+            model_name='ticket',
+            index=models.Index(fields=['tenant', 'status', '-last_message_at'], name='ticket_tenant_status_last'),
         ),
         migrations.AddIndex(
-            model_name="ticket",
-            index=models.Index(fields=["tenant", "response_due_at"], name="ticket_tenant_due"),
+            model_name='ticket',
+            index=models.Index(fields=['tenant', 'response_due_at'], name='ticket_tenant_due'),
         ),
         migrations.AddIndex(
-            model_name="ticket",
-            index=models.Index(fields=["tenant", "assignee", "status"], name="ticket_tenant_assignee"),
+            model_name='ticket',
+            index=models.Index(fields=['tenant', 'assignee', 'status'], name='ticket_tenant_assignee'),
         ),
         migrations.AddIndex(
-            model_name="ticket",
-            index=models.Index(fields=["channel", "created_at"], name="ticket_channel_created"),
+            model_name='ticket',
+            index=models.Index(fields=['channel', 'created_at'], name='ticket_channel_created'),
         ),
         migrations.AddIndex(
-            model_name="ticket",
-            index=models.Index(fields=["order_id"], name="ticket_order"),
+            model_name='ticket',
+            index=models.Index(fields=['order_id'], name='ticket_order'),
         ),
         migrations.AddConstraint(
-            model_name="ticket",
-            constraint=models.UniqueConstraint(
-                fields=("connection", "thread_key"), name="ticket_unique_connection_thread"
-            ),
+            model_name='ticket',
+            constraint=models.UniqueConstraint(fields=('connection', 'thread_key'), name='ticket_unique_connection_thread'),
         ),
         migrations.AddIndex(
-            model_name="ticketmessage",
-            index=models.Index(fields=["ticket", "sent_at", "id"], name="ticketmsg_ticket_sent"),
+            model_name='ticketmessage',
+            index=models.Index(fields=['ticket', 'sent_at', 'id'], name='ticketmsg_ticket_sent'),
         ),
         migrations.AddIndex(
-            model_name="ticketmessage",
-            index=models.Index(fields=["delivery_status", "created_at"], name="ticketmsg_delivery"),
+            model_name='ticketmessage',
+            index=models.Index(fields=['delivery_status', 'created_at'], name='ticketmsg_delivery'),
         ),
     ]

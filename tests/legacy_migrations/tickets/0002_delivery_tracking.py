@@ -4,42 +4,43 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("tickets", "0001_initial"),
+        ('tickets', '0001_initial'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="ticketmessage",
-            name="delivered_at",
+            model_name='ticketmessage',
+            name='delivered_at',
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name="ticketmessage",
-            name="delivery_attempts",
+            model_name='ticketmessage',
+            name='delivery_attempts',
             field=models.PositiveSmallIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name="ticketmessage",
-            name="delivery_ref",
+            model_name='ticketmessage',
+            name='delivery_ref',
             field=models.CharField(blank=True, max_length=255),
         ),
         migrations.AddField(
-            model_name="ticketmessage",
-            name="next_attempt_at",
+            model_name='ticketmessage',
+            name='next_attempt_at',
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name="ticketmessage",
-            name="stopped_response_due_at",
+            model_name='ticketmessage',
+            name='stopped_response_due_at',
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddIndex(
-            model_name="ticketmessage",
-            index=models.Index(fields=["ticket", "direction", "sent_at"], name="ticketmsg_ticket_dir_sent"),
+            model_name='ticketmessage',
+            index=models.Index(fields=['ticket', 'direction', 'sent_at'], name='ticketmsg_ticket_dir_sent'),
         ),
         migrations.AddIndex(
-            model_name="ticketmessage",
-            index=models.Index(fields=["delivery_status", "next_attempt_at"], name="ticketmsg_delivery_due"),
+            model_name='ticketmessage',
+            index=models.Index(fields=['delivery_status', 'next_attempt_at'], name='ticketmsg_delivery_due'),
         ),
     ]

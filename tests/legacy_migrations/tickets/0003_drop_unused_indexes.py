@@ -4,13 +4,14 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("tickets", "0002_delivery_tracking"),
+        ('tickets', '0002_delivery_tracking'),
     ]
 
     operations = [
         migrations.RemoveIndex(
-            model_name="ticket",
-            name="ticket_order",
+            model_name='ticket',
+            name='ticket_order',
         ),
     ]

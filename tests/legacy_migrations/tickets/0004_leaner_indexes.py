@@ -6,101 +6,62 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("keybuzz", "0001_initial"),
-        ("marketplaces", "0007_ticket_link_on_ticketmessage_only"),
-        ("tickets", "0003_drop_unused_indexes"),
+        ('keybuzz', '0001_initial'),
+        ('marketplaces', '0007_ticket_link_on_ticketmessage_only'),
+        ('tickets', '0003_drop_unused_indexes'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.RemoveIndex(
-            model_name="ticketmessage",
-            name="ticketmsg_delivery",
+            model_name='ticketmessage',
+            name='ticketmsg_delivery',
         ),
         migrations.RemoveIndex(
-            model_name="ticketmessage",
-            name="ticketmsg_delivery_due",
+            model_name='ticketmessage',
+            name='ticketmsg_delivery_due',
         ),
         migrations.AlterField(
-            model_name="ticket",
-            name="assignee",
-            field=models.ForeignKey(
-                blank=True,
-                db_index=False,
-                null=True,
-                on_delete=django.db.models.deletion.SET_NULL,
-                related_name="assigned_tickets",
-                to=settings.AUTH_USER_MODEL,
-            ),
+            model_name='ticket',
+            name='assignee',
+            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='assigned_tickets', to=settings.AUTH_USER_MODEL),
         ),
         migrations.AlterField(
-            model_name="ticket",
-            name="connection",
-            field=models.ForeignKey(
-                blank=True,
-                db_index=False,
-                null=True,
-                on_delete=django.db.models.deletion.PROTECT,
-                related_name="tickets",
-                to="marketplaces.marketplaceconnection",
-            ),
+            model_name='ticket',
+            name='connection',
+            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='tickets', to='marketplaces.marketplaceconnection'),
         ),
         migrations.AlterField(
-            model_name="ticket",
-            name="tenant",
-            field=models.ForeignKey(
-                db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name="tickets", to="keybuzz.tenant"
-            ),
+            model_name='ticket',
+            name='tenant',
+            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='tickets', to='keybuzz.tenant'),
         ),
         migrations.AlterField(
-            model_name="ticketmessage",
-            name="author",
-            field=models.ForeignKey(
-                blank=True,
-                db_index=False,
-                null=True,
-                on_delete=django.db.models.deletion.SET_NULL,
-                related_name="+",
-                to=settings.AUTH_USER_MODEL,
-            ),
+            model_name='ticketmessage',
+            name='author',
+            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL),
         ),
         migrations.AlterField(
-            model_name="ticketmessage",
-            name="ticket",
-            field=models.ForeignKey(
-                db_index=False,
-                on_delete=django.db.models.deletion.CASCADE,
-                related_name="messages",
-                to="tickets.ticket",
-            ),
+            model_name='ticketmessage',
+            name='ticket',
+            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='messages', to='tickets.ticket'),
         ),
         migrations.AddIndex(
-            model_name="ticket",
-            index=models.Index(
-                condition=models.Q(("assignee__isnull", False)), fields=["assignee"], name="ticket_assignee"
-            ),
+            model_name='ticket',
+            index=models.Index(condition=models.Q(('assignee__isnull', False)), fields=['assignee'], name='ticket_assignee'),
         ),
         migrations.AddIndex(
-            model_name="ticketmessage",
-            index=models.Index(
-                condition=models.Q(("delivery_status", ""), _negated=True),
-                fields=["delivery_status", "created_at"],
-                name="ticketmsg_delivery",
-            ),
+            model_name='ticketmessage',
+            index=models.Index(condition=models.Q(('delivery_status', ''), _negated=True), fields=['delivery_status', 'created_at'], name='ticketmsg_delivery'),
         ),
         migrations.AddIndex(
-            model_name="ticketmessage",
-            index=models.Index(
-                condition=models.Q(("delivery_status", ""), _negated=True),
-                fields=["delivery_status", "next_attempt_at"],
-                name="ticketmsg_delivery_due",
-            ),
+            model_name='ticketmessage',
+            index=models.Index(condition=models.Q(('delivery_status', ''), _negated=True), fields=['delivery_status', 'next_attempt_at'], name='ticketmsg_delivery_due'),
         ),
         migrations.AddIndex(
-            model_name="ticketmessage",
-            index=models.Index(
-                condition=models.Q(("author__isnull", False)), fields=["author"], name="ticketmsg_author"
-            ),
+            model_name='ticketmessage',
+            index=models.Index(condition=models.Q(('author__isnull', False)), fields=['author'], name='ticketmsg_author'),
         ),
     ]

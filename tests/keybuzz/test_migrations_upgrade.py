@@ -1,0 +1,83 @@
+"""An existing database, made by the migrations as they were before the layers were made one-way
+(tests/legacy_migrations), upgrades with every link intact, and ends with the same tables as a
+new database. Real processes (`manage.py migrate`), on the suite's database engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def database_url(tmp_path):
+    """A new, empty database of the suite's engine for each use, dropped afterwards."""
+    made: list[str] = []
+
+    def make() -> str:
+        if connection.vendor == "sqlite":
+            return f"sqlite:///{tmp_path / f'{uuid.uuid4().hex}.sqlite3'}"
+        name = f"kb_upgrade_{uuid.uuid4().hex[:10]}"
+        with server() as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        made.append(name)
+        return f"{server_url}/{name}"
+
+    settings = connection.settings_dict
+    server_url = f"postgresql://{settings['USER']}@{settings['HOST'] or '127.0.0.1'}:{settings['PORT'] or 5432}"
+
+    def server():  # CREATE/DROP DATABASE cannot run in a transaction: a connection of its own
+        import psycopg
+
+        return psycopg.connect(f"{server_url}/postgres", autocommit=True)
+
+    yield make
+    for name in made:
+        with server() as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def run(url: str, *args: str, settings: str = "keybuzz.settings") -> str:
+    env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": settings, "KEYBUZZ_ENV_FILE": "none"}
+    done = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_an_existing_database_upgrades_with_every_link_intact(database_url):
+    old = database_url()
+    run(old, "manage.py", "migrate", "--no-input", "-v0", settings="tests.legacy_settings")
+    seeded = json.loads(run(old, "-m", "tests.migration_upgrade", "seed", settings="tests.legacy_settings"))
+
+    out = run(old, "manage.py", "migrate", "--no-input")
+    assert "tickets.0002_drop_channel_foreign_keys... OK" in out
+
+    after = json.loads(run(old, "-m", "tests.migration_upgrade", "links"))
+    assert after["tickets"] == seeded["tickets"]  # every ticket keeps its connection
+    assert after["messages"] == seeded["messages"]  # every buyer message keeps its stored copy
+    assert after["connections"] == sorted(seeded["connections"])
+    for message_id, external_id in seeded["messages"].items():
+        if external_id is not None:  # and the stored copy still finds its ticket
+            assert after["filed_in"][str(external_id)] == after["ticket_of_message"][message_id]
+    assert "No migrations to apply." in run(old, "manage.py", "migrate", "--no-input")
+
+    fresh = database_url()
+    run(fresh, "manage.py", "migrate", "--no-input", "-v0")
+    upgraded = json.loads(run(old, "-m", "tests.migration_upgrade", "schema"))
+    new = json.loads(run(fresh, "-m", "tests.migration_upgrade", "schema"))
+    assert upgraded == new
+    foreign_keys = {
+        (table, tuple(c["columns"]), c["foreign_key"][0])
+        for table, described in upgraded.items()
+        for c in described["constraints"].values()
+        if c["foreign_key"]
+    }
+    assert not [fk for fk in foreign_keys if fk[0].startswith("tickets_") and fk[2].startswith("marketplaces_")]
