@@ -14,8 +14,8 @@ import json
 import os
 import re
 import sys
-from datetime import UTC, datetime, timedelta
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 SEEDED_AT = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
