@@ -282,7 +282,8 @@ class PlainInsert:
                 cur.executemany(
                     f"INSERT INTO {message} (id, tenant_id, ticket_id, direction, author_name, body,"
                     " external_message_id, delivery_status, delivery_error, delivery_attempts, delivery_ref,"
-                    " sent_at, created_at) VALUES (%s, %s, %s, 'INBOUND', %s, %s, %s, '', '', 0, '', %s, %s)",
+                    " delivery_worker, sent_at, created_at)"
+                    " VALUES (%s, %s, %s, 'INBOUND', %s, %s, %s, '', '', 0, '', '', %s, %s)",
                     [(i, self.tenant, i, r["buyerName"], r["body"], i, now, now) for i, r in batch],
                 )
                 self.conn.commit()  # one transaction per connection, as the poller does
