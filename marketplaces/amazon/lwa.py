@@ -231,13 +231,3 @@ def exchange_authorization_code(
     return client.exchange_authorization_code(
         code=code, client_id=client_id, client_secret=client_secret, redirect_uri=redirect_uri
     )
-
-
-def refresh_access_token(
-    *, refresh_token: str, client_id: str, client_secret: str, token_url: str | None = None
-) -> LwaTokens:
-    """Module-level shortcut for the poller: `Token refresh failed` is its to log on LwaError."""
-    client = get_lwa_client()
-    if token_url and token_url != client.token_url:
-        client = LwaClient(token_url=token_url, timeout=client.timeout, retries=0, trust_env=False)
-    return client.refresh_access_token(refresh_token=refresh_token, client_id=client_id, client_secret=client_secret)

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 NA, EU, FE = "NA", "EU", "FE"
-REGIONS = (NA, EU, FE)
 
 CONSENT_PATH = "/apps/authorize/consent"
 
