@@ -229,6 +229,8 @@ def logging_config(*, level: str = "INFO", fmt: str = "line") -> dict[str, Any]:
             "django": {"handlers": [], "level": "INFO", "propagate": True},
             # hvac and urllib3 log request URLs at DEBUG; keep them quiet so no path or token leaks.
             "hvac": {"level": "WARNING"},
+            # django-axes writes four INFO lines per login; its lockouts and failures are WARNING.
+            "axes": {"level": "WARNING"},
             "urllib3": {"level": "WARNING"},
         },
     }

@@ -20,10 +20,6 @@ class TokenRefreshInputSerializer(serializers.Serializer):
     refresh = serializers.CharField(max_length=4096)
 
 
-class AccessTokenSerializer(serializers.Serializer):
-    access = serializers.CharField()
-
-
 class TenantSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     slug = serializers.SlugField()
@@ -33,7 +29,7 @@ class TenantSerializer(serializers.Serializer):
 class MemberSerializer(serializers.ModelSerializer):
     id = serializers.IntegerField(source="user.id")
     username = serializers.CharField(source="user.username")
-    email = serializers.EmailField(source="user.email")
+    email = serializers.CharField(source="user.email", help_text="May be empty.")
     name = serializers.SerializerMethodField()
     role = serializers.ChoiceField(choices=Role.choices)
 

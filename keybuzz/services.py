@@ -6,13 +6,22 @@ from dataclasses import dataclass
 
 from django.contrib.auth import authenticate
 from django.contrib.auth.models import User
+from django.contrib.auth.signals import user_logged_in
 from django.db import transaction
+from django.http import HttpRequest
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from keybuzz.errors import ApplicationError, AuthenticationError, ForbiddenError
 from keybuzz.models import Membership, Role, Tenant
-from keybuzz.tokens import ROLE_CLAIM, TENANT_CLAIM, membership_check
+from keybuzz.tokens import (
+    PASSWORD_CLAIM,
+    ROLE_CLAIM,
+    TENANT_CLAIM,
+    membership_check,
+    password_version_of,
+    user_id_claim,
+)
 
 
 @dataclass(frozen=True)
@@ -66,22 +75,32 @@ def superadmin_ensure(*, username: str, email: str, password: str) -> bool:
     return created
 
 
-def _token_pair(*, user: User, membership: Membership) -> TokenPair:
-    refresh = RefreshToken.for_user(user)
+def _token_pair(*, membership: Membership) -> TokenPair:
+    refresh = RefreshToken.for_user(membership.user)  # recorded as outstanding (the blacklist app)
     refresh[TENANT_CLAIM] = str(membership.tenant_id)
     refresh[ROLE_CLAIM] = membership.role
+    refresh[PASSWORD_CLAIM] = password_version_of(membership.user)
     return TokenPair(
         access=str(refresh.access_token), refresh=str(refresh), tenant=membership.tenant, role=membership.role
     )
 
 
-def token_obtain(*, username: str, password: str, tenant_slug: str | None = None) -> TokenPair:
-    """Check the credentials and issue a token pair bound to one of the user's tenants."""
-    user = authenticate(username=username, password=password)
+def token_obtain(*, username: str, password: str, request: HttpRequest, tenant_slug: str | None = None) -> TokenPair:
+    """Check the credentials and issue a token pair bound to one of the user's tenants.
+
+    `request` lets the login throttle (django-axes) count a failure against the account and the
+    client's address; once locked out, even the right password is refused until the lockout ends
+    (the API answers 429 too_many_attempts: keybuzz.throttling)."""
+    user = authenticate(request, username=username, password=password)
     if user is None:
         raise AuthenticationError("Wrong username or password.", code="invalid_credentials")
+    assert isinstance(user, User)
+    # A login, as the admin's is: the throttle starts counting failures again (and last_login moves).
+    user_logged_in.send(sender=User, request=request, user=user)
     memberships = list(
-        Membership.objects.select_related("tenant").filter(user=user, tenant__is_active=True).order_by("tenant__slug")
+        Membership.objects.select_related("tenant", "user")
+        .filter(user=user, tenant__is_active=True)
+        .order_by("tenant__slug")
     )
     if tenant_slug:
         memberships = [m for m in memberships if m.tenant.slug == tenant_slug]
@@ -95,15 +114,42 @@ def token_obtain(*, username: str, password: str, tenant_slug: str | None = None
             code="tenant_required",
             details={"tenants": [m.tenant.slug for m in memberships]},
         )
-    return _token_pair(user=user, membership=memberships[0])
+    return _token_pair(membership=memberships[0])
 
 
-def token_refresh(*, refresh: str) -> str:
-    """A new access token, re-checking the membership and taking the role from the database."""
+def _refresh_token(raw: str) -> RefreshToken:
+    """The refresh token, checked: signature, expiry, not revoked, a user id that can be one."""
     try:
-        token = RefreshToken(refresh)  # type: ignore[arg-type]  # simplejwt annotates a Token; it parses a str
+        token = RefreshToken(raw)  # type: ignore[arg-type]  # simplejwt annotates a Token; it parses a str
     except TokenError as exc:
         raise AuthenticationError(str(exc), code="token_not_valid") from None
-    membership = membership_check(user_id=token.get("user_id"), tenant_id=token.get(TENANT_CLAIM))
-    token[ROLE_CLAIM] = membership.role
-    return str(token.access_token)
+    user_id_claim(token.get("user_id"))
+    return token
+
+
+def token_refresh(*, refresh: str) -> TokenPair:
+    """A new token pair for a refresh token, which is used up: re-checks the membership (and the
+    password version), takes the role from the database, and revokes the token it was given, so
+    the same refresh token never works twice."""
+    token = _refresh_token(refresh)
+    membership = membership_check(
+        user_id=token.get("user_id"), tenant_id=token.get(TENANT_CLAIM), password_version=token.get(PASSWORD_CLAIM)
+    )
+    # Of two refreshes racing with one token, only the one that blacklists it first goes on
+    # (the blacklist row is unique per token).
+    outcome: tuple[object, bool] = token.blacklist()  # type: ignore[assignment]  # get_or_create's pair, annotated as one value
+    if not outcome[1]:
+        raise AuthenticationError("Token is blacklisted", code="token_not_valid")
+    return _token_pair(membership=membership)
+
+
+def token_revoke(*, refresh: str) -> None:
+    """Log out: the refresh token can no longer be used. Revoking a revoked or expired one is fine;
+    a token this server did not sign is refused (401)."""
+    try:
+        token = _refresh_token(refresh)
+    except AuthenticationError as exc:
+        if exc.message in ("Token is blacklisted", "Token is expired"):
+            return
+        raise
+    token.blacklist()

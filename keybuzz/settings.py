@@ -11,6 +11,7 @@ import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import django_stubs_ext
 import environ
@@ -66,7 +67,10 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "corsheaders",
+    "axes",
     "rest_framework",
+    "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     # The layers, lowest first (docs/architecture.md): each may use the ones above it in this list.
@@ -78,12 +82,16 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Answers the web app's cross-origin calls to the API (CORS_* below) before anything else.
+    "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Turns a locked-out login (API or admin) into 429 too_many_attempts (keybuzz/throttling.py).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "keybuzz.urls"
@@ -163,7 +171,32 @@ SIMPLE_JWT = {
     "USER_ID_FIELD": "id",
     "USER_ID_CLAIM": "user_id",
     "UPDATE_LAST_LOGIN": False,
+    # A refresh token is used once: refreshing answers a new one and blacklists the old
+    # (rest_framework_simplejwt.token_blacklist).
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
 }
+
+# --- Login throttling (django-axes: the API's POST /auth/token and the admin's login) -------------
+# Failed logins are counted per account and, separately, per client address, in the database (so
+# every gunicorn worker and host shares the count); at LOGIN_FAILURE_LIMIT the account or address
+# is locked for LOGIN_LOCKOUT_MINUTES (429 too_many_attempts with Retry-After). A superadmin
+# unlocks at once by deleting the "Access attempts" rows in the admin (or `manage.py axes_reset`).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "keybuzz.throttling.lockout_response"
+AXES_VERBOSE = False  # axes logs the username and address of each failure; our lines say enough
+# The client's address (keybuzz.throttling.client_address): each proxy in front appends the address
+# it saw to X-Forwarded-For; only the last TRUSTED_PROXY_COUNT hops are trusted (1 behind the
+# deployed nginx, 0 when clients connect to gunicorn directly).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0 if DEBUG else 1)
+AXES_CLIENT_IP_CALLABLE = "keybuzz.throttling.client_address"
 
 KEYBUZZ_SUPERADMIN_USERNAME = env.str("KEYBUZZ_SUPERADMIN_USERNAME", default="superadmin")
 KEYBUZZ_SUPERADMIN_EMAIL = env.str("KEYBUZZ_SUPERADMIN_EMAIL", default="superadmin@localhost")
@@ -178,6 +211,13 @@ AUTH_PASSWORD_VALIDATORS = [
 
 # --- Integrations (used by the marketplaces app) -------------------------------------------------
 FRONTEND_URL = env.str("FRONTEND_URL", default="")
+# The web app calls the API from FRONTEND_URL's origin, with credentials (the OAuth start sets
+# the browser-binding cookie): CORS answers exactly that origin, and only under /api/.
+CORS_ALLOWED_ORIGINS = [
+    f"{_origin.scheme}://{_origin.netloc}" for _origin in [urlsplit(FRONTEND_URL)] if _origin.scheme and _origin.netloc
+]
+CORS_ALLOW_CREDENTIALS = True
+CORS_URLS_REGEX = r"^/api/.*$"
 KEYBUZZ_AI_API_KEY = env.str("KEYBUZZ_AI_API_KEY", default="")
 AMAZON_SPAPI_APP_SOURCE = env.str("AMAZON_SPAPI_APP_SOURCE", default="external_test")
 AMAZON_USE_MOCK = env.bool("AMAZON_USE_MOCK", default=False)
@@ -203,7 +243,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["keybuzz.authentication.TenantJWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["keybuzz.permissions.IsTenantMember"],
     "DEFAULT_RENDERER_CLASSES": _RENDERERS,
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["keybuzz.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "keybuzz.exception_handler.api_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -218,6 +258,10 @@ SPECTACULAR_SETTINGS: dict[str, Any] = {
     # Swagger UI's assets are served from this server (no CDN): the docs work offline too.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "keybuzz.openapi.document_constraints",
+    ],
 }
 
 # --- Security (production) --------------------------------------------------------------------

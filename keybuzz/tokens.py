@@ -10,32 +10,58 @@ from __future__ import annotations
 
 import uuid
 
-from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
+from django.utils.crypto import constant_time_compare, salted_hmac
 
 from keybuzz.errors import AuthenticationError, ForbiddenError
 from keybuzz.models import Membership
 
 TENANT_CLAIM = "tenant_id"
 ROLE_CLAIM = "role"
+# Changes when the user's password changes, so every token issued before a new password is refused.
+PASSWORD_CLAIM = "pwv"
+_MAX_ID = 2**63 - 1  # the largest id a bigint column holds
 
 
-def membership_check(*, user_id: int | str, tenant_id: object) -> Membership:
+def password_version_of(user: User) -> str:
+    """A digest of the user's current password hash (an HMAC with the server's key, so the token
+    carries nothing usable about the password). Setting a new password, through the admin,
+    `create_tenant` or `ensure_superadmin`, changes it."""
+    return salted_hmac("keybuzz.tokens.password_version", user.password, algorithm="sha256").hexdigest()[:20]
+
+
+def user_id_claim(value: object) -> int:
+    """The token's user id, or AuthenticationError: a signed token may still carry nonsense."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise AuthenticationError("Token has no valid user claim.", code="token_not_valid")
+    text = str(value)
+    if not text.isascii() or not text.isdigit() or not 0 < int(text) <= _MAX_ID:
+        raise AuthenticationError("Token has no valid user claim.", code="token_not_valid")
+    return int(text)
+
+
+def membership_check(*, user_id: object, tenant_id: object, password_version: object) -> Membership:
     """The active membership a token's claims point to; AuthenticationError (401) or
     ForbiddenError (403) when there is none to act for."""
+    user_pk = user_id_claim(user_id)
     try:
         tenant_uuid = uuid.UUID(str(tenant_id))
     except ValueError:
         raise AuthenticationError("Token has no valid tenant claim.", code="token_not_valid") from None
     membership = (
-        Membership.objects.select_related("user", "tenant").filter(user_id=user_id, tenant_id=tenant_uuid).first()
+        Membership.objects.select_related("user", "tenant").filter(user_id=user_pk, tenant_id=tenant_uuid).first()
     )
     if membership is None:
-        user = get_user_model().objects.filter(pk=user_id).only("is_active").first()
+        user = User.objects.filter(pk=user_pk).only("is_active").first()
         if user is None or not user.is_active:
             raise AuthenticationError("User not found or inactive.", code="user_inactive")
         raise ForbiddenError("You are no longer a member of this tenant.", code="membership_revoked")
     if not membership.user.is_active:
         raise AuthenticationError("User not found or inactive.", code="user_inactive")
+    if not isinstance(password_version, str) or not constant_time_compare(
+        password_version, password_version_of(membership.user)
+    ):
+        raise AuthenticationError("Token was issued before a password change: log in again.", code="token_not_valid")
     if not membership.tenant.is_active:
         raise ForbiddenError("This tenant is deactivated.", code="tenant_inactive")
     return membership

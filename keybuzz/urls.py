@@ -7,10 +7,17 @@ from keybuzz import views
 api_v1 = [
     path("auth/token", views.TokenObtainView.as_view(), name="auth-token"),
     path("auth/token/refresh", views.TokenRefreshView.as_view(), name="auth-token-refresh"),
+    path("auth/logout", views.LogoutView.as_view(), name="auth-logout"),
     path("me", views.MeView.as_view(), name="me"),
     path("members/", views.MemberListView.as_view(), name="member-list"),
-    path("members/<int:user_id>/", views.MemberDetailView.as_view(), name="member-detail"),
+    path("members/<id:user_id>/", views.MemberDetailView.as_view(), name="member-detail"),
 ]
+
+# Outside DRF's views (no route, a body too large, a crash): JSON under /api/, Django's pages elsewhere.
+handler400 = "keybuzz.http_errors.bad_request"
+handler403 = "keybuzz.http_errors.permission_denied"
+handler404 = "keybuzz.http_errors.page_not_found"
+handler500 = "keybuzz.http_errors.server_error"
 
 urlpatterns = [
     path("health", views.HealthView.as_view(), name="health"),

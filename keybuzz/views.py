@@ -11,7 +11,6 @@ from keybuzz.api import PublicAPIView, TenantAPIView
 from keybuzz.errors import NotFoundError
 from keybuzz.health import health_report
 from keybuzz.serializers import (
-    AccessTokenSerializer,
     ErrorSerializer,
     HealthSerializer,
     MemberSerializer,
@@ -21,7 +20,21 @@ from keybuzz.serializers import (
     TokenRefreshInputSerializer,
 )
 
+ERRORS_400 = {400: OpenApiResponse(ErrorSerializer, description="`invalid_input`: a field is missing or malformed.")}
 ERRORS_401 = {401: OpenApiResponse(ErrorSerializer, description="Missing, expired or invalid token.")}
+ERRORS_429 = {
+    429: OpenApiResponse(
+        ErrorSerializer, description="`too_many_attempts`: too many failed logins; see the Retry-After header."
+    )
+}
+
+
+def _no_store(response: Response) -> Response:
+    # Tokens must not stay in a browser's or a proxy's cache.
+    response["Cache-Control"] = "no-store"
+    return response
+
+
 ERRORS_403 = {403: OpenApiResponse(ErrorSerializer, description="Membership removed or tenant deactivated.")}
 
 
@@ -39,9 +52,12 @@ class TokenObtainView(PublicAPIView):
         request=TokenObtainInputSerializer,
         responses={
             200: TokenPairSerializer,
-            400: OpenApiResponse(ErrorSerializer, description="`tenant_required` when the user has several tenants."),
+            400: OpenApiResponse(
+                ErrorSerializer, description="`invalid_input`; `tenant_required` when the user has several tenants."
+            ),
             **ERRORS_401,
             403: OpenApiResponse(ErrorSerializer, description="`no_tenant` or `not_a_member`."),
+            **ERRORS_429,
         },
         tags=["auth"],
     )
@@ -52,20 +68,39 @@ class TokenObtainView(PublicAPIView):
             username=data.validated_data["username"],
             password=data.validated_data["password"],
             tenant_slug=data.validated_data.get("tenant"),
+            request=request._request,  # the login throttle counts failures per account and address
         )
-        return Response({"access": pair.access, "refresh": pair.refresh})
+        return _no_store(Response({"access": pair.access, "refresh": pair.refresh}))
 
 
 class TokenRefreshView(PublicAPIView):
     @extend_schema(
+        summary="A new token pair; the refresh token sent is used up",
         request=TokenRefreshInputSerializer,
-        responses={200: AccessTokenSerializer, **ERRORS_401, **ERRORS_403},
+        responses={200: TokenPairSerializer, **ERRORS_400, **ERRORS_401, **ERRORS_403},
         tags=["auth"],
     )
     def post(self, request: Request) -> Response:
         data = TokenRefreshInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        return Response({"access": services.token_refresh(refresh=data.validated_data["refresh"])})
+        pair = services.token_refresh(refresh=data.validated_data["refresh"])
+        return _no_store(Response({"access": pair.access, "refresh": pair.refresh}))
+
+
+class LogoutView(PublicAPIView):
+    @extend_schema(
+        summary="Log out: the refresh token can no longer be used",
+        description="Revokes the refresh token (its access tokens expire on their own, within "
+        "JWT_ACCESS_TOKEN_MINUTES). Revoking a token twice, or an expired one, is not an error.",
+        request=TokenRefreshInputSerializer,
+        responses={204: None, **ERRORS_400, **ERRORS_401},
+        tags=["auth"],
+    )
+    def post(self, request: Request) -> Response:
+        data = TokenRefreshInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.token_revoke(refresh=data.validated_data["refresh"])
+        return _no_store(Response(status=204))
 
 
 class MeView(TenantAPIView):

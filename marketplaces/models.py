@@ -76,9 +76,11 @@ class MarketplaceConnection(models.Model):
 
 
 class OAuthState(models.Model):
-    """One OAuth authorization attempt. Only a SHA-256 hash of the state value is stored."""
+    """One OAuth authorization attempt. Only SHA-256 hashes are stored: of the state value, and of
+    the browser key (the cookie set by start), so only the browser that started can finish."""
 
     state_hash = models.CharField(max_length=64, unique=True)
+    browser_hash = models.CharField(max_length=64, blank=True)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="oauth_states")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     type = models.CharField(max_length=16, choices=MarketplaceType.choices, default=MarketplaceType.AMAZON)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from marketplaces.models import ConnectionStatus
@@ -12,15 +13,34 @@ SELLER_ID_PATTERN = r"^[A-Za-z0-9]{1,64}$"
 _MISSING: dict[str, Any] = {"required": "missing parameter", "blank": "missing parameter", "null": "missing parameter"}
 
 
+# What start accepts: the service checks the value itself (invalid_marketplace, invalid_region);
+# the patterns only tell clients the shape.
+MARKETPLACE_PATTERN = r"^[A-Za-z0-9]{0,32}$"
+REGION_PATTERN = r"^([Nn][Aa]|[Ee][Uu]|[Ff][Ee]|us-east-1|eu-west-1|us-west-2)?$"
+
+
+@extend_schema_field({"type": "string", "pattern": MARKETPLACE_PATTERN, "maxLength": 32})
+class MarketplaceField(serializers.CharField):
+    pass
+
+
+@extend_schema_field({"type": "string", "pattern": REGION_PATTERN, "maxLength": 16})
+class RegionField(serializers.CharField):
+    pass
+
+
 class OAuthStartInputSerializer(serializers.Serializer):
-    marketplace = serializers.CharField(
+    marketplace = MarketplaceField(
         max_length=32,
         required=False,
         allow_blank=True,
         help_text="Country code (FR, US, JP, UK…) or marketplace id (A13V1IB3VIYZZH). Default: the app's region.",
     )
-    region = serializers.CharField(
-        max_length=16, required=False, allow_blank=True, help_text="NA, EU or FE; only needed without a marketplace."
+    region = RegionField(
+        max_length=16,
+        required=False,
+        allow_blank=True,
+        help_text="NA, EU or FE (or us-east-1, eu-west-1, us-west-2); only needed without a marketplace.",
     )
 
 

@@ -20,6 +20,7 @@ from keybuzz.serializers import ErrorSerializer
 from marketplaces import selectors
 from marketplaces.models import ConnectionStatus
 from marketplaces.serializers import (
+    SELLER_ID_PATTERN,
     ConnectionSerializer,
     DisconnectInputSerializer,
     DisconnectSerializer,
@@ -35,6 +36,9 @@ ERRORS = {
     401: OpenApiResponse(ErrorSerializer, description="Missing, expired or invalid token."),
     403: OpenApiResponse(ErrorSerializer, description="Agents may not change the Amazon connection."),
 }
+# The browser key of the OAuth flow: sent back only to the OAuth endpoints.
+BROWSER_COOKIE = "keybuzz_amazon_oauth"
+BROWSER_COOKIE_PATH = "/api/v1/marketplaces/amazon/oauth/"
 STATUS_PRIORITY = [
     ConnectionStatus.CONNECTED,
     ConnectionStatus.NEEDS_REAUTH,
@@ -69,8 +73,9 @@ class AmazonOAuthStartView(TenantAPIView):
             marketplace=data.validated_data.get("marketplace", ""),
             region=data.validated_data.get("region", ""),
             site_url=_site_url(request),
+            browser_key=request.COOKIES.get(BROWSER_COOKIE),
         )
-        return Response(
+        response = Response(
             {
                 "authUrl": started.auth_url,
                 "expiresAt": started.expires_at,
@@ -80,15 +85,32 @@ class AmazonOAuthStartView(TenantAPIView):
                 "marketplaceId": started.marketplace_id,
             }
         )
+        # Binds the flow to this browser: the callback is only accepted with this cookie (the
+        # frontend calls start with credentials; see docs/security.md).
+        response.set_cookie(
+            BROWSER_COOKIE,
+            started.browser_key,
+            max_age=settings.AMAZON_OAUTH_STATE_TTL,
+            path=BROWSER_COOKIE_PATH,
+            secure=not settings.DEBUG,
+            httponly=True,
+            samesite="Lax",
+        )
+        response["Cache-Control"] = "no-store"
+        return response
 
 
 class AmazonOAuthCallbackView(View):
-    """Where Amazon sends the seller's browser back. No JWT: the single-use state authenticates.
+    """Where Amazon sends the seller's browser back. No JWT: the single-use state, and the browser
+    cookie set by start, authenticate. GET only: a HEAD (a link preview, a prefetch) must not spend
+    the state.
 
     The browser is redirected to the frontend (`AMAZON_OAUTH_RETURN_URL`, else `FRONTEND_URL`) with
     `?amazon=connected` or `?amazon=error&code=<code>`; without a frontend URL a small HTML page is
     shown, with a 4xx status on failure. A client asking for JSON gets `{"code", "message"}`.
     """
+
+    http_method_names = ["get"]
 
     def get(self, request: HttpRequest) -> HttpResponse:
         query = OAuthCallbackQuerySerializer(data=request.GET.dict())
@@ -98,6 +120,7 @@ class AmazonOAuthCallbackView(View):
             params = query.validated_data
             connection = oauth.amazon_oauth_callback(
                 state=params["state"],
+                browser_key=request.COOKIES.get(BROWSER_COOKIE),
                 code=params.get("spapi_oauth_code", ""),
                 selling_partner_id=params.get("selling_partner_id", ""),
                 error=params.get("error", ""),
@@ -181,7 +204,13 @@ class AmazonDisconnectView(TenantAPIView):
     @extend_schema(
         request=DisconnectInputSerializer,
         parameters=[
-            OpenApiParameter("sellingPartnerId", str, required=False, description="Also accepted in the query string.")
+            OpenApiParameter(
+                "sellingPartnerId",
+                str,
+                required=False,
+                pattern=SELLER_ID_PATTERN,
+                description="Also accepted in the query string.",
+            )
         ],
         responses={
             200: DisconnectSerializer,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 from django.contrib.auth.models import User
+from django.test import RequestFactory
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -36,7 +37,12 @@ def api_client(membership: Membership | None = None) -> APIClient:
     """An API client; with a membership, it carries a real access token for that tenant."""
     client = APIClient()
     if membership is not None:
-        pair = token_obtain(username=membership.user.username, password=PASSWORD, tenant_slug=membership.tenant.slug)
+        pair = token_obtain(
+            username=membership.user.username,
+            password=PASSWORD,
+            tenant_slug=membership.tenant.slug,
+            request=RequestFactory().post("/api/v1/auth/token"),
+        )
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {pair.access}")
     return client
 

@@ -7,6 +7,7 @@ listens on plain HTTP; we bind it to 127.0.0.1 only, on a free port, with a rand
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -78,6 +79,16 @@ class OpenBao:
         if self.log_path is None or not self.log_path.exists():
             return ""
         return self.log_path.read_text(errors="replace")
+
+    def seal(self) -> None:
+        """Seals the server, as an operator (or a restart without auto-unseal) would."""
+        self.client().sys.seal()
+
+    def unseal(self) -> None:
+        """Unseals it with the dev server's one unseal key, which it printed at start."""
+        found = re.search(r"Unseal Key: (\S+)", self.log())
+        assert found, "no unseal key in the dev server's log"
+        self.client().sys.submit_unseal_key(found.group(1))
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:

@@ -17,10 +17,11 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db.models import F, Q, QuerySet
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from keybuzz.errors import ApplicationError
@@ -33,6 +34,8 @@ ORDERINGS: dict[str, tuple[str, bool]] = {
     "-response_due_at": ("response_due_at", True),
 }
 DEFAULT_ORDERING = "-last_message_at"
+MAX_ID = 2**63 - 1  # a bigint
+MAX_CURSOR_LENGTH = 512  # ours are about 100 characters
 
 
 class InvalidCursorError(ApplicationError):
@@ -53,15 +56,21 @@ def encode_cursor(cursor: Cursor) -> str:
 
 
 def decode_cursor(token: str, *, ordering: str) -> Cursor:
+    """The cursor in `token`, or InvalidCursorError: a client may send anything here."""
+    if len(token) > MAX_CURSOR_LENGTH:
+        raise InvalidCursorError("Invalid cursor: use the `next` link of the previous page.")
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         payload = json.loads(raw)
-        value = payload["v"]
+        value, last_id = payload["v"], payload["i"]
         parsed = parse_datetime(value) if value is not None else None
-        if (value is not None and parsed is None) or not isinstance(payload["i"], int):
+        if value is not None and (parsed is None or timezone.is_naive(parsed)):
             raise ValueError
-        cursor = Cursor(ordering=str(payload["o"]), value=parsed, last_id=payload["i"])
-    except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError):
+        if isinstance(last_id, bool) or not isinstance(last_id, int) or not 0 <= last_id <= MAX_ID:
+            raise ValueError
+        # In UTC: PostgreSQL refuses UTC offsets beyond ±15:59 that Python accepts.
+        cursor = Cursor(ordering=str(payload["o"]), value=parsed.astimezone(UTC) if parsed else None, last_id=last_id)
+    except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError, RecursionError, OverflowError):
         raise InvalidCursorError("Invalid cursor: use the `next` link of the previous page.") from None
     if cursor.ordering != ordering:
         raise InvalidCursorError("Invalid cursor: it belongs to another ordering; start again without a cursor.")

@@ -16,17 +16,47 @@ from tickets.services import MessageKind
 
 
 class TicketListQuerySerializer(serializers.Serializer):
-    status = serializers.ListField(child=serializers.ChoiceField(choices=TicketStatus.choices), required=False)
+    """The list's query parameters; the OpenAPI schema documents them from here."""
+
+    status = serializers.ListField(
+        child=serializers.ChoiceField(choices=TicketStatus.choices),
+        required=False,
+        help_text="Repeat (`status=OPEN&status=PENDING`) or comma-separate (`status=OPEN,PENDING`).",
+    )
     channel = serializers.ChoiceField(choices=Channel.choices, required=False)
     assignee = serializers.RegexField(
-        r"^(me|none|[0-9]{1,18})$", required=False, error_messages={"invalid": "Use `me`, `none` or a user id."}
+        r"^(me|none|[0-9]{1,18})$",
+        required=False,
+        error_messages={"invalid": "Use `me`, `none` or a user id."},
+        help_text="`me`, `none` (unassigned) or a user id.",
     )
-    connection = serializers.UUIDField(required=False)
-    overdue = serializers.BooleanField(required=False, allow_null=True, default=None)
-    q = serializers.CharField(required=False, max_length=200, allow_blank=True, default="")
-    ordering = serializers.ChoiceField(choices=list(ORDERINGS), required=False)
-    cursor = serializers.CharField(required=False, max_length=512)
-    limit = serializers.IntegerField(required=False, min_value=1)
+    connection = serializers.UUIDField(required=False, help_text="A marketplace connection id.")
+    overdue = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="`true`: unanswered past the response due time; `false`: the others.",
+    )
+    q = serializers.CharField(
+        required=False,
+        max_length=200,
+        allow_blank=True,
+        default="",
+        help_text="Text in the subject, customer, order id or any message.",
+    )
+    ordering = serializers.ChoiceField(
+        choices=list(ORDERINGS),
+        required=False,
+        help_text="Default `-last_message_at` (newest activity first); "
+        "`response_due_at`: most urgent first, tickets without a due time last.",
+    )
+    # Checked (and refused as invalid_cursor) by tickets.pagination.decode_cursor.
+    cursor = serializers.CharField(
+        required=False, allow_blank=True, trim_whitespace=False, help_text="From the previous page's `next` link."
+    )
+    limit = serializers.IntegerField(
+        required=False, min_value=1, max_value=2**31, help_text="Page size (default 25; more than 100 gives 100)."
+    )
 
 
 class TicketUpdateSerializer(serializers.Serializer):

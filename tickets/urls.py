@@ -5,10 +5,10 @@ from tickets import views
 urlpatterns = [
     path("tickets/", views.TicketListView.as_view(), name="ticket-list"),
     path("tickets/stats/", views.TicketStatsView.as_view(), name="ticket-stats"),
-    path("tickets/<int:ticket_id>/", views.TicketDetailView.as_view(), name="ticket-detail"),
-    path("tickets/<int:ticket_id>/messages/", views.TicketMessageCreateView.as_view(), name="ticket-messages"),
+    path("tickets/<id:ticket_id>/", views.TicketDetailView.as_view(), name="ticket-detail"),
+    path("tickets/<id:ticket_id>/messages/", views.TicketMessageCreateView.as_view(), name="ticket-messages"),
     path(
-        "tickets/<int:ticket_id>/messages/<int:message_id>/retry/",
+        "tickets/<id:ticket_id>/messages/<id:message_id>/retry/",
         views.TicketReplyRetryView.as_view(),
         name="ticket-reply-retry",
     ),

@@ -16,7 +16,6 @@ from keybuzz.errors import ApplicationError, NotFoundError
 from keybuzz.models import Tenant
 from keybuzz.serializers import ErrorSerializer
 from tickets import conf, pagination, selectors, services
-from tickets.models import Channel, TicketStatus
 from tickets.serializers import (
     TicketDetailSerializer,
     TicketListQuerySerializer,
@@ -65,35 +64,7 @@ class TicketListView(TenantAPIView):
     @extend_schema(
         operation_id="tickets_list",
         summary="List the tenant's tickets",
-        parameters=[
-            OpenApiParameter(
-                "status",
-                OpenApiTypes.STR,
-                many=True,
-                enum=TicketStatus.values,
-                description="Repeat (`status=OPEN&status=PENDING`) or comma-separate (`status=OPEN,PENDING`).",
-            ),
-            OpenApiParameter("channel", OpenApiTypes.STR, enum=Channel.values),
-            OpenApiParameter("assignee", OpenApiTypes.STR, description="`me`, `none` (unassigned) or a user id."),
-            OpenApiParameter("connection", OpenApiTypes.UUID, description="A marketplace connection id."),
-            OpenApiParameter(
-                "overdue",
-                OpenApiTypes.BOOL,
-                description="`true`: unanswered past the response due time; `false`: the others.",
-            ),
-            OpenApiParameter(
-                "q", OpenApiTypes.STR, description="Text in the subject, customer, order id or any message (max 200)."
-            ),
-            OpenApiParameter(
-                "ordering",
-                OpenApiTypes.STR,
-                enum=list(pagination.ORDERINGS),
-                description="Default `-last_message_at` (newest activity first); "
-                "`response_due_at`: most urgent first, tickets without a due time last.",
-            ),
-            OpenApiParameter("cursor", OpenApiTypes.STR, description="From the previous page's `next` link."),
-            OpenApiParameter("limit", OpenApiTypes.INT, description="Page size (default 25, max 100)."),
-        ],
+        parameters=[TicketListQuerySerializer],
         responses={
             200: TicketPageSerializer,
             400: _error("`invalid_filter` (a filter's value), `invalid_cursor`."),

@@ -12,6 +12,7 @@ from argparse import ArgumentParser
 from typing import Any, Generic, TypeVar
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 
 from keybuzz.workers import worker_name
 from keybuzz.workers.runner import RunUnavailable, StopCheck, run_worker
@@ -64,6 +65,11 @@ class WorkerCommand(BaseCommand, Generic[R]):
             raise CommandError(self.configuration_message(exc), returncode=2) from None
         except RunUnavailable as exc:  # --once only: the loop waits for its next turn instead
             raise CommandError(f"{self.log_prefix} Run error: {exc}", returncode=1) from None
+        except DatabaseError as exc:  # the database went away mid-run: what was committed stays
+            reason = " ".join(str(exc).split())[:300]
+            raise CommandError(
+                f"{self.log_prefix} Run error: database unavailable ({type(exc).__name__}: {reason})", returncode=1
+            ) from None
         if last is not None:
             self.finish(last, once=once)
 

@@ -17,7 +17,7 @@ from keybuzz.workers.backoff import backoff_delay
 from marketplaces.amazon.tokens import AccessTokenProvider, NeedsReauth, TokenRefreshFailed
 from marketplaces.models import ConnectionStatus, MarketplaceConnection
 from marketplaces.polling.claim import ClaimedConnection
-from marketplaces.polling.filing import messages_ingest
+from marketplaces.polling.filing import LOST_DATABASE, messages_ingest
 from marketplaces.polling.log import LOG, logger
 from marketplaces.polling.parse import MAX_ERROR_LENGTH
 from marketplaces.sources import MessageSource, SourceError
@@ -107,6 +107,8 @@ def _connection_poll(
     logger.info("%s Fetched %d messages for tenant %s (connection %s)", LOG, len(fetched.raw_messages), tenant, snap.id)
     try:
         result = messages_ingest(claimed=claimed, fetch=fetched, source=source)
+    except LOST_DATABASE:
+        raise  # the whole run stops (poll_amazon: "Run error: database unavailable"); its lease expires
     except Exception as exc:
         error = f"Ingestion failed: {type(exc).__name__}"
         logger.exception("%s Poll error for tenant %s (connection %s): %s", LOG, tenant, snap.id, error)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from keybuzz.db import insert_rows
@@ -34,6 +34,9 @@ from marketplaces.sources import FetchResult, MessageSource, ParsedMessage
 from marketplaces.sources.base import ConnectionSnapshot
 from tickets.ingest import InboundMessage, inbound_messages_file
 from tickets.models import Channel
+
+# The connection to the database is gone (a restart, a network cut): nothing a message did.
+LOST_DATABASE = (OperationalError, InterfaceError)
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,8 @@ def messages_ingest(*, claimed: ClaimedConnection, fetch: FetchResult, source: M
     try:
         with transaction.atomic():
             return _commit(claimed, fetch, batch, one_by_one=False)
+    except LOST_DATABASE:
+        raise  # the database went away: not this batch's fault, and the run cannot go on
     except Exception:
         # Something in the batch was refused (by the database, or a value it cannot store): file
         # the messages one by one so only the culprit is quarantined and the mailbox moves on.

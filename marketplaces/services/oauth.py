@@ -4,6 +4,10 @@ Security notes, because this is where a tenant hands us the keys to its Seller C
 - the `state` is 256 random bits, stored only as its SHA-256, bound to tenant and user, valid
   `AMAZON_OAUTH_STATE_TTL` seconds and consumed by one conditional UPDATE (`used_at IS NULL AND
   expires_at > now`), so of two concurrent callbacks with one state exactly one wins;
+- the state is also bound to the browser that started the flow (RFC 9700 §4.7.1): start sets a
+  random browser key in an HttpOnly cookie and stores its SHA-256 with the state; a callback from
+  any other browser (an authorization link forwarded to someone else) is refused without spending
+  the state, so a seller cannot be tricked into connecting their account to another tenant;
 - no transaction is open while LWA is called;
 - the refresh token goes to the secret store at a per-tenant, per-seller path; the database only
   holds that path (`secret_ref`); no log line, error text or API answer contains a token, a code
@@ -20,6 +24,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeGuard
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -63,6 +68,8 @@ from marketplaces.selectors import connection_effective_status
 logger = logging.getLogger("marketplaces.oauth")
 
 STATE_BYTES = 32  # 256 bits
+BROWSER_KEY_BYTES = 32
+OTHER_BROWSER = {"reason": "other_browser"}
 EXPIRED_STATE_RETENTION = timedelta(days=1)
 
 
@@ -72,10 +79,16 @@ class OAuthStart:
     expires_at: datetime
     region: str
     marketplace_id: str
+    browser_key: str  # for the browser's cookie; never stored in clear
 
 
 def state_hash(state: str) -> str:
     return hashlib.sha256(state.encode()).hexdigest()
+
+
+def browser_key_valid(key: str | None) -> TypeGuard[str]:
+    """A key this server could have issued (url-safe base64 of 32 bytes), to reuse or to check."""
+    return key is not None and len(key) == 43 and all(c.isascii() and (c.isalnum() or c in "-_") for c in key)
 
 
 # --- The app, real or the local fake ---------------------------------------------------------
@@ -127,17 +140,28 @@ def _resolve_target(*, app: AmazonApp, marketplace: str, region: str) -> tuple[s
 
 
 def amazon_oauth_start(
-    *, tenant: Tenant, user: User, marketplace: str = "", region: str = "", site_url: str = ""
+    *,
+    tenant: Tenant,
+    user: User,
+    marketplace: str = "",
+    region: str = "",
+    site_url: str = "",
+    browser_key: str | None = None,
 ) -> OAuthStart:
-    """Record a single-use state for (tenant, user) and build the Seller Central consent URL."""
+    """Record a single-use state for (tenant, user, this browser) and build the Seller Central
+    consent URL. `browser_key` is the key the browser already holds (its cookie), so several tabs
+    of one browser can each start a flow; without one, a new key is made."""
     app = amazon_app_get(site_url=site_url)
     target_region, chosen = _resolve_target(app=app, marketplace=marketplace, region=region)
 
+    if not browser_key_valid(browser_key):
+        browser_key = secrets.token_urlsafe(BROWSER_KEY_BYTES)
     state = secrets.token_urlsafe(STATE_BYTES)
     now = timezone.now()
     expires_at = now + timedelta(seconds=settings.AMAZON_OAUTH_STATE_TTL)
     OAuthState.objects.create(
         state_hash=state_hash(state),
+        browser_hash=state_hash(browser_key),
         tenant=tenant,
         user=user,
         type=MarketplaceType.AMAZON,
@@ -166,22 +190,40 @@ def amazon_oauth_start(
         expires_at=expires_at,
         region=target_region,
         marketplace_id=chosen.marketplace_id if chosen else "",
+        browser_key=browser_key,
     )
 
 
 # --- Callback ----------------------------------------------------------------------------------
 
 
-def oauth_state_consume(*, state: str) -> OAuthState:
-    """Mark the state used, atomically: one UPDATE whose WHERE re-checks `used_at IS NULL` and the
-    expiry, so a concurrent second consumer updates 0 rows (on PostgreSQL it waits for the first's
-    row lock, then re-evaluates the condition)."""
+def oauth_state_consume(*, state: str, browser_key: str | None) -> OAuthState:
+    """Mark the state used, atomically: one UPDATE whose WHERE re-checks `used_at IS NULL`, the
+    expiry and the browser, so a concurrent second consumer updates 0 rows (on PostgreSQL it waits
+    for the first's row lock, then re-evaluates the condition). A state presented by another
+    browser is refused and stays usable by its own."""
     digest = state_hash(state)
+    browser = state_hash(browser_key) if browser_key_valid(browser_key) else ""
     now = timezone.now()
-    won = OAuthState.objects.filter(state_hash=digest, used_at__isnull=True, expires_at__gt=now).update(used_at=now)
+    won = 0
+    if browser:
+        won = OAuthState.objects.filter(
+            state_hash=digest, browser_hash=browser, used_at__isnull=True, expires_at__gt=now
+        ).update(used_at=now)
     row = OAuthState.objects.select_related("tenant", "user").filter(state_hash=digest).first()
     if won != 1 or row is None:
-        reason = "unknown" if row is None else ("already used" if row.used_at else "expired")
+        if row is None:
+            reason = "unknown"
+        elif row.used_at:
+            reason = "already used"
+        elif row.expires_at <= now:
+            reason = "expired"
+        else:
+            raise InvalidState(
+                "Invalid state: started in another browser (finish the Amazon connection in the browser "
+                "that started it, or start again here)",
+                details=OTHER_BROWSER,
+            )
         raise InvalidState(f"Invalid state: {reason} (start the Amazon connection again)")
     return row
 
@@ -267,16 +309,25 @@ def _connection_connect(
 
 
 def amazon_oauth_callback(
-    *, state: str, code: str = "", selling_partner_id: str = "", error: str = "", site_url: str = ""
+    *,
+    state: str,
+    browser_key: str | None,
+    code: str = "",
+    selling_partner_id: str = "",
+    error: str = "",
+    site_url: str = "",
 ) -> MarketplaceConnection:
     """Consume the state, exchange the code at LWA, store the refresh token, mark CONNECTED."""
     if error:
         # The seller declined (or Amazon refused): burn the state so the URL cannot be replayed.
         error = re.sub(r"[^A-Za-z0-9_.-]", "", error)[:64] or "unknown"  # it came from the query string
         try:
-            row = oauth_state_consume(state=state)
+            row = oauth_state_consume(state=state, browser_key=browser_key)
             who = f"tenant {row.tenant_id}"
-        except InvalidState:
+        except InvalidState as exc:
+            if exc.details == OTHER_BROWSER:  # not this browser's flow to end: its state stays usable
+                logger.warning("Amazon OAuth callback error: %s", exc.message)
+                raise
             who = "unknown state"
         logger.warning("Amazon OAuth callback error: Amazon returned error=%s (%s)", error, who)
         raise AuthorizationDenied(f"Amazon did not authorize KeyBuzz: {error}")
@@ -284,7 +335,7 @@ def amazon_oauth_callback(
     # Before the state is spent: a configuration fault must not cost the seller their attempt.
     app = amazon_app_get(site_url=site_url)
     try:
-        row = oauth_state_consume(state=state)
+        row = oauth_state_consume(state=state, browser_key=browser_key)
     except InvalidState as exc:
         logger.warning("Amazon OAuth callback error: %s", exc.message)
         raise

@@ -89,8 +89,7 @@ def data():
 
 @pytest.fixture
 def superadmin_client(client):
-    get_user_model().objects.create_superuser("root", "root@example.com", "pw-superadmin-123")
-    client.login(username="root", password="pw-superadmin-123")
+    client.force_login(get_user_model().objects.create_superuser("root", "root@example.com", "pw-superadmin-123"))
     return client
 
 

@@ -37,11 +37,10 @@ from tests.marketplaces.conftest import (
     CLIENT_SECRET,
     LWA_URL,
     REFRESH_TOKEN,
-    START_URL,
     callback,
     lwa_error,
     lwa_ok,
-    query_of,
+    start_flow,
 )
 from tests.marketplaces.scripted_sources import ScriptedSource, TokenScriptedSource, raw_message
 
@@ -332,7 +331,7 @@ def test_token_exchange_failure_is_found_by_the_oauth_grep_with_the_tenant(setti
     owner = make_member()
     client = api_client(owner)
     with responses.RequestsMock() as rsps:
-        state = query_of(client.post(START_URL, {}, format="json").json()["authUrl"])["state"]
+        state = start_flow(client)
         lwa_error(rsps, error="invalid_grant")
         assert callback(APIClient(), state=state, code="ANsingleUseCode").status_code == 400
 
@@ -426,7 +425,7 @@ def test_no_secret_in_any_line_of_a_whole_flow(vault_settings, settings, one_wor
     jwt = client._credentials["HTTP_AUTHORIZATION"].split()[1]
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         rsps.add_passthru(openbao.addr)
-        state = query_of(client.post(START_URL, {}, format="json").json()["authUrl"])["state"]
+        state = start_flow(client)
         lwa_ok(rsps)
         assert callback(APIClient(), state=state, code="ANcodeNeverLogged").status_code == 200
         connection = MarketplaceConnection.objects.get()

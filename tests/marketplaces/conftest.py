@@ -14,6 +14,7 @@ import responses
 
 from keybuzz.models import Role
 from marketplaces.amazon import lwa as lwa_module
+from marketplaces.views import BROWSER_COOKIE
 from tests.factories import api_client, make_member
 
 LWA_URL = "https://api.amazon.com/auth/o2/token"
@@ -102,16 +103,34 @@ def query_of(url: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
 
 
+# The browser key cookie start set for each state: the seller's browser sends it back with the
+# callback (callback() does, unless told the callback comes from another browser).
+BROWSER_KEYS: dict[str, str] = {}
+
+
 def start_flow(client, **body) -> str:
-    """POST start, return the state from the consent URL."""
+    """POST start, return the state from the consent URL (its browser cookie kept aside)."""
     response = client.post(START_URL, data=json.dumps(body), content_type="application/json")
     assert response.status_code == 200, response.content
-    return query_of(response.json()["authUrl"])["state"]
+    state = query_of(response.json()["authUrl"])["state"]
+    BROWSER_KEYS[state] = response.cookies[BROWSER_COOKIE].value
+    return state
 
 
-def callback(client, *, state: str, code: str = "ANcodeFromAmazon123", seller: str = SELLER_ID, **extra):
+def callback(
+    client,
+    *,
+    state: str,
+    code: str = "ANcodeFromAmazon123",
+    seller: str = SELLER_ID,
+    same_browser: bool = True,
+    **extra,
+):
+    """Amazon's redirect back, in the browser that started the flow (`same_browser`) or another."""
     headers = {k: extra.pop(k) for k in list(extra) if k.startswith("HTTP_")}
     params = {"state": state, "spapi_oauth_code": code, "selling_partner_id": seller, **extra}
+    if same_browser and state in BROWSER_KEYS:
+        client.cookies[BROWSER_COOKIE] = BROWSER_KEYS[state]
     return client.get(CALLBACK_URL, {k: v for k, v in params.items() if v is not None}, **headers)
 
 

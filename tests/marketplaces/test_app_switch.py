@@ -10,7 +10,7 @@ from keybuzz.secrets import get_secret_store
 from marketplaces.amazon.refresh_tokens import refresh_token_read
 from marketplaces.models import ConnectionStatus, MarketplaceConnection
 from marketplaces.selectors import pollable_connections
-from tests.factories import PASSWORD, make_tenant, make_user
+from tests.factories import make_tenant, make_user
 from tests.marketplaces.conftest import (
     AMAZON_OAUTH,
     REFRESH_TOKEN,
@@ -65,7 +65,7 @@ def test_reconnecting_through_oauth_brings_it_back(switched, owner_client, fake_
 def test_admin_shows_needs_reauth_and_no_secret(switched):
     user = make_user(is_staff=True, is_superuser=True)
     client = Client()
-    assert client.login(username=user.username, password=PASSWORD)
+    client.force_login(user)
     page = client.get("/admin/marketplaces/marketplaceconnection/")
     assert page.status_code == 200
     html = page.content.decode()

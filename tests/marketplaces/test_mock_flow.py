@@ -73,6 +73,7 @@ def test_click_through_to_connected(mock_routes, no_app_configured, owner, owner
     assert "version=beta" in auth_url
 
     browser = Client()
+    browser.cookies = owner_client.cookies  # the seller's browser: it started the flow in the web app
     consent = browser.get(auth_url)
     assert consent.status_code == 200
     html = consent.content.decode()
@@ -100,6 +101,7 @@ def test_click_through_to_connected(mock_routes, no_app_configured, owner, owner
 
 def test_mock_cancel_and_expired_code(mock_routes, no_app_configured, owner_client, fake_lwa):
     browser = Client()
+    browser.cookies = owner_client.cookies
     html = browser.get(owner_client.post(START_URL, {}, format="json").json()["authUrl"]).content.decode()
     cancelled = browser.get(
         "/api/v1/marketplaces/amazon/oauth/callback", {"state": field(html, "state"), "error": "access_denied"}

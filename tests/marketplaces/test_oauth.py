@@ -14,10 +14,12 @@ from keybuzz.models import Membership, Role
 from keybuzz.secrets import get_secret_store
 from marketplaces.amazon.refresh_tokens import refresh_token_path
 from marketplaces.models import ConnectionStatus, MarketplaceConnection, OAuthState
+from marketplaces.views import BROWSER_COOKIE
 from tests.factories import api_client, make_member
 from tests.marketplaces.conftest import (
     AMAZON_OAUTH,
     APPLICATION_ID,
+    BROWSER_KEYS,
     CALLBACK_URL,
     CLIENT_ID,
     CLIENT_SECRET,
@@ -36,6 +38,13 @@ from tests.marketplaces.conftest import (
 
 pytestmark = [pytest.mark.django_db, *AMAZON_OAUTH]
 browser = APIClient  # the callback comes from the seller's browser: no JWT
+
+
+def seller_browser(state: str) -> APIClient:
+    """The browser that started the flow for `state`: it holds start's cookie."""
+    client = APIClient()
+    client.cookies[BROWSER_COOKIE] = BROWSER_KEYS[state]
+    return client
 
 
 # --- start ---------------------------------------------------------------------------------------
@@ -237,14 +246,14 @@ def test_redirects_to_the_frontend_with_a_marker(amazon_app, owner_client, fake_
 def test_json_clients_get_json(owner_client, fake_lwa):
     lwa_ok(fake_lwa)
     state = start_flow(owner_client)
-    response = browser().get(
+    response = seller_browser(state).get(
         CALLBACK_URL,
         {"state": state, "spapi_oauth_code": "c", "selling_partner_id": SELLER_ID},
         HTTP_ACCEPT="application/json",
     )
     assert response.status_code == 200
     assert response.json()["status"] == "CONNECTED"
-    response = browser().get(
+    response = seller_browser(state).get(
         CALLBACK_URL,
         {"state": state, "spapi_oauth_code": "c", "selling_partner_id": SELLER_ID},
         HTTP_ACCEPT="application/json",
@@ -373,7 +382,7 @@ def test_malformed_callbacks_get_a_clear_400(fake_lwa, params, fragment):
 
 def test_amazon_error_parameter_is_a_clear_400_and_burns_the_state(owner_client, fake_lwa):
     state = start_flow(owner_client)
-    response = browser().get(
+    response = seller_browser(state).get(
         CALLBACK_URL, {"state": state, "error": "access_denied", "error_description": "<script>alert(1)</script>"}
     )
     assert response.status_code == 400
@@ -385,6 +394,81 @@ def test_amazon_error_parameter_is_a_clear_400_and_burns_the_state(owner_client,
 
 def test_post_is_not_allowed():
     assert browser().post(CALLBACK_URL).status_code == 405
+
+
+# --- callback: bound to the browser that started ------------------------------------------------------
+
+
+def test_start_binds_the_flow_to_the_browser_with_a_cookie(owner_client, settings):
+    settings.DEBUG = False
+    response = owner_client.post(START_URL, {}, format="json")
+    cookie = response.cookies[BROWSER_COOKIE]
+    assert cookie["httponly"] and cookie["secure"] and cookie["samesite"] == "Lax"
+    assert cookie["path"] == "/api/v1/marketplaces/amazon/oauth/"
+    assert int(cookie["max-age"]) == settings.AMAZON_OAUTH_STATE_TTL
+    assert response["Cache-Control"] == "no-store"
+    stored = OAuthState.objects.get()
+    assert stored.browser_hash == hashlib.sha256(cookie.value.encode()).hexdigest()
+    assert cookie.value not in json.dumps(list(OAuthState.objects.values()), default=str)
+
+
+@pytest.mark.parametrize("cookie", [None, "x" * 43, "forged-key"])
+def test_a_callback_from_another_browser_is_refused_and_keeps_the_state(owner_client, fake_lwa, cookie):
+    """A seller who opens another tenant's authorization link cannot connect their account to it."""
+    lwa_ok(fake_lwa)
+    state = start_flow(owner_client)
+    other = browser()
+    if cookie:
+        other.cookies[BROWSER_COOKIE] = cookie
+    refused = callback(other, state=state, same_browser=False, HTTP_ACCEPT="application/json")
+    assert refused.status_code == 400
+    assert refused.json()["code"] == "invalid_state"
+    assert "started in another browser" in refused.json()["message"]
+    assert not fake_lwa.calls and not MarketplaceConnection.objects.exists()
+    assert OAuthState.objects.get().used_at is None
+    # The browser that started finishes it.
+    assert callback(browser(), state=state).status_code == 200
+    assert MarketplaceConnection.objects.get().status == ConnectionStatus.CONNECTED
+
+
+def test_a_declined_consent_from_another_browser_does_not_burn_the_state(owner_client):
+    state = start_flow(owner_client)
+    refused = callback(
+        browser(), state=state, same_browser=False, error="access_denied", HTTP_ACCEPT="application/json"
+    )
+    assert refused.json()["code"] == "invalid_state"
+    assert OAuthState.objects.get().used_at is None
+
+
+def test_two_tabs_of_one_browser_can_each_start_a_flow(owner_client, fake_lwa):
+    lwa_ok(fake_lwa)
+    first, second = start_flow(owner_client), start_flow(owner_client)
+    assert BROWSER_KEYS[first] == BROWSER_KEYS[second]  # the second start reuses the browser's key
+    assert callback(browser(), state=first).status_code == 200
+    assert callback(browser(), state=second, code="ANsecondCode").status_code == 200
+
+
+def test_head_does_not_spend_the_state(owner_client):
+    state = start_flow(owner_client)
+    client = seller_browser(state)
+    response = client.head(CALLBACK_URL, {"state": state, "spapi_oauth_code": "c", "selling_partner_id": SELLER_ID})
+    assert response.status_code == 405
+    assert OAuthState.objects.get().used_at is None
+
+
+def test_cors_answers_the_web_app_with_credentials_and_no_one_else(owner_client, settings):
+    settings.CORS_ALLOWED_ORIGINS = ["https://app.keybuzz.io"]
+    preflight = browser().options(
+        START_URL,
+        HTTP_ORIGIN="https://app.keybuzz.io",
+        HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST",
+        HTTP_ACCESS_CONTROL_REQUEST_HEADERS="authorization, content-type",
+    )
+    assert preflight["Access-Control-Allow-Origin"] == "https://app.keybuzz.io"
+    assert preflight["Access-Control-Allow-Credentials"] == "true"
+    evil = browser().options(START_URL, HTTP_ORIGIN="https://evil.example", HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST")
+    assert "Access-Control-Allow-Origin" not in evil
+    assert "Access-Control-Allow-Origin" not in browser().get("/health", HTTP_ORIGIN="https://app.keybuzz.io")
 
 
 # --- callback: every LWA failure kind --------------------------------------------------------------

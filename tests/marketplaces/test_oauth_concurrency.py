@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 from marketplaces.errors import InvalidState
 from marketplaces.models import ConnectionStatus, MarketplaceConnection, OAuthState
 from marketplaces.services.oauth import oauth_state_consume
-from tests.marketplaces.conftest import AMAZON_OAUTH, callback, lwa_ok, start_flow
+from tests.marketplaces.conftest import AMAZON_OAUTH, BROWSER_KEYS, callback, lwa_ok, start_flow
 from tests.threads import race
 
 pytestmark = [pytest.mark.django_db(transaction=True), *AMAZON_OAUTH]
@@ -19,7 +19,7 @@ def test_concurrent_consumers_of_one_state(requires_postgres, owner_client):
     state = start_flow(owner_client)
     for _ in range(5):  # repeat: a race that is lost only sometimes must still be caught
         OAuthState.objects.update(used_at=None)
-        results = race(8, lambda _: oauth_state_consume(state=state))
+        results = race(8, lambda _: oauth_state_consume(state=state, browser_key=BROWSER_KEYS[state]))
         winners = [r for r in results if isinstance(r, OAuthState)]
         losers = [r for r in results if isinstance(r, InvalidState)]
         assert len(winners) == 1, results

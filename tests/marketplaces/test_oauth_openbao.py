@@ -9,8 +9,10 @@ from rest_framework.test import APIClient
 
 from marketplaces.amazon.refresh_tokens import refresh_token_path
 from marketplaces.models import ConnectionStatus, MarketplaceConnection
+from marketplaces.views import BROWSER_COOKIE
 from tests.marketplaces.conftest import (
     AMAZON_OAUTH,
+    BROWSER_KEYS,
     DISCONNECT_URL,
     REFRESH_TOKEN,
     SELLER_ID,
@@ -53,8 +55,10 @@ def test_happy_path_against_openbao(vault_settings, no_app_env, owner, owner_cli
     )
     lwa_ok(fake_lwa)
 
-    started = owner_client.post(START_URL, {}, format="json").json()
+    response = owner_client.post(START_URL, {}, format="json")
+    started = response.json()
     params = query_of(started["authUrl"])
+    BROWSER_KEYS[params["state"]] = response.cookies[BROWSER_COOKIE].value
     assert started["authUrl"].startswith("https://sellercentral-europe.amazon.com/apps/authorize/consent?")
     assert params["application_id"] == APP["application_id"] and params["version"] == "beta"
 

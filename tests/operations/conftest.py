@@ -78,5 +78,5 @@ def superadmin(db):
 
 @pytest.fixture
 def superadmin_client(client, superadmin):
-    client.login(username="root", password=SUPERADMIN_PASSWORD)
+    client.force_login(superadmin)
     return client

@@ -29,15 +29,30 @@ def cron(deploy_file):
     return parse_cron_d(deploy_file("keybuzz-cron"))
 
 
+DAILY_AT_4_17 = (
+    frozenset({17}),
+    frozenset({4}),
+    frozenset(range(1, 32)),
+    frozenset(range(1, 13)),
+    frozenset(range(8)),
+)
+JOBS = [
+    ("poll_amazon", "/var/log/amazon-polling.log", "keybuzz-poll-amazon", ["--once"]),
+    ("send_replies", "/var/log/keybuzz-replies.log", "keybuzz-send-replies", ["--once"]),
+    ("flushexpiredtokens", "/var/log/keybuzz-housekeeping.log", "keybuzz-housekeeping", []),
+]
+
+
 def job_for(cron, command_name: str):
-    return next(job for job in cron.jobs if f"manage.py {command_name} " in job.command)
+    return next(job for job in cron.jobs if f"manage.py {command_name}" in job.command)
 
 
-def test_the_file_parses_into_two_jobs_every_five_minutes(cron):
-    assert len(cron.jobs) == 2
-    for job in cron.jobs:
-        assert job.schedule == EVERY_5_MINUTES
-        assert job.user == "keybuzz"
+def test_the_workers_every_five_minutes_and_housekeeping_daily(cron):
+    assert len(cron.jobs) == 3
+    assert job_for(cron, "poll_amazon").schedule == EVERY_5_MINUTES
+    assert job_for(cron, "send_replies").schedule == EVERY_5_MINUTES
+    assert job_for(cron, "flushexpiredtokens").schedule == DAILY_AT_4_17
+    assert {job.user for job in cron.jobs} == {"keybuzz"}
 
 
 def test_environment_of_the_jobs(cron):
@@ -46,22 +61,16 @@ def test_environment_of_the_jobs(cron):
     assert cron.env["MAILTO"] == ""  # the output goes to the log files, not to mail
 
 
-@pytest.mark.parametrize(
-    ("name", "log"),
-    [
-        ("poll_amazon", "/var/log/amazon-polling.log"),
-        ("send_replies", "/var/log/keybuzz-replies.log"),
-    ],
-)
-def test_each_job_runs_its_command_once_under_a_lock_appending_to_its_log(cron, name, log):
+@pytest.mark.parametrize(("name", "log", "lock", "options"), JOBS)
+def test_each_job_runs_its_command_once_under_a_lock_appending_to_its_log(cron, name, log, lock, options):
     words = shlex.split(job_for(cron, name).command)
     assert words[:3] == ["cd", APP_DIR, "&&"]
-    assert words[3:6] == ["flock", "-n", f"/run/lock/keybuzz-{name.replace('_', '-')}.lock"]
-    assert words[6:10] == [".venv/bin/python", "manage.py", name, "--once"]
-    assert words[10:] == [">>", log, "2>&1"]
+    assert words[3:6] == ["flock", "-n", f"/run/lock/{lock}.lock"]
+    assert words[6:9] == [".venv/bin/python", "manage.py", name]
+    assert words[9:] == [*options, ">>", log, "2>&1"]
 
 
-@pytest.mark.parametrize("name", ["poll_amazon", "send_replies"])
+@pytest.mark.parametrize("name", [name for name, *_ in JOBS])
 def test_the_commands_and_options_exist(cron, name):
     words = shlex.split(job_for(cron, name).command)
     args = words[words.index(name) + 1 : words.index(">>")]
@@ -70,9 +79,9 @@ def test_the_commands_and_options_exist(cron, name):
     command.create_parser("manage.py", name).parse_args(args)  # exits on an unknown option
 
 
-def test_the_two_jobs_use_different_locks(cron):
+def test_the_jobs_use_different_locks(cron):
     locks = {shlex.split(job.command)[5] for job in cron.jobs}
-    assert len(locks) == 2
+    assert len(locks) == len(JOBS)
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import pytest
 
 from tests.ops_deploy.conftest import find_tool, render
 
-LOGS = ("/var/log/amazon-polling.log", "/var/log/keybuzz-replies.log")
+LOGS = ("/var/log/amazon-polling.log", "/var/log/keybuzz-replies.log", "/var/log/keybuzz-housekeeping.log")
 
 
 @pytest.fixture
@@ -42,7 +42,7 @@ def logrotate(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([find_tool("logrotate"), *args], capture_output=True, text=True, timeout=60)
 
 
-def test_the_file_names_both_cron_logs(deploy_file):
+def test_the_file_names_the_cron_logs(deploy_file):
     text = deploy_file("keybuzz-logrotate")
     assert text.split("{")[0].split("\n")[-1].split() == list(LOGS)
     for directive in ("daily", "rotate 14", "compress", "missingok", "notifempty", "create 0640 keybuzz keybuzz"):
@@ -51,7 +51,7 @@ def test_the_file_names_both_cron_logs(deploy_file):
 
 def test_logrotate_debug_accepts_the_file(staged, tmp_path):
     conf, logs = staged
-    for name in ("amazon-polling.log", "keybuzz-replies.log"):
+    for name in ("amazon-polling.log", "keybuzz-replies.log", "keybuzz-housekeeping.log"):
         (logs / name).write_text("a line\n")
     done = logrotate("-d", "-s", str(tmp_path / "state"), str(conf))
     assert done.returncode == 0, done.stderr
@@ -67,11 +67,11 @@ def test_logrotate_debug_accepts_the_file(staged, tmp_path):
 
 def test_forced_rotation_rotates_and_recreates(staged, tmp_path):
     conf, logs = staged
-    for name in ("amazon-polling.log", "keybuzz-replies.log"):
+    for name in ("amazon-polling.log", "keybuzz-replies.log", "keybuzz-housekeeping.log"):
         (logs / name).write_text("[Amazon Poller] Summary: connections=1\n")
     done = logrotate("-f", "-s", str(tmp_path / "state"), str(conf))
     assert done.returncode == 0, done.stderr
-    for name in ("amazon-polling.log", "keybuzz-replies.log"):
+    for name in ("amazon-polling.log", "keybuzz-replies.log", "keybuzz-housekeeping.log"):
         assert (logs / f"{name}.1").read_text().startswith("[Amazon Poller]")  # delaycompress: .1 stays plain
         fresh = logs / name
         assert fresh.read_text() == ""
