@@ -287,6 +287,10 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "static")))
+# Attachments (buyers' photos, agents' files) go through Django's storage API: this folder by
+# default; S3-compatible storage when django-storages is installed and STORAGES["default"] points at it.
+# Never served by the web server: only the tickets API hands a file to a member of its tenant.
+MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 
 # --- Logging ----------------------------------------------------------------------------------
 # One line per event on stderr (journald for the service, the log file for cron jobs): time, level,
@@ -329,8 +333,9 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
 }
 
 # --- Poller (marketplaces.polling, `manage.py poll_amazon`) ------------------------------------
-# Source of Amazon messages: a dotted path to a MessageSource class; empty uses the mock when
-# AMAZON_USE_MOCK is on (the SP-API source plugs in here).
+# A connection with a relay mailbox is always read over IMAP. The others are read by this source (a
+# dotted path to a MessageSource class) when set, else by the mock when AMAZON_USE_MOCK is on, else
+# not at all (they wait for a mailbox).
 AMAZON_MESSAGE_SOURCE = env.str("AMAZON_MESSAGE_SOURCE", default="")
 # A connection is polled at most once per interval; failures back off exponentially from BASE
 # seconds up to MAX. A claimed connection is leased for LEASE seconds: a killed worker's
@@ -343,6 +348,24 @@ AMAZON_POLL_LEASE_SECONDS = env.int("AMAZON_POLL_LEASE_SECONDS", default=600)
 # small enough that concurrent workers share the work evenly.
 AMAZON_POLL_WORKERS = env.int("AMAZON_POLL_WORKERS", default=4)
 AMAZON_POLL_CLAIM_BATCH = env.int("AMAZON_POLL_CLAIM_BATCH", default=20)
+# The relay mailbox (IMAP): mails read per connection and run (the rest on the next runs), how many
+# days of history the first read files (older mails are counted as skipped_old), the network
+# timeout, the CA file that verifies the server (empty: the system's CA store), the largest mail
+# read at all (a bigger one is quarantined) and the largest attachment kept (bigger ones are
+# listed on the message as skipped).
+AMAZON_MAILBOX_BATCH = env.int("AMAZON_MAILBOX_BATCH", default=200)
+AMAZON_MAILBOX_BACKFILL_DAYS = env.int("AMAZON_MAILBOX_BACKFILL_DAYS", default=14)
+AMAZON_MAILBOX_TIMEOUT = env.float("AMAZON_MAILBOX_TIMEOUT", default=30.0)
+AMAZON_MAILBOX_CA_FILE = env.str("AMAZON_MAILBOX_CA_FILE", default="")
+AMAZON_MAILBOX_MAX_MAIL_BYTES = env.int("AMAZON_MAILBOX_MAX_MAIL_BYTES", default=50 * 1024 * 1024)
+# Mail servers on loopback or private addresses are refused unless this is on (a server on the same
+# host or network): otherwise a seller could make KeyBuzz probe its internal network.
+AMAZON_MAILBOX_ALLOW_PRIVATE_HOSTS = env.bool("AMAZON_MAILBOX_ALLOW_PRIVATE_HOSTS", default=False)
+# Processes that parse relay mails (pure Python: threads would share one core); 0 parses in the
+# poller's threads. Default: one per core, none on a single core.
+_CORES = os.cpu_count() or 1
+AMAZON_MAILBOX_PARSE_PROCESSES = env.int("AMAZON_MAILBOX_PARSE_PROCESSES", default=_CORES if _CORES > 1 else 0)
+AMAZON_ATTACHMENT_MAX_BYTES = env.int("AMAZON_ATTACHMENT_MAX_BYTES", default=10 * 1024 * 1024)
 # The mock: messages per poll window (3 gives the runbook's 3/3/3 check) and the window length.
 AMAZON_MOCK_MESSAGES_PER_POLL = env.int("AMAZON_MOCK_MESSAGES_PER_POLL", default=3)
 AMAZON_MOCK_WINDOW_SECONDS = env.int("AMAZON_MOCK_WINDOW_SECONDS", default=300)

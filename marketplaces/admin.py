@@ -10,6 +10,8 @@ from marketplaces import selectors
 from marketplaces.models import (
     ConnectionStatus,
     ExternalMessage,
+    Mailbox,
+    MailboxActivity,
     MarketplaceConnection,
     OAuthState,
     PollRun,
@@ -192,8 +194,34 @@ class PollRunAdmin(ReadOnlyAdmin[PollRun]):
         "new_messages",
         "new_tickets",
         "quarantined",
+        "recorded",
+        "ignored",
+        "skipped_old",
         "failures",
     ]
     search_fields = ["worker"]  # the host name is its first part
     date_hierarchy = "finished_at"
     ordering = ["-finished_at"]
+
+
+@admin.register(Mailbox)
+class MailboxAdmin(ReadOnlyAdmin[Mailbox]):
+    """The relay mailboxes' settings (changed by the sellers through the API; the password is in the
+    secret store, `imap_secret_ref` is only its path)."""
+
+    list_display = ["connection", "tenant", "imap_username", "imap_host", "imap_folder", "last_error", "updated_at"]
+    list_filter = ["imap_security", "tenant"]
+    search_fields = ["imap_username", "imap_host", "tenant__slug", "connection__selling_partner_id"]
+    list_select_related = ["tenant", "connection"]
+
+
+@admin.register(MailboxActivity)
+class MailboxActivityAdmin(ReadOnlyAdmin[MailboxActivity]):
+    """What the relay mailboxes brought that is not a buyer's message: Amazon's notifications,
+    delivery failures of replies, copies of replies written in Seller Central, ignored mail."""
+
+    list_display = ["created_at", "kind", "notification_type", "tenant", "order_id", "subject", "reason"]
+    list_filter = ["kind", "notification_type", "tenant"]
+    search_fields = ["external_id", "order_id", "subject", "relay_address", "refers_to_message_id"]
+    date_hierarchy = "created_at"
+    list_select_related = ["tenant"]

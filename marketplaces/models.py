@@ -75,6 +75,80 @@ class MarketplaceConnection(models.Model):
         return f"{self.type} {self.selling_partner_id} ({self.tenant_id})"
 
 
+class MailboxSecurity(models.TextChoices):
+    TLS = "tls", "TLS (implicit, e.g. port 993)"
+    STARTTLS = "starttls", "STARTTLS"
+    NONE = "none", "None (loopback hosts only)"
+
+
+class Mailbox(models.Model):
+    """The seller's relay mailbox for one Amazon connection: where KeyBuzz reads the buyers'
+    messages over IMAP. The password is in the secret store at `imap_secret_ref`, never here."""
+
+    connection = models.OneToOneField(
+        MarketplaceConnection, on_delete=models.CASCADE, primary_key=True, related_name="mailbox"
+    )
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="mailboxes")
+    imap_host = models.CharField(max_length=255)
+    imap_port = models.PositiveIntegerField()
+    imap_security = models.CharField(max_length=16, choices=MailboxSecurity.choices)
+    imap_username = models.CharField(max_length=255)
+    imap_folder = models.CharField(max_length=255, default="INBOX")
+    imap_secret_ref = models.CharField(max_length=255)
+    # The last failure reading the mailbox (login refused, host down, TLS, folder missing): shown in
+    # the status; cleared by the next successful poll and by new settings.
+    last_error = models.TextField(blank=True)
+    last_error_code = models.CharField(max_length=64, blank=True)  # marketplaces.mailbox.errors
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.imap_username}@{self.imap_host}/{self.imap_folder}"
+
+
+class MailboxActivityKind(models.TextChoices):
+    SELLER_CENTRAL_COPY = "seller_central_copy", "Copy of a reply written in Seller Central"
+    DELIVERY_FAILURE = "delivery_failure", "Delivery failure of a reply"
+    NOTIFICATION = "notification", "Amazon notification"
+    IGNORED = "ignored", "Ignored (not from Amazon)"
+
+
+class MailboxActivity(models.Model):
+    """A mail of the relay mailbox that is not a buyer's message: Amazon's notifications (returns,
+    refunds, A-to-z), delivery failures, copies of replies written in Seller Central, and mail
+    ignored with a reason (newsletters, spam). Kept so that nothing read is dropped silently;
+    (connection, external_id) is unique, so a mailbox read twice records each mail once."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="mailbox_activity", db_index=False)
+    connection = models.ForeignKey(
+        MarketplaceConnection, on_delete=models.CASCADE, related_name="mailbox_activity", db_index=False
+    )
+    external_id = models.CharField(max_length=255)
+    kind = models.CharField(max_length=32, choices=MailboxActivityKind.choices)
+    notification_type = models.CharField(max_length=64, blank=True)
+    reason = models.CharField(max_length=500, blank=True)
+    sender = models.CharField(max_length=255, blank=True)
+    subject = models.CharField(max_length=500, blank=True)
+    order_id = models.CharField(max_length=64, blank=True)
+    relay_address = models.CharField(max_length=255, blank=True)
+    refers_to_message_id = models.CharField(max_length=255, blank=True)
+    text = models.TextField(blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    raw = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "mailbox activity"
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "external_id"], name="mailboxactivity_unique_ext_id"),
+        ]
+        indexes = [models.Index(fields=["tenant", "created_at"], name="mailboxactivity_tenant")]
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.subject[:60]}"
+
+
 class OAuthState(models.Model):
     """One OAuth authorization attempt. Only SHA-256 hashes are stored: of the state value, and of
     the browser key (the cookie set by start), so only the browser that started can finish."""
@@ -177,6 +251,9 @@ class PollRun(models.Model):
     new_messages = models.PositiveIntegerField(default=0)
     new_tickets = models.PositiveIntegerField(default=0)
     quarantined = models.PositiveIntegerField(default=0)
+    recorded = models.PositiveIntegerField(default=0)  # relay mails recorded as Amazon notices
+    ignored = models.PositiveIntegerField(default=0)  # relay mails not from Amazon
+    skipped_old = models.PositiveIntegerField(default=0)  # older than a new mailbox's backfill window
     failures = models.PositiveIntegerField(default=0)
     seconds = models.FloatField(default=0.0)
 

@@ -9,6 +9,8 @@ and no migration step is needed at switch time; the poller uses `pollable_connec
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db.models import (
     Case,
@@ -27,7 +29,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 
 from keybuzz.models import Tenant
-from marketplaces.models import ConnectionStatus, ExternalMessage, MarketplaceConnection, MarketplaceType
+from marketplaces.models import ConnectionStatus, ExternalMessage, Mailbox, MarketplaceConnection, MarketplaceType
 from tickets.models import Ticket
 
 
@@ -82,5 +84,25 @@ def amazon_connection_list(*, tenant: Tenant) -> QuerySet[MarketplaceConnection]
             message_count=_count(ExternalMessage, "connection"),
             ticket_count=_count(Ticket, "connection_id"),
         )
+        .select_related("mailbox")
         .order_by("-connected_at", "-created_at")
     )
+
+
+def connection_mailbox_state(connection: MarketplaceConnection, *, fallback_source: str = "") -> dict[str, Any]:
+    """What the status shows of a connection's relay mailbox (`fallback_source`: what reads the
+    connections without one, "" when nothing does)."""
+    try:
+        mailbox = connection.mailbox
+    except Mailbox.DoesNotExist:
+        message = "no mailbox configured"
+        if fallback_source:
+            message += f" (messages come from the {fallback_source} source)"
+        return {"configured": False, "message": message, "lastError": "", "lastErrorAt": None}
+    where = f"{mailbox.imap_username} on {mailbox.imap_host}, folder {mailbox.imap_folder}"
+    return {
+        "configured": True,
+        "message": f"{where}: {mailbox.last_error}" if mailbox.last_error else where,
+        "lastError": mailbox.last_error,
+        "lastErrorAt": mailbox.last_error_at,
+    }

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from marketplaces.models import ConnectionStatus
+from marketplaces.models import ConnectionStatus, MarketplaceConnection
+from marketplaces.selectors import connection_mailbox_state
 
 SELLER_ID_PATTERN = r"^[A-Za-z0-9]{1,64}$"
 _MISSING: dict[str, Any] = {"required": "missing parameter", "blank": "missing parameter", "null": "missing parameter"}
@@ -78,6 +81,13 @@ class OAuthCallbackQuerySerializer(serializers.Serializer):
         return data
 
 
+class ConnectionMailboxSerializer(serializers.Serializer):
+    configured = serializers.BooleanField()
+    message = serializers.CharField(help_text="e.g. 'no mailbox configured'.")
+    lastError = serializers.CharField(allow_blank=True)
+    lastErrorAt = serializers.DateTimeField(allow_null=True)
+
+
 class ConnectionSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     status = serializers.ChoiceField(choices=ConnectionStatus.choices, source="effective_status")
@@ -92,6 +102,11 @@ class ConnectionSerializer(serializers.Serializer):
     lastErrorAt = serializers.DateTimeField(source="last_error_at", allow_null=True)
     messageCount = serializers.IntegerField(source="message_count", required=False)
     ticketCount = serializers.IntegerField(source="ticket_count", required=False)
+    mailbox = serializers.SerializerMethodField(help_text="The relay mailbox buyers' messages are read from.")
+
+    @extend_schema_field(ConnectionMailboxSerializer)
+    def get_mailbox(self, connection: MarketplaceConnection) -> dict[str, Any]:
+        return connection_mailbox_state(connection, fallback_source=self.context.get("fallback_source", ""))
 
 
 class StatusSerializer(serializers.Serializer):
@@ -119,3 +134,101 @@ class DisconnectSerializer(serializers.Serializer):
     status = serializers.CharField()
     message = serializers.CharField()
     connections = ConnectionSerializer(many=True)
+
+
+# --- Relay mailbox settings ------------------------------------------------------------------
+
+_HOST_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOSTNAME = re.compile(rf"(?:{_HOST_LABEL}\.)*{_HOST_LABEL}\.?")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _no_control(value: str) -> None:
+    if _CONTROL.search(value):
+        raise serializers.ValidationError("must not contain control characters (line breaks, tabs, NUL…)")
+
+
+def _host(value: str) -> str:
+    host = value.strip().lower()
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return host.strip("[]")
+    except ValueError:
+        pass
+    try:  # an internationalised name is kept in its ASCII (IDNA) form, as resolvers want it
+        host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise serializers.ValidationError("is not a host name or an IP address") from None
+    if len(host) > 253 or not _HOSTNAME.fullmatch(host):
+        raise serializers.ValidationError("is not a host name or an IP address")
+    return host
+
+
+class ImapInputSerializer(serializers.Serializer):
+    host = serializers.CharField(max_length=253, validators=[_no_control], help_text="e.g. imap.gmail.com")
+    port = serializers.IntegerField(
+        min_value=1, max_value=65535, required=False, help_text="Default: 993 with tls, 143 otherwise."
+    )
+    security = serializers.ChoiceField(
+        choices=["tls", "starttls", "none"],
+        default="tls",
+        help_text="`none` only for a loopback host (the password would cross the network in clear).",
+    )
+    username = serializers.CharField(max_length=255, validators=[_no_control])
+    password = serializers.CharField(
+        max_length=1024,
+        required=False,
+        trim_whitespace=False,
+        write_only=True,
+        validators=[_no_control],
+        help_text="Stored in the secret store, never returned. Omit it to keep the stored one.",
+    )
+    folder = serializers.CharField(
+        max_length=255, default="INBOX", validators=[_no_control], help_text="Where Amazon's mails arrive."
+    )
+
+    def validate_host(self, value: str) -> str:
+        return _host(value)
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        data.setdefault("port", 993 if data["security"] == "tls" else 143)
+        return data
+
+
+class MailboxInputSerializer(serializers.Serializer):
+    imap = ImapInputSerializer()
+
+
+class ImapOutputSerializer(serializers.Serializer):
+    host = serializers.CharField(source="imap_host")
+    port = serializers.IntegerField(source="imap_port")
+    security = serializers.CharField(source="imap_security")
+    username = serializers.CharField(source="imap_username")
+    folder = serializers.CharField(source="imap_folder")
+    passwordSet = serializers.SerializerMethodField()
+
+    def get_passwordSet(self, mailbox: Any) -> bool:
+        return bool(mailbox.imap_secret_ref)
+
+
+class CheckResultSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    code = serializers.CharField(
+        required=False,
+        help_text="When not ok: mailbox_auth_failed, mailbox_unreachable, mailbox_tls_error, mailbox_folder_missing, "
+        "mailbox_protocol_error, mailbox_host_not_allowed, mailbox_password_missing…",
+    )
+    message = serializers.CharField(required=False)
+
+
+class MailboxCheckSerializer(serializers.Serializer):
+    imap = CheckResultSerializer()
+
+
+class MailboxSerializer(serializers.Serializer):
+    connectionId = serializers.UUIDField()
+    imap = ImapOutputSerializer()
+    check = MailboxCheckSerializer(
+        help_text="PUT: the login and folder check just made. GET: the latest known state (the last poll's)."
+    )
+    updatedAt = serializers.DateTimeField()

@@ -8,6 +8,11 @@ urlpatterns = [
     path("marketplaces/amazon/oauth/callback", views.AmazonOAuthCallbackView.as_view(), name="amazon-oauth-callback"),
     path("marketplaces/amazon/status", views.AmazonStatusView.as_view(), name="amazon-status"),
     path("marketplaces/amazon/disconnect", views.AmazonDisconnectView.as_view(), name="amazon-disconnect"),
+    path(
+        "marketplaces/amazon/connections/<uuid:connection_id>/mailbox",
+        views.AmazonMailboxView.as_view(),
+        name="amazon-mailbox",
+    ),
 ]
 
 # The local fake Amazon is not even routed unless DEBUG is on (its views also refuse without it).

@@ -1,13 +1,17 @@
-"""HTTP endpoints of the Amazon connection: OAuth start and callback, status, disconnect."""
+"""HTTP endpoints of the Amazon connection: OAuth start and callback, status, disconnect, and the
+relay mailbox settings."""
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from uuid import UUID
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.views import View
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -24,12 +28,16 @@ from marketplaces.serializers import (
     ConnectionSerializer,
     DisconnectInputSerializer,
     DisconnectSerializer,
+    MailboxInputSerializer,
+    MailboxSerializer,
     OAuthCallbackQuerySerializer,
     OAuthStartInputSerializer,
     OAuthStartSerializer,
     StatusSerializer,
 )
+from marketplaces.services import mailbox as mailbox_services
 from marketplaces.services import oauth
+from marketplaces.sources import default_source_name
 
 ERRORS = {
     400: OpenApiResponse(ErrorSerializer, description="Invalid input."),
@@ -193,9 +201,13 @@ class AmazonStatusView(TenantAPIView):
                 "status": overall,
                 "connected": overall == ConnectionStatus.CONNECTED,
                 "appSource": selectors.current_app_source(),
-                "connections": ConnectionSerializer(connections, many=True).data,
+                "connections": _connections_data(connections),
             }
         )
+
+
+def _connections_data(connections: Any) -> Any:
+    return ConnectionSerializer(connections, many=True, context={"fallback_source": default_source_name()}).data
 
 
 class AmazonDisconnectView(TenantAPIView):
@@ -232,6 +244,96 @@ class AmazonDisconnectView(TenantAPIView):
                 "status": ConnectionStatus.DISCONNECTED,
                 "message": "Amazon is disconnected and its stored token deleted. To revoke KeyBuzz at Amazon too, "
                 "remove the app in Seller Central > Manage Your Apps.",
-                "connections": ConnectionSerializer(connections, many=True).data,
+                "connections": _connections_data(connections),
             }
         )
+
+
+def _mailbox_data(mailbox: Any, check: mailbox_services.MailboxCheck) -> dict[str, Any]:
+    result: dict[str, Any] = {"ok": check.ok}
+    if not check.ok:
+        result.update(code=check.code, message=check.message)
+    return dict(
+        MailboxSerializer(
+            {
+                "connectionId": mailbox.connection_id,
+                "imap": mailbox,
+                "check": {"imap": result},
+                "updatedAt": mailbox.updated_at,
+            }
+        ).data
+    )
+
+
+CONNECTION_ID = OpenApiParameter(
+    "connection_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="A connection id (from the status)."
+)
+MAILBOX_NOT_FOUND = OpenApiResponse(
+    ErrorSerializer,
+    description="`connection_not_found` (no such connection in this tenant, other tenants' ids included), "
+    "`mailbox_not_configured`.",
+)
+
+
+class AmazonMailboxView(TenantAPIView):
+    """The relay mailbox of one connection: where Amazon forwards the buyers' messages."""
+
+    permission_classes = [IsTenantAdmin]
+
+    @extend_schema(
+        parameters=[CONNECTION_ID],
+        responses={200: MailboxSerializer, 401: ERRORS[401], 403: ERRORS[403], 404: MAILBOX_NOT_FOUND},
+        tags=["amazon"],
+    )
+    def get(self, request: Request, connection_id: UUID) -> Response:
+        mailbox = mailbox_services.mailbox_get(tenant=self.tenant, connection_id=connection_id)
+        return Response(_mailbox_data(mailbox, mailbox_services.last_check(mailbox)))
+
+    @extend_schema(
+        parameters=[CONNECTION_ID],
+        request=MailboxInputSerializer,
+        responses={
+            200: MailboxSerializer,
+            400: OpenApiResponse(
+                ErrorSerializer,
+                description="`invalid_input`, `insecure_mailbox` (security none to a host that is not loopback), "
+                "`mailbox_host_not_allowed` (a private or loopback address the operator has not allowed).",
+            ),
+            401: ERRORS[401],
+            403: ERRORS[403],
+            404: MAILBOX_NOT_FOUND,
+            409: OpenApiResponse(ErrorSerializer, description="`connection_disconnected`: connect Amazon again first."),
+            503: OpenApiResponse(ErrorSerializer, description="`secret_store_unavailable`: nothing was saved."),
+        },
+        tags=["amazon"],
+    )
+    def put(self, request: Request, connection_id: UUID) -> Response:
+        data = MailboxInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        imap = data.validated_data["imap"]
+        saved = mailbox_services.mailbox_settings_save(
+            tenant=self.tenant,
+            connection_id=connection_id,
+            host=imap["host"],
+            port=imap["port"],
+            security=imap["security"],
+            username=imap["username"],
+            password=imap.get("password"),
+            folder=imap["folder"],
+        )
+        return Response(_mailbox_data(saved.mailbox, saved.check))
+
+    @extend_schema(
+        parameters=[CONNECTION_ID],
+        responses={
+            204: None,
+            401: ERRORS[401],
+            403: ERRORS[403],
+            404: MAILBOX_NOT_FOUND,
+            503: OpenApiResponse(ErrorSerializer, description="`secret_store_unavailable`: nothing was deleted."),
+        },
+        tags=["amazon"],
+    )
+    def delete(self, request: Request, connection_id: UUID) -> Response:
+        mailbox_services.mailbox_settings_delete(tenant=self.tenant, connection_id=connection_id)
+        return Response(status=204)

@@ -103,6 +103,9 @@ COUNTERS = [
     ("keybuzz_poll_new_messages", "New messages stored", "new_messages"),
     ("keybuzz_poll_new_tickets", "New tickets created", "new_tickets"),
     ("keybuzz_poll_quarantined", "Messages quarantined by the poller", "quarantined"),
+    ("keybuzz_poll_notices_recorded", "Amazon notices recorded from relay mailboxes", "recorded"),
+    ("keybuzz_poll_mails_ignored", "Relay mailbox mails ignored (not from Amazon)", "ignored"),
+    ("keybuzz_poll_mails_skipped_old", "Mails older than a new mailbox's backfill window", "skipped_old"),
 ]
 
 

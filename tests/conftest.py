@@ -3,6 +3,9 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
+# The real mail servers (Dovecot, an aiosmtpd sink) and their throwaway CA: tests.mail_servers.fixtures.
+pytest_plugins = ["tests.mail_servers.fixtures"]
+
 
 @pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
@@ -17,6 +20,19 @@ def local_secret_store(settings, tmp_path):
     settings.SECRETS_LOCAL_PATH = str(tmp_path / "secrets" / "secrets.json")
     settings.SECRETS_LOCAL_KEY = ""
     return settings.SECRETS_LOCAL_PATH
+
+
+@pytest.fixture(autouse=True)
+def local_media(settings, tmp_path):
+    """Attachments go to the test's own folder."""
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture(autouse=True)
+def loopback_mail_servers(settings):
+    """The tests' mail servers listen on 127.0.0.1, which production refuses by default."""
+    settings.AMAZON_MAILBOX_ALLOW_PRIVATE_HOSTS = True
 
 
 @pytest.fixture

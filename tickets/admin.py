@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.http import HttpRequest
 
-from tickets.models import Ticket, TicketMessage
+from tickets.models import Attachment, Ticket, TicketMessage
 
 MESSAGE_FIELDS = (
     "direction",
@@ -21,6 +21,19 @@ class TicketMessageInline(admin.TabularInline[TicketMessage, Ticket]):
     can_delete = False
     fields = MESSAGE_FIELDS
     readonly_fields = MESSAGE_FIELDS
+
+    def has_add_permission(self, request: HttpRequest, obj: Ticket | None = None) -> bool:
+        return False
+
+
+class AttachmentInline(admin.TabularInline[Attachment, Ticket]):
+    """The ticket's files, as listed to agents (the bytes are downloaded through the API)."""
+
+    model = Attachment
+    extra = 0
+    can_delete = False
+    fields = ("message", "filename", "content_type", "size", "sha256", "created_at")
+    readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest, obj: Ticket | None = None) -> bool:
         return False
@@ -58,7 +71,7 @@ class TicketAdmin(admin.ModelAdmin[Ticket]):
         "updated_at",
     ]
     raw_id_fields = ["assignee"]
-    inlines = [TicketMessageInline]
+    inlines = [TicketMessageInline, AttachmentInline]
 
 
 @admin.register(TicketMessage)

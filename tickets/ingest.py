@@ -14,7 +14,8 @@ from uuid import UUID
 from django.db import transaction
 
 from keybuzz.db import OnConflict, insert_rows
-from tickets.models import Direction, Ticket, TicketMessage, TicketStatus
+from tickets.attachments import StoredFile
+from tickets.models import Attachment, Direction, Ticket, TicketMessage, TicketStatus
 
 # Amazon expects sellers to answer buyer messages within 24 hours.
 RESPONSE_TIME = timedelta(hours=24)
@@ -30,6 +31,7 @@ class InboundMessage:
     order_id: str = ""
     customer_name: str = ""
     customer_ref: str = ""
+    attachments: tuple[StoredFile, ...] = ()  # already in storage (tickets.attachments)
 
 
 def inbound_messages_file(
@@ -91,7 +93,7 @@ def inbound_messages_file(
     # A new row's two timestamps are the statement's one `now`; an updated row keeps its creation time.
     created = sum(1 for _, _, created_at, updated_at in filed if created_at == updated_at)
 
-    insert_rows(
+    filed_messages = insert_rows(
         TicketMessage,
         [
             {
@@ -105,6 +107,29 @@ def inbound_messages_file(
         ],
         shared={"tenant_id": tenant_id, "direction": Direction.INBOUND},
         conflict_fields=["external_message_id"],
-        returning=["id"],
+        returning=["external_message_id", "id"],
     )
+    with_files = [m for m in ordered if m.attachments]
+    if with_files:  # one more statement, only for a batch that brought files
+        message_ids = dict(filed_messages)
+        insert_rows(
+            Attachment,
+            [
+                {
+                    "ticket_id": ticket_ids[m.thread_key],
+                    "message_id": message_ids[m.external_message_id],
+                    "filename": f.filename[:255],
+                    "content_type": f.content_type[:127],
+                    "size": f.size,
+                    "sha256": f.sha256,
+                    "storage_name": f.storage_name,
+                }
+                for m in with_files
+                if m.external_message_id in message_ids
+                for f in m.attachments
+            ],
+            shared={"tenant_id": tenant_id},
+            conflict_fields=["id"],
+            returning=["id"],
+        )
     return created

@@ -129,3 +129,31 @@ class TicketMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.direction} on ticket {self.ticket_id}"
+
+
+class Attachment(models.Model):
+    """A file of a ticket: a buyer's photo brought by the channel, or an agent's upload. The bytes
+    are in Django's storage (`default_storage`: a local folder, or S3-compatible storage), under a
+    name derived from the tenant and the content's SHA-256; this row says whose it is and what it
+    is called. `message` is empty while an agent's upload waits to be sent with a reply."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="attachments", db_index=False)
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="attachments", db_index=False)
+    message = models.ForeignKey(
+        TicketMessage, on_delete=models.CASCADE, null=True, blank=True, related_name="attachments", db_index=False
+    )
+    filename = models.CharField(max_length=255)
+    content_type = models.CharField(max_length=127)
+    size = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    storage_name = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["ticket", "id"], name="attachment_ticket"),
+            models.Index(fields=["message"], condition=Q(message__isnull=False), name="attachment_message"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.filename} ({self.size} bytes)"

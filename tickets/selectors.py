@@ -23,6 +23,7 @@ from django.db.models import (
     F,
     IntegerField,
     OuterRef,
+    Prefetch,
     Q,
     QuerySet,
     Subquery,
@@ -33,7 +34,7 @@ from django.db.models.functions import Coalesce, Substr
 from django.utils import timezone
 
 from keybuzz.models import Tenant
-from tickets.models import DeliveryStatus, Direction, Ticket, TicketMessage, TicketStatus
+from tickets.models import Attachment, DeliveryStatus, Direction, Ticket, TicketMessage, TicketStatus
 
 PREVIEW_LENGTH = 160
 ACTIVE_STATUSES = (TicketStatus.OPEN, TicketStatus.PENDING)
@@ -155,7 +156,17 @@ def ticket_get(*, tenant: Tenant, ticket_id: int, now: datetime | None = None) -
 
 def ticket_messages(*, tenant: Tenant, ticket: Ticket) -> QuerySet[TicketMessage]:
     """The ticket's messages in conversation order (notes included)."""
-    return TicketMessage.objects.filter(tenant=tenant, ticket=ticket).select_related("author").order_by("sent_at", "id")
+    return (
+        TicketMessage.objects.filter(tenant=tenant, ticket=ticket)
+        .select_related("author")
+        .prefetch_related(Prefetch("attachments", queryset=Attachment.objects.order_by("id")))
+        .order_by("sent_at", "id")
+    )
+
+
+def attachment_get(*, tenant: Tenant, ticket_id: int, attachment_id: int) -> Attachment | None:
+    """One file of one of the tenant's tickets, or None (also for another tenant's ids)."""
+    return Attachment.objects.filter(tenant=tenant, ticket_id=ticket_id, pk=attachment_id).first()
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from django.contrib.auth.models import User
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from tickets.models import Channel, DeliveryStatus, Direction, Ticket, TicketMessage, TicketStatus
+from tickets.models import Attachment, Channel, DeliveryStatus, Direction, Ticket, TicketMessage, TicketStatus
 from tickets.pagination import ORDERINGS
 from tickets.services import MessageKind
 
@@ -161,13 +161,37 @@ class DeliverySerializer(serializers.Serializer):
     error = serializers.CharField(source="delivery_error", help_text="Why the last attempt failed, if it did.")
 
 
+class AttachmentSerializer(serializers.ModelSerializer):
+    # The wire names the attachments feature was specified with (camelCase, as the Amazon endpoints).
+    contentType = serializers.CharField(source="content_type")
+
+    class Meta:
+        model = Attachment
+        fields = ["id", "filename", "contentType", "size"]
+
+
 class TicketMessageSerializer(serializers.ModelSerializer):
     author = UserRefSerializer(allow_null=True)
     delivery = serializers.SerializerMethodField()
+    attachments = AttachmentSerializer(
+        many=True,
+        read_only=True,
+        help_text="Files of the message; download one at /api/v1/tickets/{id}/attachments/{attachment_id}.",
+    )
 
     class Meta:
         model = TicketMessage
-        fields = ["id", "direction", "author", "author_name", "body", "sent_at", "created_at", "delivery"]
+        fields = [
+            "id",
+            "direction",
+            "author",
+            "author_name",
+            "body",
+            "sent_at",
+            "created_at",
+            "delivery",
+            "attachments",
+        ]
 
     @extend_schema_field(DeliverySerializer(allow_null=True))
     def get_delivery(self, message: TicketMessage) -> dict[str, Any] | None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers as drf_serializers
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
@@ -16,6 +20,7 @@ from keybuzz.errors import ApplicationError, NotFoundError
 from keybuzz.models import Tenant
 from keybuzz.serializers import ErrorSerializer
 from tickets import conf, pagination, selectors, services
+from tickets.attachments import StoredFileMissing, attachment_open
 from tickets.serializers import (
     TicketDetailSerializer,
     TicketListQuerySerializer,
@@ -26,6 +31,8 @@ from tickets.serializers import (
     TicketStatsSerializer,
     TicketUpdateSerializer,
 )
+
+logger = logging.getLogger("tickets.api")
 
 
 def _error(description: str) -> OpenApiResponse:
@@ -207,6 +214,59 @@ class TicketReplyRetryView(TenantAPIView):
     def post(self, request: Request, ticket_id: int, message_id: int) -> Response:
         message = services.reply_retry(tenant=self.tenant, ticket_id=ticket_id, message_id=message_id)
         return Response(TicketMessageSerializer(message).data)
+
+
+class _JsonWhateverAccepted(BaseContentNegotiation):
+    """A download answers the file whatever the client accepts (its type is the file's); anything
+    else it answers (an error) is the API's JSON."""
+
+    def select_parser(self, request: Request, parsers: Any) -> Any:
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request: Request, renderers: Any, format_suffix: str | None = None) -> tuple[Any, str]:
+        return JSONRenderer(), JSONRenderer.media_type
+
+
+class TicketAttachmentView(TenantAPIView):
+    content_negotiation_class = _JsonWhateverAccepted
+
+    @extend_schema(
+        operation_id="tickets_attachments_download",
+        summary="Download a file of a ticket",
+        description="The bytes, with the stored type and `Content-Disposition: attachment` (never shown inline; "
+        "`X-Content-Type-Options: nosniff` and a sandboxing Content-Security-Policy).",
+        parameters=[
+            TICKET_ID,
+            OpenApiParameter("attachment_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="Attachment id."),
+        ],
+        responses={
+            (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            **AUTH_ERRORS,
+            404: _error("`not_found`: no such file on a ticket of the caller's tenant (other tenants' ids included)."),
+        },
+        tags=["tickets"],
+    )
+    def get(self, request: Request, ticket_id: int, attachment_id: int) -> FileResponse:
+        attachment = selectors.attachment_get(tenant=self.tenant, ticket_id=ticket_id, attachment_id=attachment_id)
+        if attachment is None:
+            raise NotFoundError("No such file on this ticket.")
+        try:
+            stored = attachment_open(attachment.storage_name)
+        except StoredFileMissing:
+            logger.error(
+                "Attachment %s (tenant %s) is missing from storage: %s",
+                attachment.pk,
+                self.tenant.pk,
+                attachment.storage_name,
+            )
+            raise NotFoundError("This file is no longer in storage.", code="attachment_missing") from None
+        response = FileResponse(
+            stored, as_attachment=True, filename=attachment.filename, content_type=attachment.content_type
+        )
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+        response["Cache-Control"] = "private, no-store"
+        return response
 
 
 class TicketStatsView(TenantAPIView):

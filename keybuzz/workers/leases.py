@@ -46,11 +46,12 @@ class Lease:
         limit: int,
         order_by: Sequence[str | OrderBy | Combinable],
         also: Mapping[str, Any] | None = None,
+        related: Sequence[str] = (),
     ) -> list[M]:
         """Leases up to `limit` rows of `queryset` to `worker` until `until` and returns them, in
         `order_by` order, as they are after the claim. `queryset` is the caller's filter of the rows
         that may be claimed now (due and free); `also` is written with the lease (e.g. an attempt
-        counter)."""
+        counter); `related` is select_related on the rows returned."""
         with transaction.atomic():
             candidates = queryset.order_by(*order_by)
             if connection.features.has_select_for_update_skip_locked:
@@ -61,7 +62,7 @@ class Lease:
             # The UPDATE re-applies the caller's filter: SQLite has no row locks, so two workers may
             # select the same rows there, and only the first UPDATE takes them.
             queryset.filter(pk__in=pks).update(**{self.owner_field: worker, self.expires_field: until}, **(also or {}))
-            rows = queryset.model._default_manager.filter(
+            rows = queryset.model._default_manager.select_related(*related).filter(
                 self.held_by(worker), pk__in=pks, **{self.expires_field: until}
             )
             position = {pk: index for index, pk in enumerate(pks)}

@@ -14,9 +14,9 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from keybuzz.workers.leases import Lease
-from marketplaces.models import MarketplaceConnection
+from marketplaces.models import Mailbox, MarketplaceConnection
 from marketplaces.selectors import pollable_connections
-from marketplaces.sources.base import ConnectionSnapshot
+from marketplaces.sources.base import ConnectionSnapshot, MailboxSnapshot
 
 CONNECTION_LEASE = Lease(owner_field="lease_owner", expires_field="lease_expires_at")
 # The oldest due first; a connection never polled before any other.
@@ -37,13 +37,16 @@ def connections_claim(
     connection_id: str | None = None,
     force: bool = False,
     untouched_since: datetime | None = None,
+    mailboxes_only: bool = False,
 ) -> list[ClaimedConnection]:
     """Lease up to `limit` due connections to `worker` and return them.
 
     `untouched_since` (a run's start) skips the connections written since: every poll, failed or
     not, writes `updated_at`, so a run never takes a connection twice, even with `force` or a
     polling interval shorter than the run, and without keeping the ids it has polled (their list
-    would grow with the run, in memory and in every claim's query)."""
+    would grow with the run, in memory and in every claim's query).
+
+    `mailboxes_only`: only the connections with a relay mailbox (no source reads the others)."""
     now = timezone.now()
     queryset = pollable_connections().filter(CONNECTION_LEASE.free(now))
     if not force:
@@ -54,6 +57,8 @@ def connections_claim(
         queryset = queryset.filter(id=connection_id)
     if untouched_since:
         queryset = queryset.filter(updated_at__lt=untouched_since)
+    if mailboxes_only:
+        queryset = queryset.filter(mailbox__isnull=False)
 
     rows = CONNECTION_LEASE.claim(
         queryset,
@@ -61,6 +66,7 @@ def connections_claim(
         until=now + timedelta(seconds=settings.AMAZON_POLL_LEASE_SECONDS),
         limit=limit,
         order_by=CLAIM_ORDER,
+        related=["mailbox"],
     )
     return [
         ClaimedConnection(
@@ -71,11 +77,28 @@ def connections_claim(
                 region=c.region,
                 marketplace_ids=tuple(c.marketplace_ids or ()),
                 cursor=c.poll_cursor,
+                mailbox=_mailbox_snapshot(c),
             ),
             secret_ref=c.secret_ref,
         )
         for c in rows
     ]
+
+
+def _mailbox_snapshot(connection: MarketplaceConnection) -> MailboxSnapshot | None:
+    try:
+        mailbox = connection.mailbox
+    except Mailbox.DoesNotExist:
+        return None
+    return MailboxSnapshot(
+        host=mailbox.imap_host,
+        port=mailbox.imap_port,
+        security=mailbox.imap_security,
+        username=mailbox.imap_username,
+        folder=mailbox.imap_folder,
+        secret_ref=mailbox.imap_secret_ref,
+        has_error=bool(mailbox.last_error),
+    )
 
 
 def leases_release(*, worker: str, connection_ids: list[str]) -> None:

@@ -5,7 +5,9 @@ exponential backoff and never stops the run for the other tenants."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
 from django.conf import settings
 from django.db import transaction
@@ -15,7 +17,7 @@ from keybuzz.logging import log_context
 from keybuzz.secrets import SecretStoreError
 from keybuzz.workers.backoff import backoff_delay
 from marketplaces.amazon.tokens import AccessTokenProvider, NeedsReauth, TokenRefreshFailed
-from marketplaces.models import ConnectionStatus, MarketplaceConnection
+from marketplaces.models import ConnectionStatus, Mailbox, MarketplaceConnection
 from marketplaces.polling.claim import ClaimedConnection
 from marketplaces.polling.filing import LOST_DATABASE, messages_ingest
 from marketplaces.polling.log import LOG, logger
@@ -23,8 +25,19 @@ from marketplaces.polling.parse import MAX_ERROR_LENGTH
 from marketplaces.sources import MessageSource, SourceError
 
 
-def failure_record(*, connection_id: str, error: str, needs_reauth: bool = False) -> None:
-    """Keeps the reason on the connection and schedules the retry with exponential backoff."""
+def failure_record(
+    *,
+    connection_id: str,
+    error: str,
+    needs_reauth: bool = False,
+    needs_attention: bool = False,
+    mailbox_error_code: str = "",
+) -> None:
+    """Keeps the reason on the connection and schedules the retry with exponential backoff.
+
+    `needs_attention` (a refused mailbox login: retrying every run would not help, and servers
+    lock out accounts that keep failing) waits the longest backoff at once; new settings clear it.
+    `mailbox_error_code`: the failure was reading the relay mailbox (shown as the mailbox's last error)."""
     now = timezone.now()
     with transaction.atomic():
         row = MarketplaceConnection.objects.select_for_update().filter(id=connection_id).first()
@@ -36,6 +49,8 @@ def failure_record(*, connection_id: str, error: str, needs_reauth: bool = False
             base_seconds=settings.AMAZON_POLL_BACKOFF_BASE_SECONDS,
             max_seconds=settings.AMAZON_POLL_BACKOFF_MAX_SECONDS,
         )
+        if needs_attention:
+            delay = max(delay, timedelta(seconds=settings.AMAZON_POLL_BACKOFF_MAX_SECONDS))
         updates: dict[str, Any] = dict(
             last_error=error[:MAX_ERROR_LENGTH],
             last_error_at=now,
@@ -49,6 +64,10 @@ def failure_record(*, connection_id: str, error: str, needs_reauth: bool = False
         if needs_reauth and row.status == ConnectionStatus.CONNECTED:
             updates["status"] = ConnectionStatus.NEEDS_REAUTH
         MarketplaceConnection.objects.filter(id=connection_id).update(**updates)
+        if mailbox_error_code:
+            Mailbox.objects.filter(connection_id=UUID(connection_id)).update(
+                last_error=error[:MAX_ERROR_LENGTH], last_error_code=mailbox_error_code, last_error_at=now
+            )
 
 
 @dataclass(frozen=True)
@@ -57,6 +76,9 @@ class ConnectionOutcome:
     new_messages: int = 0
     new_tickets: int = 0
     quarantined: int = 0
+    recorded: int = 0
+    ignored: int = 0
+    skipped_old: int = 0
     error: str = ""
 
 
@@ -68,8 +90,22 @@ def connection_poll(
         return _connection_poll(claimed=claimed, source=source, tokens=tokens)
 
 
-def _failed(snap_id: str, error: str, *, needs_reauth: bool = False, fetched: int = 0) -> ConnectionOutcome:
-    failure_record(connection_id=snap_id, error=error, needs_reauth=needs_reauth)
+def _failed(
+    snap_id: str,
+    error: str,
+    *,
+    needs_reauth: bool = False,
+    needs_attention: bool = False,
+    mailbox_error_code: str = "",
+    fetched: int = 0,
+) -> ConnectionOutcome:
+    failure_record(
+        connection_id=snap_id,
+        error=error,
+        needs_reauth=needs_reauth,
+        needs_attention=needs_attention,
+        mailbox_error_code=mailbox_error_code,
+    )
     return ConnectionOutcome(fetched=fetched, error=error)
 
 
@@ -95,7 +131,16 @@ def _connection_poll(
     except TokenRefreshFailed as exc:
         logger.error("%s Poll error for tenant %s (connection %s): %s; will retry", LOG, tenant, snap.id, exc)
         return _failed(snap.id, str(exc))
-    except (SourceError, SecretStoreError) as exc:
+    except SourceError as exc:
+        error = f"Fetch failed: {exc}"
+        logger.error("%s Poll error for tenant %s (connection %s): %s", LOG, tenant, snap.id, error)
+        return _failed(
+            snap.id,
+            error,
+            needs_attention=exc.needs_attention,
+            mailbox_error_code=exc.code if snap.mailbox is not None else "",
+        )
+    except SecretStoreError as exc:
         error = f"Fetch failed: {exc}"
         logger.error("%s Poll error for tenant %s (connection %s): %s", LOG, tenant, snap.id, error)
         return _failed(snap.id, error)
@@ -113,6 +158,14 @@ def _connection_poll(
         error = f"Ingestion failed: {type(exc).__name__}"
         logger.exception("%s Poll error for tenant %s (connection %s): %s", LOG, tenant, snap.id, error)
         return _failed(snap.id, error, fetched=len(fetched.raw_messages))
+    if fetched.skipped_old:
+        logger.info(
+            "%s Left %d mails older than the backfill window unfiled for tenant %s (connection %s)",
+            LOG,
+            fetched.skipped_old,
+            tenant,
+            snap.id,
+        )
     if result.quarantined:
         logger.warning(
             "%s Quarantined %d unreadable messages for tenant %s (connection %s)",
@@ -122,16 +175,22 @@ def _connection_poll(
             snap.id,
         )
     logger.info(
-        "%s Poll completed for tenant: %s (connection %s, %d new messages, %d new tickets)",
+        "%s Poll completed for tenant: %s (connection %s, %d new messages, %d new tickets, %d notices recorded, "
+        "%d ignored)",
         LOG,
         tenant,
         snap.id,
         result.new_messages,
         result.new_tickets,
+        result.recorded,
+        result.ignored,
     )
     return ConnectionOutcome(
         fetched=len(fetched.raw_messages),
         new_messages=result.new_messages,
         new_tickets=result.new_tickets,
         quarantined=result.quarantined,
+        recorded=result.recorded,
+        ignored=result.ignored,
+        skipped_old=fetched.skipped_old,
     )

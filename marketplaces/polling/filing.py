@@ -13,13 +13,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from uuid import UUID
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from keybuzz.db import insert_rows
-from marketplaces.models import ExternalMessage, MarketplaceConnection, QuarantinedMessage
+from marketplaces.models import (
+    ExternalMessage,
+    Mailbox,
+    MailboxActivity,
+    MailboxActivityKind,
+    MarketplaceConnection,
+    QuarantinedMessage,
+)
 from marketplaces.polling.claim import ClaimedConnection
 from marketplaces.polling.log import LOG, logger
 from marketplaces.polling.parse import (
@@ -30,7 +38,7 @@ from marketplaces.polling.parse import (
     clean_text,
     parse_all,
 )
-from marketplaces.sources import FetchResult, MessageSource, ParsedMessage
+from marketplaces.sources import FetchResult, MessageSource, Notice, ParsedMessage
 from marketplaces.sources.base import ConnectionSnapshot
 from tickets.ingest import InboundMessage, inbound_messages_file
 from tickets.models import Channel
@@ -44,12 +52,16 @@ class IngestResult:
     new_messages: int = 0
     new_tickets: int = 0
     quarantined: int = 0
+    recorded: int = 0  # Amazon's notices newly recorded on the mailbox activity
+    ignored: int = 0  # mails newly recorded as ignored (not from Amazon)
 
     def __add__(self, other: IngestResult) -> IngestResult:
         return IngestResult(
             self.new_messages + other.new_messages,
             self.new_tickets + other.new_tickets,
             self.quarantined + other.quarantined,
+            self.recorded + other.recorded,
+            self.ignored + other.ignored,
         )
 
 
@@ -64,7 +76,7 @@ def _file(snap: ConnectionSnapshot, good: list[tuple[RawMessage, ParsedMessage]]
             "subject": clean_text(p.subject)[:500],
             "body": clean_text(p.body),
             "sent_at": p.sent_at,
-            "raw": clean_json(raw),
+            "raw": clean_json(raw if p.record is None else p.record),
         }
         for raw, p in good
     ]
@@ -91,12 +103,43 @@ def _file(snap: ConnectionSnapshot, good: list[tuple[RawMessage, ParsedMessage]]
                 order_id=clean_text(p.order_id),
                 customer_name=clean_text(p.sender_name),
                 customer_ref=clean_text(p.sender),
+                attachments=p.attachments,
             )
             for _, p in good
             if p.external_id in inserted
         ],
     )
     return IngestResult(new_messages=len(inserted), new_tickets=tickets_created)
+
+
+def _record(snap: ConnectionSnapshot, notices: list[Notice]) -> IngestResult:
+    """Records what is not a buyer's message on the connection's mailbox activity (each mail once)."""
+    rows = [
+        {
+            "external_id": n.external_id,
+            "kind": n.kind,
+            "notification_type": clean_text(n.notification_type)[:64],
+            "reason": clean_text(n.reason)[:500],
+            "sender": clean_text(n.sender)[:255],
+            "subject": clean_text(n.subject)[:500],
+            "order_id": clean_text(n.order_id)[:64],
+            "relay_address": clean_text(n.relay_address)[:255],
+            "refers_to_message_id": clean_text(n.refers_to_message_id)[:255],
+            "text": clean_text(n.text),
+            "sent_at": n.sent_at,
+            "raw": clean_json(n.record),
+        }
+        for n in notices
+    ]
+    kinds = insert_rows(
+        MailboxActivity,
+        rows,
+        shared={"tenant_id": snap.tenant_id, "connection_id": snap.id},
+        conflict_fields=["connection", "external_id"],
+        returning=["kind"],
+    )
+    ignored = sum(1 for (kind,) in kinds if kind == MailboxActivityKind.IGNORED)
+    return IngestResult(recorded=len(kinds) - ignored, ignored=ignored)
 
 
 def messages_ingest(*, claimed: ClaimedConnection, fetch: FetchResult, source: MessageSource) -> IngestResult:
@@ -125,7 +168,7 @@ def _commit(claimed: ClaimedConnection, fetch: FetchResult, batch: ParsedBatch, 
     now = timezone.now()
     bad = list(batch.bad)
     if not one_by_one:
-        result = _file(snap, batch.good)
+        result = _file(snap, batch.good) + _record(snap, batch.notices)
     else:
         result = IngestResult()
         for item in batch.good:
@@ -133,8 +176,13 @@ def _commit(claimed: ClaimedConnection, fetch: FetchResult, batch: ParsedBatch, 
                 with transaction.atomic():  # a savepoint per message, on this slow path only
                     result += _file(snap, [item])
             except Exception as exc:
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                bad.append((item[0], f"cannot be stored: {type(exc).__name__}: {reason}"))
+                bad.append((item[0], _refusal(exc)))
+        for notice in batch.notices:
+            try:
+                with transaction.atomic():
+                    result += _record(snap, [notice])
+            except Exception as exc:
+                bad.append(({"id": notice.external_id, **notice.record}, _refusal(exc)))
 
     quarantined = insert_rows(
         QuarantinedMessage,
@@ -161,4 +209,13 @@ def _commit(claimed: ClaimedConnection, fetch: FetchResult, batch: ParsedBatch, 
         consecutive_failures=0,
         updated_at=now,
     )
+    if snap.mailbox is not None and snap.mailbox.has_error:  # the mailbox works again
+        Mailbox.objects.filter(connection_id=UUID(snap.id)).update(
+            last_error="", last_error_code="", last_error_at=None
+        )
     return result + IngestResult(quarantined=len(quarantined))
+
+
+def _refusal(exc: Exception) -> str:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"cannot be stored: {type(exc).__name__}: {reason}"

@@ -1,5 +1,7 @@
 """From what a source fetched to what may be stored: each raw message parsed on its own, so one
-unreadable message is quarantined with its reason and never blocks the others."""
+unreadable message is quarantined with its reason and never blocks the others. A message is a
+buyer's (filed as a ticket message), a notice (recorded on the connection's mailbox activity), or
+unreadable (quarantined): nothing fetched is dropped silently."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from marketplaces.sources import MessageParseError, MessageSource, ParsedMessage
+from marketplaces.sources import MessageParseError, MessageSource, Notice, ParsedMessage
 
 MAX_ERROR_LENGTH = 1000
 # Older or future-dated messages are garbage from the source, not buyers' messages.
@@ -38,10 +40,12 @@ def clean_json(value: Any, *, for_quarantine: bool = False) -> Any:
     return value
 
 
-def validated(parsed: ParsedMessage) -> ParsedMessage:
+def validated(parsed: ParsedMessage | Notice) -> ParsedMessage | Notice:
     """The checks every source's output must pass before it is stored."""
     if not parsed.external_id or len(parsed.external_id) > 255:
         raise MessageParseError("external id is empty or longer than 255 characters")
+    if isinstance(parsed, Notice):
+        return parsed
     if not parsed.thread_key or len(parsed.thread_key) > 255:
         raise MessageParseError("thread key is empty or longer than 255 characters")
     if timezone.is_naive(parsed.sent_at):
@@ -54,6 +58,7 @@ def validated(parsed: ParsedMessage) -> ParsedMessage:
 @dataclass
 class ParsedBatch:
     good: list[tuple[RawMessage, ParsedMessage]] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
     bad: list[tuple[RawMessage, str]] = field(default_factory=list)  # the raw message and why
 
 
@@ -70,7 +75,11 @@ def parse_all(source: MessageSource, raws: list[RawMessage]) -> ParsedBatch:
         except Exception as exc:  # a parser bug on one message must not block the mailbox
             batch.bad.append((raw, f"parser failed: {type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH]))
             continue
-        if parsed.external_id not in seen:
-            seen.add(parsed.external_id)
+        if parsed.external_id in seen:
+            continue
+        seen.add(parsed.external_id)
+        if isinstance(parsed, Notice):
+            batch.notices.append(parsed)
+        else:
             batch.good.append((raw, parsed))
     return batch

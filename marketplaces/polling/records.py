@@ -33,6 +33,9 @@ SUMMED = {
     "new_messages": "new_messages",
     "new_tickets": "new_tickets",
     "quarantined": "quarantined",
+    "recorded": "recorded",
+    "ignored": "ignored",
+    "skipped_old": "skipped_old",
     "failures": "failures",
 }
 
@@ -50,6 +53,9 @@ def counter_deltas(
     quarantined: int,
     failures: int,
     seconds: float,
+    recorded: int = 0,
+    ignored: int = 0,
+    skipped_old: int = 0,
 ) -> dict[str, float]:
     """What one run adds to each counter."""
     deltas: dict[str, float] = {"runs": 1, "seconds_sum": seconds}
@@ -59,6 +65,9 @@ def counter_deltas(
         new_messages=new_messages,
         new_tickets=new_tickets,
         quarantined=quarantined,
+        recorded=recorded,
+        ignored=ignored,
+        skipped_old=skipped_old,
         failures=failures,
     )
     deltas.update({SUMMED[key]: value for key, value in values.items()})
@@ -90,6 +99,9 @@ def poll_run_record(
     quarantined: int,
     failures: int,
     seconds: float,
+    recorded: int = 0,
+    ignored: int = 0,
+    skipped_old: int = 0,
     finished_at: datetime | None = None,
 ) -> PollRun | None:
     """Stores the run and adds it to the counters. Never raises: the run's work is done and
@@ -107,6 +119,9 @@ def poll_run_record(
                 new_messages=new_messages,
                 new_tickets=new_tickets,
                 quarantined=quarantined,
+                recorded=recorded,
+                ignored=ignored,
+                skipped_old=skipped_old,
                 failures=failures,
                 seconds=seconds,
             )
@@ -117,6 +132,9 @@ def poll_run_record(
                     new_messages=new_messages,
                     new_tickets=new_tickets,
                     quarantined=quarantined,
+                    recorded=recorded,
+                    ignored=ignored,
+                    skipped_old=skipped_old,
                     failures=failures,
                     seconds=seconds,
                 )

@@ -20,7 +20,8 @@ from marketplaces.polling.claim import connections_claim, leases_release
 from marketplaces.polling.connection import ConnectionOutcome, connection_poll
 from marketplaces.polling.log import LOG
 from marketplaces.polling.records import poll_run_record
-from marketplaces.sources import MessageSource, SourceConfigurationError, get_message_source
+from marketplaces.sources import MessageSource, SourceConfigurationError, default_source
+from marketplaces.sources.imap import ImapSource
 
 __all__ = ["LOG", "PollSummary", "PollerConfigurationError", "PollerUnavailable", "poll_run"]
 
@@ -40,6 +41,9 @@ class PollSummary:
     new_messages: int = 0
     new_tickets: int = 0
     quarantined: int = 0
+    recorded: int = 0
+    ignored: int = 0
+    skipped_old: int = 0
     failures: int = 0
     seconds: float = 0.0
     failed_connections: list[str] = field(default_factory=list)
@@ -48,7 +52,8 @@ class PollSummary:
         return (
             f"{LOG} Summary: connections={self.connections} fetched={self.fetched} "
             f"new_messages={self.new_messages} new_tickets={self.new_tickets} "
-            f"quarantined={self.quarantined} failures={self.failures} seconds={self.seconds:.2f}"
+            f"quarantined={self.quarantined} recorded={self.recorded} ignored={self.ignored} "
+            f"skipped_old={self.skipped_old} failures={self.failures} seconds={self.seconds:.2f}"
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -83,6 +88,9 @@ class _Run:
             s.new_messages += outcome.new_messages
             s.new_tickets += outcome.new_tickets
             s.quarantined += outcome.quarantined
+            s.recorded += outcome.recorded
+            s.ignored += outcome.ignored
+            s.skipped_old += outcome.skipped_old
             if outcome.error:
                 s.failures += 1
                 s.failed_connections.append(connection_id)
@@ -92,7 +100,8 @@ class _Run:
 class _Scope:
     """What every worker thread of a run polls, and with what."""
 
-    source: MessageSource
+    mailbox_source: ImapSource  # connections with a relay mailbox
+    default_source: MessageSource | None  # the others (None: they are not claimed)
     tokens: AccessTokenProvider
     should_stop: StopCheck
     tenant_id: str | None
@@ -120,6 +129,7 @@ def _worker_loop(run: _Run, scope: _Scope, *, worker: str) -> None:
             connection_id=scope.connection_id,
             force=scope.force,
             untouched_since=run.started_at,
+            mailboxes_only=scope.default_source is None,
         )
         run.give_back(wanted - len(claimed))
         if not claimed:
@@ -130,7 +140,12 @@ def _worker_loop(run: _Run, scope: _Scope, *, worker: str) -> None:
                 leases_release(worker=worker, connection_ids=rest)
                 run.give_back(len(rest))
                 return
-            run.record(item.snapshot.id, connection_poll(claimed=item, source=scope.source, tokens=scope.tokens))
+            source = scope.mailbox_source if item.snapshot.mailbox else scope.default_source
+            if source is None:  # a mailbox deleted since the claim: give the connection back
+                leases_release(worker=worker, connection_ids=[item.snapshot.id])
+                run.give_back(1)
+                continue
+            run.record(item.snapshot.id, connection_poll(claimed=item, source=source, tokens=scope.tokens))
 
 
 def _run_threads(run: _Run, scope: _Scope, *, worker: str, workers: int) -> None:
@@ -176,15 +191,16 @@ def poll_run(
     run = _Run(limit)
     worker = worker or worker_name()
     try:
-        source = get_message_source()
+        source = default_source()
         # Checked once up front (a missing app is the operator's to fix), then reused for every token.
-        app = load_app_credentials() if source.needs_access_token else None
+        app = load_app_credentials() if source is not None and source.needs_access_token else None
     except (SourceConfigurationError, AppCredentialsMissing) as exc:
         raise PollerConfigurationError(str(exc)) from None
     except AppCredentialsUnavailable as exc:
         raise PollerUnavailable(str(exc)) from None
     scope = _Scope(
-        source=source,
+        mailbox_source=ImapSource(),
+        default_source=source,
         tokens=tokens or AccessTokenProvider(app=app),
         should_stop=should_stop,
         tenant_id=tenant_id,
@@ -207,6 +223,9 @@ def poll_run(
         new_messages=summary.new_messages,
         new_tickets=summary.new_tickets,
         quarantined=summary.quarantined,
+        recorded=summary.recorded,
+        ignored=summary.ignored,
+        skipped_old=summary.skipped_old,
         failures=summary.failures,
         seconds=summary.seconds,
     )

@@ -64,6 +64,7 @@ from marketplaces.errors import (
 )
 from marketplaces.models import ConnectionStatus, MarketplaceConnection, MarketplaceType, OAuthState
 from marketplaces.selectors import connection_effective_status
+from marketplaces.services.mailbox import mailbox_settings_remove
 
 logger = logging.getLogger("marketplaces.oauth")
 
@@ -447,4 +448,6 @@ def amazon_disconnect(*, tenant: Tenant, selling_partner_id: str = "") -> list[M
                 ) from None
             connection.secret_ref = ""
             connection.save(update_fields=["secret_ref", "updated_at"])
+        # The seller's mailbox password goes too: a disconnected seller leaves no credentials here.
+        mailbox_settings_remove(connection=connection)
     return targets

@@ -13,6 +13,8 @@ from keybuzz.models import Role
 from marketplaces.models import (
     ConnectionStatus,
     ExternalMessage,
+    Mailbox,
+    MailboxActivity,
     MarketplaceConnection,
     OAuthState,
     QuarantinedMessage,
@@ -29,6 +31,8 @@ MODELS = [
     ("marketplaces", "oauthstate"),
     ("marketplaces", "externalmessage"),
     ("marketplaces", "quarantinedmessage"),
+    ("marketplaces", "mailbox"),
+    ("marketplaces", "mailboxactivity"),
     ("tickets", "ticket"),
     ("tickets", "ticketmessage"),
 ]
@@ -60,6 +64,25 @@ def data():
         subject="Where is my order?",
         body="Hello",
         sent_at=now,
+    )
+    Mailbox.objects.create(
+        connection=connection,
+        tenant=tenant,
+        imap_host="imap.example.com",
+        imap_port=993,
+        imap_security="tls",
+        imap_username="amazon@acme.example",
+        imap_secret_ref=f"keybuzz/tenants/{tenant.id}/mailbox/{connection.id}/imap",
+        last_error="Mailbox login refused for amazon@acme.example@imap.example.com:993",
+    )
+    MailboxActivity.objects.create(
+        tenant=tenant,
+        connection=connection,
+        external_id="return-1@amazon.com",
+        kind="notification",
+        notification_type="RETURN_REQUEST",
+        subject="Return authorization request for order 402-1",
+        order_id="402-1",
     )
     QuarantinedMessage.objects.create(
         tenant=tenant,
@@ -135,6 +158,11 @@ def test_no_secret_is_shown_or_editable(superadmin_client, data):
     ).content.decode()
     assert 'name="secret_ref"' not in page  # shown as text, never an input
     assert 'name="status"' in page  # the one field an operator may force
+    page = superadmin_client.get(
+        reverse("admin:marketplaces_mailbox_change", args=[data["connection"].pk])
+    ).content.decode()
+    assert "Mailbox login refused" in page  # the last error is shown
+    assert 'name="imap_host"' not in page and 'name="imap_secret_ref"' not in page  # read-only
 
 
 @pytest.mark.parametrize("kind", ["anonymous", "tenant_owner", "staff_not_superuser"])

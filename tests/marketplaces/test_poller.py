@@ -90,7 +90,10 @@ def test_first_poll_gives_the_runbook_three_messages_three_tickets(mock_amazon, 
     assert f"[Amazon Poller] Fetched 3 messages for tenant {tenant}" in text
     assert f"[Amazon Poller] Poll completed for tenant: {tenant}" in text
     assert out.strip() == out.strip().splitlines()[-1]
-    assert "connections=1 fetched=3 new_messages=3 new_tickets=3 quarantined=0 failures=0" in out
+    assert (
+        "connections=1 fetched=3 new_messages=3 new_tickets=3 quarantined=0 recorded=0 ignored=0 skipped_old=0 failures=0"
+        in out
+    )
 
     ticket = Ticket.objects.order_by("id").first()
     message = ticket.messages.get()
@@ -313,13 +316,21 @@ def test_json_summary(mock_amazon):
     }
 
 
-def test_configuration_error_exits_2_with_what_to_fix(settings):
+def test_without_mock_a_connection_without_mailbox_waits_without_error(settings):
     settings.AMAZON_USE_MOCK = False
     settings.AMAZON_MESSAGE_SOURCE = ""
-    code, _ = poll()
-    assert code == 2
-    with pytest.raises(CommandError, match="set AMAZON_USE_MOCK=true"):
-        call_command("poll_amazon", "--once")
+    connection = make_connection()
+    code, out = poll()
+    assert code == 0
+    assert "connections=0 " in out
+    connection.refresh_from_db()
+    # Skipped, not failed: no error, no backoff, nothing fetched.
+    assert (connection.last_error, connection.consecutive_failures, connection.next_poll_at) == ("", 0, None)
+    assert ExternalMessage.objects.count() == 0
+
+
+def test_configuration_error_exits_2_with_what_to_fix(settings):
+    settings.AMAZON_USE_MOCK = False
     settings.AMAZON_MESSAGE_SOURCE = "no.such.Source"
     with pytest.raises(CommandError, match=r"AMAZON_MESSAGE_SOURCE cannot be imported: no\.such\.Source"):
         call_command("poll_amazon", "--once")
