@@ -21,11 +21,11 @@ from email import policy
 from email.header import decode_header, make_header
 from email.message import Message
 from email.utils import collapse_rfc2231_value, parseaddr, parsedate_to_datetime
+from html.parser import HTMLParser
 from itertools import islice
 from typing import Literal
 
 import charset_normalizer
-from bs4 import BeautifulSoup
 from mailparser_reply import EmailReplyParser
 
 Kind = Literal["buyer_message", "seller_central_copy", "delivery_failure", "notification", "ignored"]
@@ -128,7 +128,8 @@ _BLANK_RUNS = re.compile(r"\n{3,}")
 _SPACES = re.compile(r"\s+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
-_HTML_BLOCKS = ["p", "div", "tr", "li", "table", "blockquote", "h1", "h2", "h3", "h4", "h5", "h6", "pre", "ul", "ol"]
+_HTML_BLOCKS = frozenset("p div tr li table blockquote h1 h2 h3 h4 h5 h6 pre ul ol".split())
+_HTML_HIDDEN = frozenset({"script", "style", "head", "title"})
 # What every reply header mail-parser-reply knows has: a line ending with a colon ("On … wrote:", or a full-width colon), two
 # "Field: value" lines (Outlook's From:/Sent:), or a rule of dashes or underscores. Without one, it is not called
 # (0.2 ms a mail saved).
@@ -414,20 +415,46 @@ def _try_decode(data: bytes, charset: str | None) -> str | None:
         return None
 
 
+class _HtmlText(HTMLParser):
+    """The text of an HTML body, with its blocks and line breaks as blank lines and newlines.
+
+    The standard library's tokenizer with a dozen lines of handlers rather than BeautifulSoup: no
+    tree is needed to read text in document order, and building one made the HTML-only corpus mail
+    cost 2.65 ms to parse (now 0.8 ms)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.hidden = 0  # inside <script>, <style>, <head> or <title>
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _HTML_HIDDEN:
+            self.hidden += 1
+        elif tag == "br":
+            self.parts.append("\n")
+        elif tag in _HTML_BLOCKS:
+            self.parts.append("\n\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _HTML_HIDDEN:
+            self.hidden = max(self.hidden - 1, 0)
+        elif tag in _HTML_BLOCKS:
+            self.parts.append("\n\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.hidden:
+            self.parts.append(data)
+
+
 def _html_to_text(html: str) -> str:
     if not html.strip():
         return ""
-    if "<pre" not in html.lower():  # HTML whitespace is not layout (except in <pre>): the tags below make the breaks
+    if "<pre" not in html.lower():  # HTML whitespace is not layout (except in <pre>): the tags make the breaks
         html = _SPACES.sub(" ", html)
-    soup = BeautifulSoup(html[:_MAX_PART_BYTES], "html.parser")
-    for tag in soup(["script", "style", "head", "title"]):
-        tag.decompose()
-    for br in soup.find_all("br"):
-        br.replace_with("\n")
-    for block in soup.find_all(_HTML_BLOCKS):
-        block.insert_before("\n\n")
-        block.append("\n\n")
-    return _tidy("\n".join(line.strip() for line in soup.get_text().split("\n")))
+    parser = _HtmlText()
+    parser.feed(html[:_MAX_PART_BYTES])
+    parser.close()
+    return _tidy("\n".join(line.strip() for line in "".join(parser.parts).split("\n")))
 
 
 def _tidy(text: str) -> str:

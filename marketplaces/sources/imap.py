@@ -40,7 +40,11 @@ from tickets.attachments import StoredFile, attachment_store
 
 CURSOR_PREFIX = "imap:v1"
 PARSE_CHUNK, PARSE_CHUNK_BYTES = 50, 16 * 1024 * 1024  # mails handed to the parsing processes at once
-QUARANTINE_HEAD_BYTES = 64 * 1024  # what the quarantine keeps of an unreadable mail, for a human to look at
+QUARANTINE_HEAD_BYTES = 64 * 1024
+# A Date header this far after the server received the mail is a wrong clock (or a forged date): the
+# receipt time is the send time then. (A Date long before it is normal: a mail moved into the folder
+# later keeps its Date.)
+MAX_CLOCK_SKEW = timedelta(days=1)  # what the quarantine keeps of an unreadable mail, for a human to look at
 
 
 class MailboxSourceError(SourceError):
@@ -227,8 +231,9 @@ class ImapSource:
         if raw.get("unreadable"):
             raise MessageParseError(f"unreadable mail: {raw['unreadable']}")
         sent_at = datetime.fromisoformat(raw["date"]) if raw.get("date") else None
-        if sent_at is None and raw.get("internal_date"):
-            sent_at = datetime.fromisoformat(raw["internal_date"])  # the server's receipt time
+        received = datetime.fromisoformat(raw["internal_date"]) if raw.get("internal_date") else None
+        if received and (sent_at is None or sent_at > received + MAX_CLOCK_SKEW):
+            sent_at = received  # no Date, or one after the mail arrived: a wrong clock
         record = {key: value for key, value in raw.items() if key != "text"}  # the text is the body
         if raw["kind"] != "buyer_message":
             return Notice(

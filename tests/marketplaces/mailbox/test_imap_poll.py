@@ -428,3 +428,18 @@ def test_a_mail_server_on_an_internal_address_is_refused_at_poll_time_too(mailbo
     assert mailbox.last_error_code == "mailbox_host_not_allowed"
     assert "loopback or private network" in connection.last_error
     assert (connection.next_poll_at - timezone.now()).total_seconds() > settings.AMAZON_POLL_BACKOFF_MAX_SECONDS - 60
+
+
+def test_a_date_header_after_the_receipt_time_gives_way_to_the_receipt_time(mailbox_user):
+    received = datetime(2026, 11, 30, 8, 30, tzinfo=UTC)
+    server, user = mailbox_user.server, mailbox_user.username
+    server.append(user, relay_mail(1, date="Mon, 01 Jan 2035 10:00:00 +0000"), internal_date=received)
+    server.append(user, relay_mail(2, date="Sun, 29 Nov 2026 23:10:00 -0500"), internal_date=received)
+    mailbox_connect(mailbox_user)
+
+    code, summary = poll()
+
+    assert code == 0 and summary["new_messages"] == 2  # filed, not quarantined for a date in 2035
+    sent = dict(TicketMessage.objects.values_list("ticket__customer_ref", "sent_at"))
+    assert sent["buyer000001@marketplace.amazon.com"] == received
+    assert sent["buyer000002@marketplace.amazon.com"] == datetime(2026, 11, 30, 4, 10, tzinfo=UTC)  # its own Date
