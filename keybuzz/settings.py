@@ -326,6 +326,11 @@ TICKETS_SEND_BATCH_SIZE = env.int("TICKETS_SEND_BATCH_SIZE", default=100)
 # Dotted path of the real Amazon reply adapter (the relay-mailbox work plugs it in here). Empty and
 # AMAZON_USE_MOCK off: Amazon replies fail with "No Amazon sender configured".
 TICKETS_AMAZON_ADAPTER = env.str("TICKETS_AMAZON_ADAPTER", default="")
+# Agents' files for replies: largest accepted, how many one reply may carry, and how long an upload
+# no reply took is kept (send_replies deletes it after that).
+TICKETS_UPLOAD_MAX_BYTES = env.int("TICKETS_UPLOAD_MAX_BYTES", default=10 * 1024 * 1024)
+TICKETS_REPLY_MAX_ATTACHMENTS = env.int("TICKETS_REPLY_MAX_ATTACHMENTS", default=5)
+TICKETS_UPLOAD_KEEP_HOURS = env.int("TICKETS_UPLOAD_KEEP_HOURS", default=24)
 # Stable OpenAPI names for the tickets API's enums (several serializers share a field named "status").
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
     "TicketStatusEnum": "tickets.models.TicketStatus",

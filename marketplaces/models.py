@@ -100,11 +100,28 @@ class Mailbox(models.Model):
     last_error = models.TextField(blank=True)
     last_error_code = models.CharField(max_length=64, blank=True)  # marketplaces.mailbox.errors
     last_error_at = models.DateTimeField(null=True, blank=True)
+    # Where replies leave from (optional): the seller's submission server and the address Amazon
+    # approved as sender (Seller Central → Messaging Permissions). Empty smtp_host: no SMTP.
+    smtp_host = models.CharField(max_length=255, blank=True)
+    smtp_port = models.PositiveIntegerField(null=True, blank=True)
+    smtp_security = models.CharField(max_length=16, choices=MailboxSecurity.choices, blank=True)
+    smtp_username = models.CharField(max_length=255, blank=True)
+    smtp_from_address = models.CharField(max_length=255, blank=True)
+    smtp_secret_ref = models.CharField(max_length=255, blank=True)
+    # The last SMTP login failure (the settings check, or a send refused at AUTH); cleared by a
+    # successful check or send.
+    smtp_last_error = models.TextField(blank=True)
+    smtp_last_error_code = models.CharField(max_length=64, blank=True)
+    smtp_last_error_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
         return f"{self.imap_username}@{self.imap_host}/{self.imap_folder}"
+
+    @property
+    def has_smtp(self) -> bool:
+        return bool(self.smtp_host)
 
 
 class MailboxActivityKind(models.TextChoices):
@@ -136,6 +153,9 @@ class MailboxActivity(models.Model):
     text = models.TextField(blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     raw = models.JSONField(default=dict, blank=True)
+    # The ticket message a delivery failure or a Seller Central copy was matched to (a tickets id,
+    # opaque here); null: not matched, so an operator or the seller can look at it.
+    matched_message_id = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

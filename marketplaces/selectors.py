@@ -98,11 +98,22 @@ def connection_mailbox_state(connection: MarketplaceConnection, *, fallback_sour
         message = "no mailbox configured"
         if fallback_source:
             message += f" (messages come from the {fallback_source} source)"
-        return {"configured": False, "message": message, "lastError": "", "lastErrorAt": None}
+        return {
+            "configured": False,
+            "message": message,
+            "lastError": "",
+            "lastErrorAt": None,
+            "smtpConfigured": False,
+            "smtpLastError": "",
+            "smtpLastErrorAt": None,
+        }
     where = f"{mailbox.imap_username} on {mailbox.imap_host}, folder {mailbox.imap_folder}"
     return {
         "configured": True,
         "message": f"{where}: {mailbox.last_error}" if mailbox.last_error else where,
         "lastError": mailbox.last_error,
         "lastErrorAt": mailbox.last_error_at,
+        "smtpConfigured": mailbox.has_smtp,
+        "smtpLastError": mailbox.smtp_last_error,
+        "smtpLastErrorAt": mailbox.smtp_last_error_at,
     }

@@ -86,6 +86,11 @@ class ConnectionMailboxSerializer(serializers.Serializer):
     message = serializers.CharField(help_text="e.g. 'no mailbox configured'.")
     lastError = serializers.CharField(allow_blank=True)
     lastErrorAt = serializers.DateTimeField(allow_null=True)
+    smtpConfigured = serializers.BooleanField(help_text="Replies are sent by SMTP from the seller's address.")
+    smtpLastError = serializers.CharField(
+        allow_blank=True, help_text="The last SMTP login failure (check or send), e.g. a changed password."
+    )
+    smtpLastErrorAt = serializers.DateTimeField(allow_null=True)
 
 
 class ConnectionSerializer(serializers.Serializer):
@@ -195,8 +200,45 @@ class ImapInputSerializer(serializers.Serializer):
         return data
 
 
+class SmtpInputSerializer(serializers.Serializer):
+    host = serializers.CharField(max_length=253, validators=[_no_control], help_text="e.g. smtp.gmail.com")
+    port = serializers.IntegerField(
+        min_value=1, max_value=65535, required=False, help_text="Default: 465 with tls, 587 otherwise."
+    )
+    security = serializers.ChoiceField(
+        choices=["tls", "starttls", "none"],
+        default="starttls",
+        help_text="`tls` (implicit, port 465), `starttls` (port 587); `none` only for a loopback host.",
+    )
+    username = serializers.CharField(max_length=255, validators=[_no_control])
+    password = serializers.CharField(
+        max_length=1024,
+        required=False,
+        trim_whitespace=False,
+        write_only=True,
+        validators=[_no_control],
+        help_text="Stored in the secret store, never returned. Omit it to keep the stored one.",
+    )
+    fromAddress = serializers.EmailField(
+        max_length=254,
+        help_text="The sender address approved in Seller Central (Settings → Messaging Permissions).",
+    )
+
+    def validate_host(self, value: str) -> str:
+        return _host(value)
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        data.setdefault("port", 465 if data["security"] == "tls" else 587)
+        return data
+
+
 class MailboxInputSerializer(serializers.Serializer):
     imap = ImapInputSerializer()
+    smtp = SmtpInputSerializer(
+        required=False,
+        allow_null=True,
+        help_text="Where replies leave from. Omitted: unchanged; null: removed (replies then go nowhere).",
+    )
 
 
 class ImapOutputSerializer(serializers.Serializer):
@@ -211,23 +253,38 @@ class ImapOutputSerializer(serializers.Serializer):
         return bool(mailbox.imap_secret_ref)
 
 
+class SmtpOutputSerializer(serializers.Serializer):
+    host = serializers.CharField(source="smtp_host")
+    port = serializers.IntegerField(source="smtp_port")
+    security = serializers.CharField(source="smtp_security")
+    username = serializers.CharField(source="smtp_username")
+    fromAddress = serializers.CharField(source="smtp_from_address")
+    passwordSet = serializers.SerializerMethodField()
+
+    def get_passwordSet(self, mailbox: Any) -> bool:
+        return bool(mailbox.smtp_secret_ref)
+
+
 class CheckResultSerializer(serializers.Serializer):
     ok = serializers.BooleanField()
     code = serializers.CharField(
         required=False,
         help_text="When not ok: mailbox_auth_failed, mailbox_unreachable, mailbox_tls_error, mailbox_folder_missing, "
-        "mailbox_protocol_error, mailbox_host_not_allowed, mailbox_password_missing…",
+        "mailbox_protocol_error, mailbox_host_not_allowed, mailbox_password_missing; for SMTP smtp_auth_failed, "
+        "smtp_unreachable, smtp_tls_error, smtp_rejected, smtp_temporary…",
     )
     message = serializers.CharField(required=False)
 
 
 class MailboxCheckSerializer(serializers.Serializer):
     imap = CheckResultSerializer()
+    smtp = CheckResultSerializer(required=False, help_text="Only when SMTP settings are set.")
 
 
 class MailboxSerializer(serializers.Serializer):
     connectionId = serializers.UUIDField()
     imap = ImapOutputSerializer()
+    smtp = SmtpOutputSerializer(allow_null=True, help_text="null: no SMTP settings, replies are not sent from here.")
     check = MailboxCheckSerializer(
         help_text="PUT: the login and folder check just made. GET: the latest known state (the last poll's)."
     )

@@ -249,16 +249,26 @@ class AmazonDisconnectView(TenantAPIView):
         )
 
 
-def _mailbox_data(mailbox: Any, check: mailbox_services.MailboxCheck) -> dict[str, Any]:
+def _check_data(check: mailbox_services.MailboxCheck) -> dict[str, Any]:
     result: dict[str, Any] = {"ok": check.ok}
     if not check.ok:
         result.update(code=check.code, message=check.message)
+    return result
+
+
+def _mailbox_data(
+    mailbox: Any, check: mailbox_services.MailboxCheck, smtp_check: mailbox_services.MailboxCheck | None
+) -> dict[str, Any]:
+    checks = {"imap": _check_data(check)}
+    if smtp_check is not None:
+        checks["smtp"] = _check_data(smtp_check)
     return dict(
         MailboxSerializer(
             {
                 "connectionId": mailbox.connection_id,
                 "imap": mailbox,
-                "check": {"imap": result},
+                "smtp": mailbox if mailbox.has_smtp else None,
+                "check": checks,
                 "updatedAt": mailbox.updated_at,
             }
         ).data
@@ -287,7 +297,9 @@ class AmazonMailboxView(TenantAPIView):
     )
     def get(self, request: Request, connection_id: UUID) -> Response:
         mailbox = mailbox_services.mailbox_get(tenant=self.tenant, connection_id=connection_id)
-        return Response(_mailbox_data(mailbox, mailbox_services.last_check(mailbox)))
+        return Response(
+            _mailbox_data(mailbox, mailbox_services.last_check(mailbox), mailbox_services.last_smtp_check(mailbox))
+        )
 
     @extend_schema(
         parameters=[CONNECTION_ID],
@@ -296,8 +308,8 @@ class AmazonMailboxView(TenantAPIView):
             200: MailboxSerializer,
             400: OpenApiResponse(
                 ErrorSerializer,
-                description="`invalid_input`, `insecure_mailbox` (security none to a host that is not loopback), "
-                "`mailbox_host_not_allowed` (a private or loopback address the operator has not allowed).",
+                description="`invalid_input`, `insecure_mailbox` (IMAP or SMTP security none to a host that is not "
+                "loopback), `mailbox_host_not_allowed` (a private or loopback address the operator has not allowed).",
             ),
             401: ERRORS[401],
             403: ERRORS[403],
@@ -311,6 +323,21 @@ class AmazonMailboxView(TenantAPIView):
         data = MailboxInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         imap = data.validated_data["imap"]
+        smtp: mailbox_services.SmtpInput | mailbox_services.Keep | None = mailbox_services.KEEP
+        if "smtp" in data.validated_data:
+            given = data.validated_data["smtp"]
+            smtp = (
+                None
+                if given is None
+                else mailbox_services.SmtpInput(
+                    host=given["host"],
+                    port=given["port"],
+                    security=given["security"],
+                    username=given["username"],
+                    password=given.get("password"),
+                    from_address=given["fromAddress"],
+                )
+            )
         saved = mailbox_services.mailbox_settings_save(
             tenant=self.tenant,
             connection_id=connection_id,
@@ -320,8 +347,9 @@ class AmazonMailboxView(TenantAPIView):
             username=imap["username"],
             password=imap.get("password"),
             folder=imap["folder"],
+            smtp=smtp,
         )
-        return Response(_mailbox_data(saved.mailbox, saved.check))
+        return Response(_mailbox_data(saved.mailbox, saved.check, saved.smtp_check))
 
     @extend_schema(
         parameters=[CONNECTION_ID],

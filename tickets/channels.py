@@ -6,6 +6,9 @@ Tickets know channels by name only. Each channel app registers, at start-up (its
 nobody registered gets `UnconfiguredChannel`: its replies fail at once with a reason agents can
 read, instead of waiting in the queue forever.
 
+A channel may also declare content rules (`reply_rules`): the reply service refuses a reply they
+flag unless the agent acknowledges it.
+
 An adapter implements `send_reply(ticket, message) -> SendResult` and raises one of the named
 `ChannelError`s below. Their messages are shown to agents (the ticket view) and written to logs, so
 an adapter must never put a secret (token, password, signed URL) in them.
@@ -28,6 +31,18 @@ class SendResult:
 
     external_id: str = ""  # the channel's reference for the sent message, if it gives one
     sent_at: datetime | None = None  # when the channel accepted it (default: now)
+
+
+@dataclass(frozen=True)
+class PolicyViolation:
+    """A passage of a reply that the channel would refuse (its content rules): `text` is
+    `body[start:end]`, `rule` a machine-readable name ("link", "email_address", "phone_number", "html")."""
+
+    rule: str
+    text: str
+    start: int
+    end: int
+    message: str = ""  # for people: what to change
 
 
 class ChannelError(Exception):
@@ -71,13 +86,26 @@ class UnconfiguredChannel:
 
 
 AdapterFactory = Callable[[], ChannelAdapter]
+ReplyRules = Callable[[str], list[PolicyViolation]]
 _factories: dict[str, AdapterFactory] = {}
+_reply_rules: dict[str, ReplyRules] = {}
 
 
-def channel_register(channel: str, factory: AdapterFactory) -> None:
+def channel_register(channel: str, factory: AdapterFactory, *, reply_rules: ReplyRules | None = None) -> None:
     """Declares where replies of tickets on `channel` go; `factory` is called once per send run and
-    may raise ImproperlyConfigured (the command exits with code 2 and that message)."""
+    may raise ImproperlyConfigured (the command exits with code 2 and that message). `reply_rules`
+    finds what the channel would refuse in a reply's text, checked before the reply is queued."""
     _factories[channel] = factory
+    if reply_rules is not None:
+        _reply_rules[channel] = reply_rules
+    else:
+        _reply_rules.pop(channel, None)
+
+
+def channel_reply_violations(channel: str, text: str) -> list[PolicyViolation]:
+    """What `channel`'s content rules refuse in `text` (none when the channel declares no rules)."""
+    rules = _reply_rules.get(channel)
+    return rules(text) if rules is not None else []
 
 
 def channel_adapter(channel: str) -> ChannelAdapter:

@@ -44,3 +44,16 @@ def send_lease() -> timedelta:
 
 def send_batch_size() -> int:
     return int(getattr(settings, "TICKETS_SEND_BATCH_SIZE", 100))
+
+
+def upload_max_bytes() -> int:
+    return int(getattr(settings, "TICKETS_UPLOAD_MAX_BYTES", 10 * 1024 * 1024))
+
+
+def upload_keep() -> timedelta:
+    """How long an upload waits for a reply to take it before send_replies deletes it."""
+    return timedelta(hours=int(getattr(settings, "TICKETS_UPLOAD_KEEP_HOURS", 24)))
+
+
+def reply_max_attachments() -> int:
+    return int(getattr(settings, "TICKETS_REPLY_MAX_ATTACHMENTS", 5))

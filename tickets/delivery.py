@@ -10,9 +10,13 @@ the lease:
   after `TICKETS_SEND_MAX_ATTEMPTS` attempts → FAILED;
 - refused (or no sender configured) → FAILED at once; the ticket is unanswered again.
 
-A worker that dies mid-run keeps its replies until the lease (`TICKETS_SEND_LEASE_SECONDS`) runs
-out; they are then sent by the next run. A send that outlasted its lease may reach the buyer twice
-in that case; the late worker's result is dropped (`lost`).
+No reply is sent twice. Just before a reply is handed to its channel, `send_started_at` is set and
+committed; it is cleared when the channel's answer is recorded. A worker that dies mid-run keeps its
+replies until the lease (`TICKETS_SEND_LEASE_SECONDS`) runs out; the next run then sends those it
+had not started, and turns the one it was sending (`send_started_at` still set: the mail server may
+have accepted it before the crash) FAILED with `DELIVERY_UNCERTAIN`, for an agent to check and send
+again by hand. A send that outlasted its lease while its worker lived is found the same way; if
+that worker then learns the channel accepted it, the reply becomes SENT after all.
 """
 
 from __future__ import annotations
@@ -33,12 +37,17 @@ from keybuzz.workers.runner import StopCheck
 from tickets import conf
 from tickets.channels import ChannelAdapter, ChannelError, channel_adapter
 from tickets.models import DeliveryStatus, Direction, Ticket, TicketMessage, TicketStatus
+from tickets.uploads import uploads_purge_unused
 
 logger = logging.getLogger("tickets.delivery")
 
 LOG = "[Reply Sender]"
 # A claimed reply is held until next_attempt_at: the lease's end is also when it is due again.
 REPLY_LEASE = Lease(owner_field="delivery_worker", expires_field="next_attempt_at")
+DELIVERY_UNCERTAIN = (
+    "Delivery uncertain: sending was interrupted after the reply was handed to the channel, so it may have reached "
+    "the buyer. Check the conversation on the marketplace, and send it again only if it is missing."
+)
 
 
 @dataclass
@@ -48,6 +57,7 @@ class SendSummary:
     retrying: int = 0  # failed this time, another attempt is scheduled
     failed: int = 0  # failed for good (FAILED)
     lost: int = 0  # another worker took the reply over (lease expired) before this one finished
+    uploads_deleted: int = 0  # agents' uploads no reply took within a day
     seconds: float = 0.0
 
     @property
@@ -60,7 +70,7 @@ class SendSummary:
     def line(self) -> str:
         return (
             f"send_replies: claimed={self.claimed} sent={self.sent} retrying={self.retrying} "
-            f"failed={self.failed} lost={self.lost} seconds={self.seconds:.3f}"
+            f"failed={self.failed} lost={self.lost} uploads_deleted={self.uploads_deleted} seconds={self.seconds:.3f}"
         )
 
 
@@ -90,7 +100,7 @@ def _still_ours(message: TicketMessage, worker: str) -> QuerySet[TicketMessage]:
     )
 
 
-def _reply_failed_for_good(*, message: TicketMessage) -> None:
+def ticket_reopen_after_failed_reply(*, message: TicketMessage) -> None:
     """A reply will never reach the buyer: unless another reply answered them, the ticket is
     unanswered again — its response clock resumes and it goes back to OPEN so agents see it."""
     ticket = Ticket.objects.select_for_update().get(pk=message.ticket_id)
@@ -137,11 +147,21 @@ class _Run:
 
     def _send(self, message: TicketMessage, *, attempt: int) -> None:
         ticket = message.ticket
-        adapter = self.adapter(ticket.channel)
         summary = self.summary
         max_attempts = conf.send_max_attempts()
         where = f"reply {message.pk} on ticket {ticket.pk} for tenant {ticket.tenant_id}"
         ours = _still_ours(message, self.worker)
+        if message.send_started_at is not None:  # its last send never finished: it may have gone out
+            logger.error("%s %s: %s", LOG, where, DELIVERY_UNCERTAIN)
+            self._failed_for_good(message, ours, reason=DELIVERY_UNCERTAIN, attempt=attempt, where=where)
+            return
+        adapter = self.adapter(ticket.channel)
+        started = timezone.now()
+        # Committed before the channel is called (no transaction is open here): the mark that
+        # tells a later run this reply may already be out.
+        if not ours.update(send_started_at=started):
+            summary.lost += 1
+            return
 
         # No transaction is open here: the channel may take seconds to answer.
         try:
@@ -151,15 +171,21 @@ class _Run:
         except Exception as exc:  # a bug or an unwrapped library error: retried, never fatal to the run
             reason, retry = f"Unexpected {type(exc).__name__} in the {adapter.name} channel", True
         else:
-            updated = ours.update(
-                delivery_status=DeliveryStatus.SENT,
-                delivered_at=result.sent_at or timezone.now(),
-                delivery_ref=result.external_id[:255],
-                delivery_error="",
-                next_attempt_at=None,
-                delivery_worker="",
+            sent = {
+                "delivery_status": DeliveryStatus.SENT,
+                "delivered_at": result.sent_at or timezone.now(),
+                "delivery_ref": result.external_id[:255],
+                "delivery_error": "",
+                "next_attempt_at": None,
+                "delivery_worker": "",
+                "send_started_at": None,
+            }
+            # Our lease, or else a later run found our send unfinished and made it FAILED as
+            # uncertain (keeping our mark): the channel did accept it, so it is SENT after all.
+            uncertain_because_of_us = TicketMessage.objects.filter(
+                pk=message.pk, delivery_status=DeliveryStatus.FAILED, send_started_at=started
             )
-            if updated:
+            if ours.update(**sent) or uncertain_because_of_us.update(**sent):
                 summary.sent += 1
                 logger.info("%s Sent %s via %s (attempt %d)", LOG, where, adapter.name, attempt)
             else:
@@ -169,7 +195,7 @@ class _Run:
 
         if retry and attempt < max_attempts:
             next_at = self.now + conf.send_backoff(attempt)
-            if ours.update(delivery_error=reason, next_attempt_at=next_at, delivery_worker=""):
+            if ours.update(delivery_error=reason, next_attempt_at=next_at, delivery_worker="", send_started_at=None):
                 summary.retrying += 1
                 logger.warning(
                     "%s Send error for %s (attempt %d/%d), retry at %s: %s",
@@ -184,14 +210,31 @@ class _Run:
                 summary.lost += 1
             return
 
+        # The channel answered: nothing is in flight any more.
+        self._failed_for_good(message, ours, reason=reason, attempt=attempt, where=where, send_started_at=None)
+
+    def _failed_for_good(
+        self,
+        message: TicketMessage,
+        ours: QuerySet[TicketMessage],
+        *,
+        reason: str,
+        attempt: int,
+        where: str,
+        **also: object,
+    ) -> None:
         with transaction.atomic():
             if not ours.update(
-                delivery_status=DeliveryStatus.FAILED, delivery_error=reason, next_attempt_at=None, delivery_worker=""
+                delivery_status=DeliveryStatus.FAILED,
+                delivery_error=reason,
+                next_attempt_at=None,
+                delivery_worker="",
+                **also,
             ):
-                summary.lost += 1
+                self.summary.lost += 1
                 return
-            _reply_failed_for_good(message=message)
-        summary.failed += 1
+            ticket_reopen_after_failed_reply(message=message)
+        self.summary.failed += 1
         logger.error("%s Send error for %s: FAILED after %d attempt(s): %s", LOG, where, attempt, reason)
 
 
@@ -224,6 +267,7 @@ def replies_send_due(
             break
         run.deliver(message)
     summary = run.summary
+    summary.uploads_deleted = uploads_purge_unused(now=run.now)
     summary.seconds = round(time.monotonic() - started, 3)
     logger.info(
         "%s Run completed: claimed=%d sent=%d retrying=%d failed=%d lost=%d seconds=%.3f",

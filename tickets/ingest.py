@@ -12,10 +12,12 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.db import transaction
+from django.db.models import F, Max, Q, QuerySet
 
 from keybuzz.db import OnConflict, insert_rows
 from tickets.attachments import StoredFile
-from tickets.models import Attachment, Direction, Ticket, TicketMessage, TicketStatus
+from tickets.delivery import ticket_reopen_after_failed_reply
+from tickets.models import Attachment, DeliveryStatus, Direction, Ticket, TicketMessage, TicketStatus
 
 # Amazon expects sellers to answer buyer messages within 24 hours.
 RESPONSE_TIME = timedelta(hours=24)
@@ -133,3 +135,125 @@ def inbound_messages_file(
             returning=["id"],
         )
     return created
+
+
+# --- What a channel learns about replies after they left ------------------------------------------
+
+# A bounce or rejection without the reply's reference is matched to the latest reply sent on the
+# buyer's thread within this window before it arrived.
+FAILURE_MATCH_WINDOW = timedelta(days=7)
+# A copy of a reply written in the channel's own tool that repeats a KeyBuzz reply sent this close
+# to it is that reply (a channel may confirm both), not a second one.
+COPY_MATCH_WINDOW = timedelta(days=1)
+
+
+def _thread_tickets(*, connection_id: UUID | str, thread_key: str, thread_prefix: str) -> QuerySet[Ticket]:
+    """The ticket of exactly `thread_key`, else those whose key is `thread_prefix` or starts with it
+    and a colon (a buyer's threads about several orders), newest activity first."""
+    exact = Ticket.objects.filter(connection_id=connection_id, thread_key=thread_key)
+    if thread_key and exact.exists():
+        return exact
+    return Ticket.objects.filter(
+        Q(thread_key=thread_prefix) | Q(thread_key__startswith=f"{thread_prefix}:"), connection_id=connection_id
+    ).order_by(F("last_message_at").desc(nulls_last=True), "-id")
+
+
+def channel_reply_failed(
+    *,
+    connection_id: UUID | str,
+    reason: str,
+    at: datetime,
+    delivery_ref: str = "",
+    thread_key: str = "",
+    thread_prefix: str = "",
+) -> int | None:
+    """The channel reports that a reply it had accepted never reached the buyer: the reply becomes
+    FAILED with `reason` (agents see it and may send it again) and its ticket is unanswered again.
+    Matched by the reply's reference (`delivery_ref`), else the latest reply sent on the thread
+    within a week before `at`. Returns the reply's id, or None when nothing matches."""
+    replies = TicketMessage.objects.filter(direction=Direction.OUTBOUND, origin="")
+    reply = None
+    if delivery_ref:
+        reply = replies.filter(delivery_ref=delivery_ref, ticket__connection_id=connection_id).first()
+    if reply is None and (thread_key or thread_prefix):
+        tickets = _thread_tickets(connection_id=connection_id, thread_key=thread_key, thread_prefix=thread_prefix)
+        reply = (
+            replies.filter(
+                ticket__in=tickets[:10],
+                delivery_status=DeliveryStatus.SENT,
+                delivered_at__lte=at,
+                delivered_at__gte=at - FAILURE_MATCH_WINDOW,
+            )
+            .order_by("-delivered_at", "-id")
+            .first()
+        )
+    if reply is None:
+        return None
+    if reply.delivery_status != DeliveryStatus.FAILED:
+        TicketMessage.objects.filter(pk=reply.pk).update(
+            delivery_status=DeliveryStatus.FAILED,
+            delivery_error=reason[:2000],
+            next_attempt_at=None,
+            delivery_worker="",
+            send_started_at=None,
+        )
+        ticket_reopen_after_failed_reply(message=reply)
+    return reply.pk
+
+
+def _same_text(a: str, b: str) -> bool:
+    return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
+
+
+def channel_reply_copy_file(
+    *,
+    tenant_id: UUID | str,
+    connection_id: UUID | str,
+    body: str,
+    sent_at: datetime,
+    origin: str,
+    author_name: str = "",
+    reference: str = "",
+    thread_key: str = "",
+    thread_prefix: str = "",
+) -> int | None:
+    """A reply written in the channel's own tool (Amazon's Seller Central) joins its ticket as an
+    OUTBOUND message marked with `origin`, already delivered, and stops the response clock when it
+    answers the latest buyer message. A copy of a KeyBuzz reply is that reply, not a new one.
+    Returns the message's id, or None when no ticket matches the thread."""
+    ticket = (
+        _thread_tickets(connection_id=connection_id, thread_key=thread_key, thread_prefix=thread_prefix)
+        .select_for_update()
+        .first()
+    )
+    if ticket is None:
+        return None
+    near = ticket.messages.filter(
+        direction=Direction.OUTBOUND, sent_at__range=(sent_at - COPY_MATCH_WINDOW, sent_at + COPY_MATCH_WINDOW)
+    )
+    for pk, text in near.values_list("id", "body"):
+        if _same_text(text, body):
+            return int(pk)
+    message = TicketMessage.objects.create(
+        tenant_id=tenant_id,
+        ticket=ticket,
+        direction=Direction.OUTBOUND,
+        origin=origin,
+        author_name=author_name[:255],
+        body=body,
+        sent_at=sent_at,
+        delivery_status=DeliveryStatus.SENT,
+        delivered_at=sent_at,
+        delivery_ref=reference[:255],
+    )
+    fields = []
+    last_inbound = ticket.messages.filter(direction=Direction.INBOUND).aggregate(at=Max("sent_at"))["at"]
+    if ticket.response_due_at is not None and (last_inbound is None or last_inbound <= sent_at):
+        ticket.response_due_at = None  # the buyer has an answer, from whichever tool
+        fields.append("response_due_at")
+    if ticket.last_message_at is None or ticket.last_message_at < sent_at:
+        ticket.last_message_at = sent_at
+        fields.append("last_message_at")
+    if fields:
+        ticket.save(update_fields=[*fields, "updated_at"])
+    return message.pk

@@ -106,6 +106,15 @@ class TicketMessage(models.Model):
     # The ticket's response due time that this reply stopped; put back if the reply finally fails,
     # because then the buyer is still waiting for an answer.
     stopped_response_due_at = models.DateTimeField(null=True, blank=True)
+    # Set (committed) just before the channel is asked to send, cleared once its answer is recorded:
+    # a reply claimed again with it still set was being sent when its worker died, and may have
+    # reached the buyer, so it is not sent again blindly (tickets.delivery).
+    send_started_at = models.DateTimeField(null=True, blank=True)
+    # Where an OUTBOUND message was written, when not in KeyBuzz: a channel's own tool (for Amazon,
+    # "seller_central"). Empty for agents' replies and notes, and for inbound messages.
+    origin = models.CharField(max_length=32, blank=True)
+    # The channel's content rules the agent chose to send anyway ([{rule, text, start, end}]).
+    acknowledged_violations = models.JSONField(default=list, blank=True)
     sent_at = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -125,6 +134,8 @@ class TicketMessage(models.Model):
                 name="ticketmsg_delivery_due",
             ),
             models.Index(fields=["author"], condition=Q(author__isnull=False), name="ticketmsg_author"),
+            # A delivery failure names the reply by the Message-ID it was sent with.
+            models.Index(fields=["delivery_ref"], condition=~Q(delivery_ref=""), name="ticketmsg_delivery_ref"),
         ]
 
     def __str__(self) -> str:

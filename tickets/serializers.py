@@ -79,6 +79,25 @@ class TicketMessageCreateSerializer(serializers.Serializer):
         default=MessageKind.REPLY.value,
         help_text="`reply` (sent to the buyer) or `note` (internal, never sent).",
     )
+    attachments = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
+        required=False,
+        default=list,
+        max_length=100,  # the service says how many a reply may carry (5)
+        help_text="Ids of files uploaded to this ticket (POST …/attachments/), sent with the reply (at most 5).",
+    )
+    acknowledgeViolations = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Send the reply although the marketplace's content rules flag it (422 "
+        "`reply_policy_violation` otherwise); recorded on the message.",
+    )
+
+
+class AttachmentUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(
+        allow_empty_file=True, help_text="One file: an image (JPEG, PNG, GIF), a PDF or plain text, at most 10 MB."
+    )
 
 
 # --- Outputs ----------------------------------------------------------------------------------
@@ -170,9 +189,24 @@ class AttachmentSerializer(serializers.ModelSerializer):
         fields = ["id", "filename", "contentType", "size"]
 
 
+class ViolationSerializer(serializers.Serializer):
+    rule = serializers.CharField(help_text="`link`, `email_address`, `phone_number` or `html`.")
+    text = serializers.CharField(help_text="The passage, exactly as in the body (body[start:end]).")
+    start = serializers.IntegerField()
+    end = serializers.IntegerField()
+    message = serializers.CharField(help_text="What to change.")
+
+
 class TicketMessageSerializer(serializers.ModelSerializer):
     author = UserRefSerializer(allow_null=True)
     delivery = serializers.SerializerMethodField()
+    origin = serializers.SerializerMethodField(
+        help_text="`buyer` (received), `keybuzz` (an agent here), or the channel's own tool that wrote a reply "
+        "(`seller_central`)."
+    )
+    acknowledged_violations = ViolationSerializer(
+        many=True, read_only=True, help_text="Content rules the agent chose to send the reply despite."
+    )
     attachments = AttachmentSerializer(
         many=True,
         read_only=True,
@@ -191,7 +225,12 @@ class TicketMessageSerializer(serializers.ModelSerializer):
             "created_at",
             "delivery",
             "attachments",
+            "origin",
+            "acknowledged_violations",
         ]
+
+    def get_origin(self, message: TicketMessage) -> str:
+        return message.origin or ("buyer" if message.direction == Direction.INBOUND else "keybuzz")
 
     @extend_schema_field(DeliverySerializer(allow_null=True))
     def get_delivery(self, message: TicketMessage) -> dict[str, Any] | None:

@@ -18,6 +18,8 @@ unassigning someone else need the admin role (403 `role_forbidden`).
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import datetime
 
 from django.contrib.auth.models import User
@@ -28,7 +30,8 @@ from keybuzz.errors import ApplicationError, ConflictError, ForbiddenError, NotF
 from keybuzz.models import Membership, Tenant
 from keybuzz.selectors import member_get
 from tickets import conf
-from tickets.models import DeliveryStatus, Direction, Ticket, TicketMessage, TicketStatus
+from tickets.channels import channel_reply_violations
+from tickets.models import Attachment, DeliveryStatus, Direction, Ticket, TicketMessage, TicketStatus
 
 S = TicketStatus
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -118,6 +121,32 @@ def _clean_body(body: str) -> str:
     return text
 
 
+def _uploads_take(*, tenant: Tenant, ticket: Ticket, attachment_ids: Sequence[int]) -> list[Attachment]:
+    """Locks the agent's uploads a reply names: this ticket's, not sent with another reply yet."""
+    ids = list(dict.fromkeys(attachment_ids))
+    limit = conf.reply_max_attachments()
+    if len(ids) > limit:
+        raise ApplicationError(
+            f"A reply may carry at most {limit} files.",
+            code="too_many_attachments",
+            details={"max_attachments": limit, "count": len(ids)},
+        )
+    found = {a.pk: a for a in Attachment.objects.select_for_update().filter(tenant=tenant, ticket=ticket, pk__in=ids)}
+    missing = [pk for pk in ids if pk not in found]
+    if missing:  # another tenant's or another ticket's ids answer like ids that do not exist
+        raise NotFoundError(
+            "No such upload on this ticket.", code="attachment_not_found", details={"attachments": missing}
+        )
+    taken = [pk for pk in ids if found[pk].message_id is not None]
+    if taken:
+        raise ConflictError(
+            "These files already belong to a message; upload them again to send them once more.",
+            code="attachment_already_sent",
+            details={"attachments": taken},
+        )
+    return [found[pk] for pk in ids]
+
+
 @transaction.atomic
 def ticket_message_create(
     *,
@@ -126,10 +155,19 @@ def ticket_message_create(
     author: User,
     body: str,
     kind: MessageKind = MessageKind.REPLY,
+    attachment_ids: Sequence[int] = (),
+    acknowledge_violations: bool = False,
     now: datetime | None = None,
 ) -> TicketMessage:
-    """An agent's reply (queued for delivery; stops the response clock) or internal note (stays here)."""
+    """An agent's reply (queued for delivery; stops the response clock) or internal note (stays here).
+
+    A reply is checked against its channel's content rules first: what they flag is refused with
+    422 `reply_policy_violation` (details.violations: rule, text, start, end), unless the agent
+    sends it anyway (`acknowledge_violations`, recorded on the message). It may carry the agent's
+    uploads on the ticket (`attachment_ids`)."""
     text = _clean_body(body)
+    if kind == MessageKind.NOTE and attachment_ids:
+        raise ApplicationError("Files go with replies, not with notes.", code="invalid_input")
     ticket = _ticket_for_update(tenant=tenant, ticket_id=ticket_id)
     if ticket.status == S.CLOSED:
         raise ConflictError("The ticket is closed; reopen it first.", code="ticket_closed")
@@ -147,6 +185,17 @@ def ticket_message_create(
             sent_at=now,
         )
 
+    violations = [asdict(v) for v in channel_reply_violations(ticket.channel, text)]
+    if violations and not acknowledge_violations:
+        raise ApplicationError(
+            f"The {ticket.get_channel_display()} marketplace would refuse this reply: "
+            + "; ".join(v["message"] or f"{v['rule']}: {v['text']}" for v in violations[:5])
+            + ". Change it, or send it anyway with acknowledgeViolations.",
+            code="reply_policy_violation",
+            status_code=422,
+            details={"violations": violations},
+        )
+    uploads = _uploads_take(tenant=tenant, ticket=ticket, attachment_ids=attachment_ids)
     message = TicketMessage.objects.create(
         tenant=tenant,
         ticket=ticket,
@@ -158,7 +207,10 @@ def ticket_message_create(
         delivery_status=DeliveryStatus.QUEUED,
         next_attempt_at=now,
         stopped_response_due_at=ticket.response_due_at,
+        acknowledged_violations=violations,
     )
+    if uploads:
+        Attachment.objects.filter(pk__in=[a.pk for a in uploads]).update(message=message)
     # The buyer has an answer: the response clock stops (a later buyer message starts it again).
     ticket.response_due_at = None
     if ticket.last_message_at is None or ticket.last_message_at < now:
@@ -193,6 +245,7 @@ def reply_retry(*, tenant: Tenant, ticket_id: int, message_id: int, now: datetim
     message.delivery_attempts = 0
     message.next_attempt_at = now
     message.delivery_error = ""
+    message.send_started_at = None  # the agent decided: an uncertain delivery is to be made again
     message.stopped_response_due_at = ticket.response_due_at
     message.save(
         update_fields=[
@@ -200,6 +253,7 @@ def reply_retry(*, tenant: Tenant, ticket_id: int, message_id: int, now: datetim
             "delivery_attempts",
             "next_attempt_at",
             "delivery_error",
+            "send_started_at",
             "stopped_response_due_at",
         ]
     )

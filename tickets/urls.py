@@ -8,6 +8,11 @@ urlpatterns = [
     path("tickets/<id:ticket_id>/", views.TicketDetailView.as_view(), name="ticket-detail"),
     path("tickets/<id:ticket_id>/messages/", views.TicketMessageCreateView.as_view(), name="ticket-messages"),
     path(
+        "tickets/<id:ticket_id>/attachments/",
+        views.TicketAttachmentUploadView.as_view(),
+        name="ticket-attachment-upload",
+    ),
+    path(
         "tickets/<id:ticket_id>/attachments/<id:attachment_id>",
         views.TicketAttachmentView.as_view(),
         name="ticket-attachment",

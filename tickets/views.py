@@ -10,6 +10,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers as drf_serializers
 from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.parsers import MultiPartParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -19,9 +20,11 @@ from keybuzz.api import TenantAPIView
 from keybuzz.errors import ApplicationError, NotFoundError
 from keybuzz.models import Tenant
 from keybuzz.serializers import ErrorSerializer
-from tickets import conf, pagination, selectors, services
+from tickets import conf, pagination, selectors, services, uploads
 from tickets.attachments import StoredFileMissing, attachment_open
 from tickets.serializers import (
+    AttachmentSerializer,
+    AttachmentUploadSerializer,
     TicketDetailSerializer,
     TicketListQuerySerializer,
     TicketMessageCreateSerializer,
@@ -45,6 +48,8 @@ AUTH_ERRORS = {
 }
 NOT_FOUND = {404: _error("`not_found`: no such ticket in the caller's tenant (other tenants' ids included).")}
 TICKET_ID = OpenApiParameter("ticket_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="Ticket id.")
+# What a multipart request adds around the file (boundaries, part headers, a long file name).
+UPLOAD_ENVELOPE_BYTES = 64 * 1024
 MESSAGE_ID = OpenApiParameter("message_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="Reply id.")
 
 
@@ -170,13 +175,25 @@ class TicketMessageCreateView(TenantAPIView):
         examples=[
             OpenApiExample("Reply", value={"body": "Your parcel left today."}, request_only=True),
             OpenApiExample("Note", value={"type": "note", "body": "Refund approved by Sam."}, request_only=True),
+            OpenApiExample(
+                "Reply with files",
+                value={"body": "Here is your invoice.", "attachments": [12]},
+                request_only=True,
+            ),
         ],
         responses={
             201: TicketMessageSerializer,
-            400: _error("`body_empty`, `body_too_long` (details.max_length), `invalid_input`."),
+            400: _error("`body_empty`, `body_too_long` (details.max_length), `too_many_attachments`, `invalid_input`."),
             **AUTH_ERRORS,
-            **NOT_FOUND,
-            409: _error("`ticket_closed`: reopen the ticket first."),
+            404: _error(
+                "`not_found`: no such ticket in the caller's tenant; `attachment_not_found`: an upload id that is "
+                "not this ticket's (details.attachments)."
+            ),
+            409: _error("`ticket_closed`: reopen the ticket first; `attachment_already_sent`."),
+            422: _error(
+                "`reply_policy_violation`: the marketplace would refuse the reply (details.violations: "
+                "[{rule, text, start, end, message}]); change it, or send `acknowledgeViolations: true`."
+            ),
         },
         tags=["tickets"],
     )
@@ -188,8 +205,51 @@ class TicketMessageCreateView(TenantAPIView):
             author=self.user,
             body=data["body"],
             kind=services.MessageKind(data["type"]),
+            attachment_ids=data["attachments"],
+            acknowledge_violations=data["acknowledgeViolations"],
         )
         return Response(TicketMessageSerializer(message).data, status=201)
+
+
+class TicketAttachmentUploadView(TenantAPIView):
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(
+        operation_id="tickets_attachments_upload",
+        summary="Upload a file for a reply",
+        description="Multipart, one `file`. The type is read from the content: JPEG, PNG, GIF, PDF or plain "
+        "text (UTF-8). Name the returned id in a reply's `attachments` within a day; an upload no reply took "
+        "is then deleted.",
+        parameters=[TICKET_ID],
+        request={"multipart/form-data": AttachmentUploadSerializer},
+        responses={
+            201: AttachmentSerializer,
+            400: _error("`attachment_type_not_allowed` (details.allowed), `attachment_empty`, `invalid_input`."),
+            **AUTH_ERRORS,
+            **NOT_FOUND,
+            413: _error("`attachment_too_large` (details.max_bytes)."),
+        },
+        tags=["tickets"],
+    )
+    def post(self, request: Request, ticket_id: int) -> Response:
+        declared = request.META.get("CONTENT_LENGTH") or ""
+        limit = conf.upload_max_bytes()
+        # Refused before the body is read: a 1 GB upload must not be spooled to disk first.
+        if declared.isdigit() and int(declared) > limit + UPLOAD_ENVELOPE_BYTES:
+            raise uploads.UploadTooLargeError(
+                f"The file is larger than {limit // (1024 * 1024)} MB.", details={"max_bytes": limit}
+            )
+        data = _validated(AttachmentUploadSerializer(data=request.data))
+        upload = data["file"]
+        if upload.size is not None and upload.size > limit:
+            raise uploads.UploadTooLargeError(
+                f"The file is larger than {limit // (1024 * 1024)} MB.",
+                details={"max_bytes": limit, "size": upload.size},
+            )
+        attachment = uploads.attachment_upload(
+            tenant=self.tenant, ticket_id=ticket_id, filename=upload.name or "", data=upload.read()
+        )
+        return Response(AttachmentSerializer(attachment).data, status=201)
 
 
 class TicketReplyRetryView(TenantAPIView):

@@ -44,3 +44,58 @@ class MailboxHostRefused(MailboxError):
     """The host is on a loopback or private network, which only the operator may allow."""
 
     code = "mailbox_host_not_allowed"
+
+
+# --- Sending (marketplaces.mailbox.smtp) ---------------------------------------------------------------
+# One family under MailboxError, so a caller may catch them all at once. `retryable` says what the
+# sender does with the reply: True, send it again later; False, stop and show the error (and never
+# resend blindly after SmtpUncertain: the buyer may already have the mail).
+
+
+class SmtpError(MailboxError):
+    """A reply could not be sent by SMTP; `retryable` says whether sending it again later may work."""
+
+    code = "smtp_error"
+    retryable = False
+
+
+class SmtpAuthError(SmtpError):
+    """The mail server refused the login (535/534/530), or offers no AUTH while credentials are set."""
+
+    code = "smtp_auth_failed"
+    retryable = False
+
+
+class SmtpUnreachable(SmtpError):
+    """No server to talk to: unknown host, refused, lost or timed out, always before the message ended."""
+
+    code = "smtp_unreachable"
+    retryable = True
+
+
+class SmtpTlsError(SmtpError):
+    """TLS failed: an untrusted certificate, no STARTTLS, a failed handshake (retried: certificates get renewed)."""
+
+    code = "smtp_tls_error"
+    retryable = True
+
+
+class SmtpTemporaryError(SmtpError):
+    """The mail server answered 4xx (try again later) before accepting the message."""
+
+    code = "smtp_temporary"
+    retryable = True
+
+
+class SmtpRejected(SmtpError):
+    """The mail server answered 5xx to the sender, the recipient or the message: sending it again will not help."""
+
+    code = "smtp_rejected"
+    retryable = False
+
+
+class SmtpUncertain(SmtpError):
+    """The whole message went out but the verdict never came: it may have been accepted; never resend blindly."""
+
+    code = "smtp_uncertain"
+    retryable = False

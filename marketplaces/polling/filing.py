@@ -40,8 +40,11 @@ from marketplaces.polling.parse import (
 )
 from marketplaces.sources import FetchResult, MessageSource, Notice, ParsedMessage
 from marketplaces.sources.base import ConnectionSnapshot
-from tickets.ingest import InboundMessage, inbound_messages_file
+from marketplaces.sources.imap import thread_keys
+from tickets.ingest import InboundMessage, channel_reply_copy_file, channel_reply_failed, inbound_messages_file
 from tickets.models import Channel
+
+SELLER_CENTRAL = "seller_central"  # the origin of replies written in Amazon's Seller Central
 
 # The connection to the database is gone (a restart, a network cut): nothing a message did.
 LOST_DATABASE = (OperationalError, InterfaceError)
@@ -131,15 +134,61 @@ def _record(snap: ConnectionSnapshot, notices: list[Notice]) -> IngestResult:
         }
         for n in notices
     ]
-    kinds = insert_rows(
+    inserted = insert_rows(
         MailboxActivity,
         rows,
         shared={"tenant_id": snap.tenant_id, "connection_id": snap.id},
         conflict_fields=["connection", "external_id"],
-        returning=["kind"],
+        returning=["id", "external_id", "kind"],
     )
-    ignored = sum(1 for (kind,) in kinds if kind == MailboxActivityKind.IGNORED)
-    return IngestResult(recorded=len(kinds) - ignored, ignored=ignored)
+    by_id = {n.external_id: n for n in notices}
+    for activity_id, external_id, kind in inserted:  # each mail once: only what was new just now
+        if kind in (MailboxActivityKind.DELIVERY_FAILURE, MailboxActivityKind.SELLER_CENTRAL_COPY):
+            _reply_event(snap, activity_id, by_id[external_id])
+    ignored = sum(1 for _, _, kind in inserted if kind == MailboxActivityKind.IGNORED)
+    return IngestResult(recorded=len(inserted) - ignored, ignored=ignored)
+
+
+def _reply_event(snap: ConnectionSnapshot, activity_id: int, notice: Notice) -> None:
+    """A delivery failure turns the reply it names FAILED; a Seller Central copy joins its ticket.
+    Either way the activity remembers the ticket message it matched (none: left for people)."""
+    at = notice.sent_at or timezone.now()
+    exact, prefix = thread_keys(notice.relay_address, notice.order_id) if notice.relay_address else ("", "")
+    if notice.kind == MailboxActivityKind.DELIVERY_FAILURE:
+        matched = channel_reply_failed(
+            connection_id=snap.id,
+            reason=f"Amazon did not deliver this reply: {clean_text(notice.reason) or 'no reason given'}",
+            at=at,
+            delivery_ref=clean_text(notice.refers_to_message_id)[:255],
+            thread_key=exact,
+            thread_prefix=prefix,
+        )
+    elif not prefix:
+        matched = None
+    else:
+        matched = channel_reply_copy_file(
+            tenant_id=snap.tenant_id,
+            connection_id=snap.id,
+            body=clean_text(notice.text),
+            sent_at=at,
+            origin=SELLER_CENTRAL,
+            author_name="Seller Central",
+            reference=clean_text(notice.external_id),
+            thread_key=exact,
+            thread_prefix=prefix,
+        )
+    if matched is not None:
+        MailboxActivity.objects.filter(pk=activity_id).update(matched_message_id=matched)
+    logger.info(
+        "%s %s for tenant %s (connection %s): %s",
+        LOG,
+        notice.kind.replace("_", " ").capitalize(),
+        snap.tenant_id,
+        snap.id,
+        f"matched to ticket message {matched}"
+        if matched is not None
+        else "no matching ticket message, kept on the connection's mailbox activity",
+    )
 
 
 def messages_ingest(*, claimed: ClaimedConnection, fetch: FetchResult, source: MessageSource) -> IngestResult:

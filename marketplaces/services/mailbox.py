@@ -1,5 +1,5 @@
-"""A connection's relay mailbox settings: save (password to the secret store, then a real login and
-folder select), read, remove.
+"""A connection's relay mailbox settings: save (passwords to the secret store, then a real IMAP login
+and folder select, and an SMTP login when replies are sent from it), read, remove.
 
 The settings are saved even when the check fails, so a seller can fix a typo without typing
 everything again; the check's result is kept as the mailbox's last error, which the poller then
@@ -10,8 +10,9 @@ cursor, with its backfill window), since UIDs mean nothing in another folder.
 
 from __future__ import annotations
 
+import enum
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from uuid import UUID
 
 from django.conf import settings
@@ -31,6 +32,7 @@ from marketplaces.mailbox.passwords import (
     mailbox_password_read,
     mailbox_password_store,
 )
+from marketplaces.mailbox.smtp import SmtpSettings, smtp_check
 from marketplaces.models import ConnectionStatus, Mailbox, MailboxSecurity, MarketplaceConnection, MarketplaceType
 
 logger = logging.getLogger("marketplaces.mailbox")
@@ -50,6 +52,26 @@ class MailboxCheck:
 class MailboxSaved:
     mailbox: Mailbox
     check: MailboxCheck
+    smtp_check: MailboxCheck | None = None  # None: no SMTP settings
+
+
+@dataclass(frozen=True)
+class SmtpInput:
+    """Where replies leave from. `password` None keeps the stored one."""
+
+    host: str
+    port: int
+    security: str
+    username: str
+    from_address: str
+    password: str | None = field(default=None, repr=False)
+
+
+class Keep(enum.Enum):
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP  # `smtp=KEEP`: the SMTP settings stay as they are
 
 
 def _connection_get(*, tenant: Tenant, connection_id: UUID) -> MarketplaceConnection:
@@ -76,6 +98,49 @@ def last_check(mailbox: Mailbox) -> MailboxCheck:
     return MailboxCheck(ok=True)
 
 
+def last_smtp_check(mailbox: Mailbox) -> MailboxCheck | None:
+    """The latest known state of the SMTP login (the last send's, or the check made when saved)."""
+    if not mailbox.has_smtp:
+        return None
+    if mailbox.smtp_last_error:
+        return MailboxCheck(
+            ok=False, code=mailbox.smtp_last_error_code or "smtp_error", message=mailbox.smtp_last_error
+        )
+    return MailboxCheck(ok=True)
+
+
+def _refuse_unsafe_host(host: str, port: int, security: str, *, what: str) -> None:
+    if security == MailboxSecurity.NONE and not is_loopback(host):
+        raise ApplicationError(
+            f"{what}: security 'none' would send the password in clear over the network: use 'tls' or 'starttls' "
+            "(plain connections are only accepted to a loopback host)",
+            code="insecure_mailbox",
+        )
+    try:
+        host_check(host, port, allow_private=settings.AMAZON_MAILBOX_ALLOW_PRIVATE_HOSTS)
+    except MailboxHostRefused as exc:
+        raise ApplicationError(f"{what}: {exc}", code=exc.code) from None
+    except MailboxError:
+        pass  # a name that does not resolve (yet) is saved; the check reports it
+
+
+def _password_keep_or_store(*, path: str, password: str | None, stored_ref: str, what: str) -> str:
+    """Stores a new password, or reads the stored one back (for the check). Raises ApplicationError."""
+    try:
+        if password is not None:
+            mailbox_password_store(path=path, password=password)
+            return password
+        if stored_ref:
+            return mailbox_password_read(stored_ref)
+        raise ApplicationError(f"{what}.password: required for new settings", code="invalid_input")
+    except MailboxPasswordMissing:
+        raise ApplicationError(
+            f"{what}.password: the stored password is missing, enter it again", code="invalid_input"
+        ) from None
+    except SecretStoreError as exc:
+        raise SecretStoreUnavailableError(f"The {what} password could not be stored or read: {exc}") from None
+
+
 def mailbox_settings_save(
     *,
     tenant: Tenant,
@@ -86,42 +151,35 @@ def mailbox_settings_save(
     username: str,
     password: str | None,
     folder: str,
+    smtp: SmtpInput | Keep | None = KEEP,
 ) -> MailboxSaved:
-    """Creates or replaces the settings. `password` None keeps the stored one."""
+    """Creates or replaces the settings. `password` None keeps the stored one; `smtp` None removes
+    the SMTP settings, KEEP leaves them as they are."""
     connection = _connection_get(tenant=tenant, connection_id=connection_id)
     if connection.status == ConnectionStatus.DISCONNECTED:  # a disconnected seller leaves no credentials here
         raise ConflictError(
             "This Amazon connection is disconnected: connect it again before setting its mailbox.",
             code="connection_disconnected",
         )
-    if security == MailboxSecurity.NONE and not is_loopback(host):
-        raise ApplicationError(
-            "security 'none' would send the mailbox password in clear over the network: use 'tls' or 'starttls' "
-            "(plain connections are only accepted to a loopback host)",
-            code="insecure_mailbox",
-        )
-    try:
-        host_check(host, port, allow_private=settings.AMAZON_MAILBOX_ALLOW_PRIVATE_HOSTS)
-    except MailboxHostRefused as exc:
-        raise ApplicationError(str(exc), code=exc.code) from None
-    except MailboxError:
-        pass  # a name that does not resolve (yet) is saved; the check below reports it
+    _refuse_unsafe_host(host, port, security, what="imap")
+    if isinstance(smtp, SmtpInput):
+        _refuse_unsafe_host(smtp.host, smtp.port, smtp.security, what="smtp")
     existing = Mailbox.objects.filter(connection=connection).first()
     path = mailbox_password_path(tenant_id=tenant.id, connection_id=connection.id, protocol="imap")
-    try:
-        if password is not None:
-            mailbox_password_store(path=path, password=password)
-            secret = password
-        elif existing is not None:
-            secret = mailbox_password_read(existing.imap_secret_ref)
-        else:
-            raise ApplicationError("password: required for a new mailbox", code="invalid_input")
-    except MailboxPasswordMissing:
-        raise ApplicationError(
-            "password: the stored password is missing, enter it again", code="invalid_input"
-        ) from None
-    except SecretStoreError as exc:
-        raise SecretStoreUnavailableError(f"The mailbox password could not be stored or read: {exc}") from None
+    secret = _password_keep_or_store(
+        path=path, password=password, stored_ref=existing.imap_secret_ref if existing else "", what="imap"
+    )
+    smtp_path = mailbox_password_path(tenant_id=tenant.id, connection_id=connection.id, protocol="smtp")
+    smtp_secret = ""
+    if isinstance(smtp, SmtpInput):
+        smtp_secret = _password_keep_or_store(
+            path=smtp_path,
+            password=smtp.password,
+            stored_ref=existing.smtp_secret_ref if existing else "",
+            what="smtp",
+        )
+    elif smtp is None and existing is not None and existing.smtp_secret_ref:
+        _smtp_password_delete(existing.smtp_secret_ref)
 
     mailbox = _settings_write(
         connection=connection,
@@ -132,20 +190,45 @@ def mailbox_settings_save(
         username=username,
         folder=folder,
         secret_ref=path,
+        smtp=smtp,
+        smtp_secret_ref=smtp_path,
     )
     check = _check(mailbox, secret)
     Mailbox.objects.filter(pk=mailbox.pk).update(
         last_error=check.message, last_error_code=check.code, last_error_at=None if check.ok else timezone.now()
     )
+    smtp_result = _smtp_check(mailbox, smtp_secret) if isinstance(smtp, SmtpInput) else None
+    if smtp_result is not None:
+        Mailbox.objects.filter(pk=mailbox.pk).update(
+            smtp_last_error=smtp_result.message,
+            smtp_last_error_code=smtp_result.code,
+            smtp_last_error_at=None if smtp_result.ok else timezone.now(),
+        )
     mailbox.refresh_from_db()
     logger.info(
-        "Mailbox settings saved: tenant %s connection %s (%s), check %s",
+        "Mailbox settings saved: tenant %s connection %s (%s), IMAP check %s, SMTP %s",
         tenant.id,
         connection.id,
         mailbox,
         "ok" if check.ok else f"failed: {check.message}",
+        "not set"
+        if not mailbox.has_smtp
+        else (
+            "unchanged"
+            if smtp_result is None
+            else "check ok"
+            if smtp_result.ok
+            else f"check failed: {smtp_result.message}"
+        ),
     )
-    return MailboxSaved(mailbox=mailbox, check=check)
+    return MailboxSaved(mailbox=mailbox, check=check, smtp_check=smtp_result or last_smtp_check(mailbox))
+
+
+def _smtp_password_delete(ref: str) -> None:
+    try:
+        mailbox_password_delete(ref)
+    except SecretStoreError as exc:
+        raise SecretStoreUnavailableError(f"The smtp password could not be deleted yet ({exc}); retry.") from None
 
 
 @transaction.atomic
@@ -159,24 +242,45 @@ def _settings_write(
     username: str,
     folder: str,
     secret_ref: str,
+    smtp: SmtpInput | Keep | None,
+    smtp_secret_ref: str,
 ) -> Mailbox:
     moved = existing is None or (existing.imap_host, existing.imap_username, existing.imap_folder) != (
         host,
         username,
         folder,
     )
-    mailbox, _ = Mailbox.objects.update_or_create(
-        connection=connection,
-        defaults={
-            "tenant_id": connection.tenant_id,
-            "imap_host": host,
-            "imap_port": port,
-            "imap_security": security,
-            "imap_username": username,
-            "imap_folder": folder,
-            "imap_secret_ref": secret_ref,
-        },
-    )
+    values: dict[str, object] = {
+        "tenant_id": connection.tenant_id,
+        "imap_host": host,
+        "imap_port": port,
+        "imap_security": security,
+        "imap_username": username,
+        "imap_folder": folder,
+        "imap_secret_ref": secret_ref,
+    }
+    if isinstance(smtp, SmtpInput):
+        values.update(
+            smtp_host=smtp.host,
+            smtp_port=smtp.port,
+            smtp_security=smtp.security,
+            smtp_username=smtp.username,
+            smtp_from_address=smtp.from_address,
+            smtp_secret_ref=smtp_secret_ref,
+        )
+    elif smtp is None:
+        values.update(
+            smtp_host="",
+            smtp_port=None,
+            smtp_security="",
+            smtp_username="",
+            smtp_from_address="",
+            smtp_secret_ref="",
+            smtp_last_error="",
+            smtp_last_error_code="",
+            smtp_last_error_at=None,
+        )
+    mailbox, _ = Mailbox.objects.update_or_create(connection=connection, defaults=values)
     # Due at once with the new settings; another mailbox starts over (new cursor and backfill).
     reset: dict[str, object] = {"next_poll_at": None, "consecutive_failures": 0, "updated_at": timezone.now()}
     if moved:
@@ -205,6 +309,31 @@ def _check(mailbox: Mailbox, password: str) -> MailboxCheck:
     return MailboxCheck(ok=True)
 
 
+def mailbox_smtp_settings(mailbox: Mailbox, password: str, *, timeout: float | None = None) -> SmtpSettings:
+    return SmtpSettings(
+        host=mailbox.smtp_host,
+        port=mailbox.smtp_port or 0,
+        security=mailbox.smtp_security,
+        username=mailbox.smtp_username,
+        password=password,
+        timeout=timeout or settings.AMAZON_MAILBOX_TIMEOUT,
+        ca_file=settings.AMAZON_MAILBOX_CA_FILE,
+        allow_private=settings.AMAZON_MAILBOX_ALLOW_PRIVATE_HOSTS,
+    )
+
+
+def _smtp_check(mailbox: Mailbox, password: str) -> MailboxCheck:
+    try:
+        smtp_check(
+            mailbox_smtp_settings(
+                mailbox, password, timeout=min(settings.AMAZON_MAILBOX_TIMEOUT, CHECK_TIMEOUT_SECONDS)
+            )
+        )
+    except MailboxError as exc:
+        return MailboxCheck(ok=False, code=exc.code, message=str(exc))
+    return MailboxCheck(ok=True)
+
+
 def mailbox_settings_remove(*, connection: MarketplaceConnection) -> bool:
     """Deletes the password, then the settings; the connection reads from the start again if a
     mailbox is set later. False when there was none. Raises SecretStoreUnavailableError (nothing
@@ -213,7 +342,9 @@ def mailbox_settings_remove(*, connection: MarketplaceConnection) -> bool:
     if mailbox is None:
         return False
     try:
-        mailbox_password_delete(mailbox.imap_secret_ref)
+        for ref in (mailbox.imap_secret_ref, mailbox.smtp_secret_ref):
+            if ref:
+                mailbox_password_delete(ref)
     except SecretStoreError as exc:
         raise SecretStoreUnavailableError(f"The mailbox password could not be deleted yet ({exc}); retry.") from None
     with transaction.atomic():

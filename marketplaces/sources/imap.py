@@ -27,7 +27,7 @@ from marketplaces.mailbox.errors import MailboxAuthError, MailboxError, MailboxH
 from marketplaces.mailbox.imap import FetchedMail, ImapReader, ImapSettings
 from marketplaces.mailbox.parse_pool import parse_all
 from marketplaces.mailbox.passwords import MailboxPasswordMissing, mailbox_password_read
-from marketplaces.mailbox.relay import RelayMail, UnreadableMail
+from marketplaces.mailbox.relay import RelayMail, UnreadableMail, strip_plus_suffix
 from marketplaces.sources.base import (
     ConnectionSnapshot,
     FetchResult,
@@ -85,8 +85,13 @@ class ImapCursor:
 def thread_key(mail: RelayMail) -> str:
     """One buyer's conversation about one order: the relay address without its +suffix (stable
     per buyer and seller) and the order id; without an order id, the relay address alone."""
-    key = f"amazon:{mail.thread_relay or mail.from_address}"
-    return f"{key}:{mail.order_id}" if mail.order_id else key
+    return thread_keys(mail.thread_relay or mail.from_address, mail.order_id)[0]
+
+
+def thread_keys(relay_address: str, order_id: str = "") -> tuple[str, str]:
+    """(the thread key of this relay address and order, the key of all the buyer's threads)."""
+    prefix = f"amazon:{strip_plus_suffix(relay_address)}"
+    return (f"{prefix}:{order_id}" if order_id else prefix), prefix
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -1,7 +1,7 @@
 """A reply channel for the kill tests (TICKETS_AMAZON_ADAPTER): it writes each reply it sends to
 a file, the test's view of "the buyer received it". On a reply's first attempt it first says so in
-another file and waits, the window in which the test kills the worker: after the claim, before the
-send."""
+another file and waits, the window in which the test kills the worker: the reply is in the
+channel's hands, and nobody can tell whether the buyer will get it."""
 
 from __future__ import annotations
 

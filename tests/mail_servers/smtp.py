@@ -162,7 +162,8 @@ class _Handler:
                 self.sink._doomed_sessions.add(session)
                 forced = True
             expected = self.sink.users.get(login)
-            ok = not forced and expected is not None and hmac.compare_digest(expected, password)
+            # compare_digest takes str only when ASCII: compare the UTF-8 bytes (non-ASCII passwords).
+            ok = not forced and expected is not None and hmac.compare_digest(expected.encode(), password.encode())
             self.sink.auth_attempts.append((login, ok))
         # handled=False: aiosmtpd answers "535 5.7.8 Authentication credentials invalid".
         return AuthResult(success=ok, handled=False, auth_data=login if ok else None)

@@ -5,9 +5,15 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from marketplaces.amazon.replies import NO_AMAZON_SENDER, MockAmazonChannel
+from marketplaces.amazon.replies import NO_AMAZON_SENDER, AmazonReplyChannel, MockAmazonChannel
 from tickets import channels
-from tickets.channels import ChannelNotConfiguredError, SendResult, channel_adapter, channel_register
+from tickets.channels import (
+    ChannelNotConfiguredError,
+    SendResult,
+    channel_adapter,
+    channel_register,
+    channel_reply_violations,
+)
 
 
 class Recorder:
@@ -38,15 +44,24 @@ def test_a_registered_factory_is_asked_each_time(registry):
 
 
 def test_the_amazon_channel_is_registered_by_the_marketplaces_app(settings):
+    # Connections with SMTP settings send by e-mail; the others through the configured fallback.
     settings.AMAZON_USE_MOCK = True
-    assert isinstance(channel_adapter("AMAZON"), MockAmazonChannel)
+    adapter = channel_adapter("AMAZON")
+    assert isinstance(adapter, AmazonReplyChannel)
+    assert isinstance(adapter.fallback, MockAmazonChannel)
     settings.AMAZON_USE_MOCK = False
     settings.TICKETS_AMAZON_ADAPTER = ""
     with pytest.raises(ChannelNotConfiguredError) as caught:
-        channel_adapter("AMAZON").send_reply(None, None)
+        channel_adapter("AMAZON").fallback.send_reply(None, None)
     assert str(caught.value) == NO_AMAZON_SENDER
     settings.TICKETS_AMAZON_ADAPTER = "tests.tickets.test_channels.Recorder"
-    assert channel_adapter("AMAZON").name == "recorder"
+    assert channel_adapter("AMAZON").fallback.name == "recorder"
     settings.TICKETS_AMAZON_ADAPTER = "tests.tickets.test_channels.Missing"
     with pytest.raises(ImproperlyConfigured, match=r"TICKETS_AMAZON_ADAPTER='tests\.tickets\.test_channels\.Missing'"):
         channel_adapter("AMAZON")
+
+
+def test_the_amazon_content_rules_are_registered_with_the_channel():
+    [violation] = channel_reply_violations("AMAZON", "Call us on +49 30 1234567, we are happy to help.")
+    assert (violation.rule, violation.text) == ("phone_number", "+49 30 1234567")
+    assert channel_reply_violations("EBAY-UNREGISTERED", "Call us on +49 30 1234567") == []

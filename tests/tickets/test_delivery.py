@@ -20,7 +20,7 @@ from keybuzz.workers.runner import run_worker
 from tests.factories import make_connection, make_member, make_tenant
 from tests.tickets.factories import add_message, make_ticket
 from tickets.channels import SendResult, TemporaryChannelError
-from tickets.delivery import replies_claim, replies_send_due
+from tickets.delivery import DELIVERY_UNCERTAIN, replies_claim, replies_send_due
 from tickets.models import DeliveryStatus, Direction, TicketMessage, TicketStatus
 
 
@@ -80,6 +80,7 @@ def test_mock_channel_delivers_a_reply(admin, admin_client):
         "retrying": 0,
         "failed": 0,
         "lost": 0,
+        "uploads_deleted": 0,
         "seconds": 0,
     }
     delivery = delivery_in_ticket_view(admin_client, ticket, message_id)
@@ -311,7 +312,7 @@ def test_an_unexpected_adapter_error_is_retried_and_its_text_not_shown(admin, ad
         assert replies_send_due().retrying == 1
 
     delivery = delivery_in_ticket_view(admin_client, ticket, message_id)
-    assert delivery["error"] == "Unexpected RuntimeError in the crashing channel"
+    assert delivery["error"] == "Unexpected RuntimeError in the amazon channel"
     assert "abc123" not in caplog.text
 
 
@@ -357,29 +358,35 @@ def test_a_crashed_workers_reply_is_retried_after_its_lease(admin, admin_client)
 
 
 class SlowAdapter:
-    """Takes so long that another worker's run, after the lease, sends the reply meanwhile."""
+    """Takes so long that another worker's run, after the lease, finds the reply mid-send."""
 
     name = "slow"
     later = None
+    calls = 0
 
     def send_reply(self, ticket, message) -> SendResult:
+        SlowAdapter.calls += 1
         if message.delivery_attempts == 1:
-            assert replies_send_due(now=SlowAdapter.later).sent == 1
+            late = replies_send_due(now=SlowAdapter.later)
+            assert (late.claimed, late.failed) == (1, 1)  # not sent again: marked uncertain
+            assert TicketMessage.objects.get(pk=message.pk).delivery_error == DELIVERY_UNCERTAIN
         return SendResult(external_id=f"slow-{message.delivery_attempts}")
 
 
-def test_a_result_after_the_lease_expired_does_not_overwrite_the_new_owner(admin, admin_client, settings):
+def test_a_send_outlasting_its_lease_is_not_repeated_and_ends_sent(admin, admin_client, settings):
     settings.AMAZON_USE_MOCK = False
     settings.TICKETS_AMAZON_ADAPTER = "tests.tickets.test_delivery.SlowAdapter"
     t0 = timezone.now()
-    SlowAdapter.later = t0 + timedelta(seconds=400)
+    SlowAdapter.later, SlowAdapter.calls = t0 + timedelta(seconds=400), 0
     message_id = reply(admin_client, make_ticket(admin.tenant), "Hello")
 
     summary = replies_send_due(now=t0 + timedelta(seconds=1))
 
-    assert (summary.claimed, summary.sent, summary.lost) == (1, 0, 1)
+    # The channel was asked once; the slow worker learnt it accepted the reply, so it is SENT after all.
+    assert (SlowAdapter.calls, summary.claimed, summary.sent) == (1, 1, 1)
     message = TicketMessage.objects.get(pk=message_id)
-    assert (message.delivery_status, message.delivery_ref, message.delivery_attempts) == ("SENT", "slow-2", 2)
+    assert (message.delivery_status, message.delivery_ref, message.delivery_error) == ("SENT", "slow-1", "")
+    assert message.send_started_at is None
 
 
 def test_limit_caps_a_run(admin, admin_client):

@@ -12,7 +12,7 @@ from typing import Any
 from django.core.management import CommandError, call_command
 
 from marketplaces.models import MarketplaceConnection
-from marketplaces.services.mailbox import MailboxSaved, mailbox_settings_save
+from marketplaces.services.mailbox import MailboxSaved, SmtpInput, mailbox_settings_save
 from tests.factories import make_connection
 from tests.mail_servers.dovecot import MailUser
 
@@ -102,3 +102,41 @@ def relay_mail(
         "------------- End message -------------\r\n\r\n"
         "Was this email helpful?\r\n"
     ).encode()
+
+
+SELLER_LOGIN, SELLER_PASSWORD = "seller@acme.example", "secret"  # the SMTP sink's default user
+FROM_ADDRESS = "replies@acme-store.example"
+
+
+def smtp_connect(
+    user: MailUser,
+    sink: Any,
+    connection: MarketplaceConnection | None = None,
+    *,
+    security: str = "starttls",
+    password: str = SELLER_PASSWORD,
+    from_address: str = FROM_ADDRESS,
+    port: int | None = None,
+) -> tuple[MarketplaceConnection, MailboxSaved]:
+    """A connection whose mailbox is `user` on its Dovecot and whose replies leave through `sink`
+    (an aiosmtpd sink from tests.mail_servers), set through the settings service."""
+    connection = connection or make_connection()
+    saved = mailbox_settings_save(
+        tenant=connection.tenant,
+        connection_id=connection.id,
+        host=user.server.host,
+        port=user.server.port,
+        security="none",
+        username=user.username,
+        password=user.password,
+        folder="INBOX",
+        smtp=SmtpInput(
+            host=sink.host,
+            port=port or sink.port,
+            security=security,
+            username=SELLER_LOGIN,
+            password=password,
+            from_address=from_address,
+        ),
+    )
+    return connection, saved

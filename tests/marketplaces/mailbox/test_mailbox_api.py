@@ -127,7 +127,8 @@ def test_put_checks_the_login_and_keeps_the_password_only_in_the_secret_store(
     }
     assert body["check"] == {"imap": {"ok": True}}
     assert body["updatedAt"]
-    assert set(body) == {"connectionId", "imap", "check", "updatedAt"}
+    assert set(body) == {"connectionId", "imap", "smtp", "check", "updatedAt"}
+    assert body["smtp"] is None  # no SMTP settings: replies do not leave from this mailbox
 
     mailbox = Mailbox.objects.get(connection=connection)
     assert mailbox.tenant_id == connection.tenant_id
@@ -653,6 +654,9 @@ def test_status_without_mailbox(connection):
         "message": "no mailbox configured",
         "lastError": "",
         "lastErrorAt": None,
+        "smtpConfigured": False,
+        "smtpLastError": "",
+        "smtpLastErrorAt": None,
     }
 
 
@@ -690,6 +694,9 @@ def test_status_shows_a_working_mailbox(owner_client, connection):
         "message": "relay@acme.example on imap.acme.example, folder INBOX",
         "lastError": "",
         "lastErrorAt": None,
+        "smtpConfigured": False,
+        "smtpLastError": "",
+        "smtpLastErrorAt": None,
     }
 
 

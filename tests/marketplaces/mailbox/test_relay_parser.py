@@ -170,7 +170,7 @@ def test_every_marketplace_relays_buyer_messages(domain: str) -> None:
     assert mail.kind == "buyer_message"
     assert mail.marketplace_domain == domain
     assert mail.buyer_name == "Ana Lima"
-    assert mail.relay_address == f"ab12cd34+case9@marketplace.{domain}"
+    assert mail.relay_address == f"Ab12cd34+CASE9@marketplace.{domain}"  # as written: replies go to it
     assert mail.thread_relay == f"ab12cd34@marketplace.{domain}"
     assert mail.order_id == "111-2223334-4445556"
     assert mail.text == "Where is my parcel?"
