@@ -12,6 +12,7 @@ from marketplaces.models import (
     ExternalMessage,
     Mailbox,
     MailboxActivity,
+    MailboxActivityKind,
     MarketplaceConnection,
     OAuthState,
     PollRun,
@@ -206,13 +207,44 @@ class PollRunAdmin(ReadOnlyAdmin[PollRun]):
 
 @admin.register(Mailbox)
 class MailboxAdmin(ReadOnlyAdmin[Mailbox]):
-    """The relay mailboxes' settings (changed by the sellers through the API; the password is in the
-    secret store, `imap_secret_ref` is only its path)."""
+    """The relay mailboxes' settings (changed by the sellers through the API; the passwords are in
+    the secret store, `imap_secret_ref` and `smtp_secret_ref` are only their paths)."""
 
-    list_display = ["connection", "tenant", "imap_username", "imap_host", "imap_folder", "last_error", "updated_at"]
-    list_filter = ["imap_security", "tenant"]
+    list_display = [
+        "connection",
+        "tenant",
+        "imap_username",
+        "imap_host",
+        "imap_folder",
+        "last_error",
+        "smtp_host",
+        "smtp_from_address",
+        "smtp_last_error",
+        "updated_at",
+    ]
+    list_filter = ["imap_security", "smtp_security", "tenant"]
     search_fields = ["imap_username", "imap_host", "tenant__slug", "connection__selling_partner_id"]
     list_select_related = ["tenant", "connection"]
+
+
+class MatchedFilter(admin.SimpleListFilter):
+    """Delivery failures and Seller Central copies that found no reply or ticket: for people to look at."""
+
+    title = "matched to a ticket message"
+    parameter_name = "matched"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> list[tuple[str, str]]:
+        return [("yes", "Yes"), ("no", "No (delivery failures and copies only)")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[MailboxActivity]) -> QuerySet[MailboxActivity]:
+        if self.value() == "yes":
+            return queryset.filter(matched_message_id__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(
+                matched_message_id__isnull=True,
+                kind__in=[MailboxActivityKind.DELIVERY_FAILURE, MailboxActivityKind.SELLER_CENTRAL_COPY],
+            )
+        return queryset
 
 
 @admin.register(MailboxActivity)
@@ -220,8 +252,17 @@ class MailboxActivityAdmin(ReadOnlyAdmin[MailboxActivity]):
     """What the relay mailboxes brought that is not a buyer's message: Amazon's notifications,
     delivery failures of replies, copies of replies written in Seller Central, ignored mail."""
 
-    list_display = ["created_at", "kind", "notification_type", "tenant", "order_id", "subject", "reason"]
-    list_filter = ["kind", "notification_type", "tenant"]
+    list_display = [
+        "created_at",
+        "kind",
+        "notification_type",
+        "tenant",
+        "order_id",
+        "subject",
+        "reason",
+        "matched_message_id",
+    ]
+    list_filter = ["kind", "notification_type", MatchedFilter, "tenant"]
     search_fields = ["external_id", "order_id", "subject", "relay_address", "refers_to_message_id"]
     date_hierarchy = "created_at"
     list_select_related = ["tenant"]

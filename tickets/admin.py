@@ -5,6 +5,7 @@ from tickets.models import Attachment, Ticket, TicketMessage
 
 MESSAGE_FIELDS = (
     "direction",
+    "origin",
     "author",
     "author_name",
     "body",
@@ -86,8 +87,8 @@ class TicketMessageAdmin(admin.ModelAdmin[TicketMessage]):
         "delivery_attempts",
         "sent_at",
     ]
-    list_filter = ["direction", "delivery_status", "tenant"]
-    search_fields = ["body", "ticket__subject", "ticket__order_id"]
+    list_filter = ["direction", "origin", "delivery_status", "tenant"]
+    search_fields = ["body", "ticket__subject", "ticket__order_id", "delivery_ref"]
     date_hierarchy = "sent_at"
     list_select_related = ["tenant", "ticket"]
     readonly_fields = [
@@ -104,6 +105,9 @@ class TicketMessageAdmin(admin.ModelAdmin[TicketMessage]):
         "next_attempt_at",
         "delivered_at",
         "delivery_ref",
+        "send_started_at",
+        "origin",
+        "acknowledged_violations",
         "stopped_response_due_at",
         "sent_at",
         "created_at",

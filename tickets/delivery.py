@@ -270,13 +270,14 @@ def replies_send_due(
     summary.uploads_deleted = uploads_purge_unused(now=run.now)
     summary.seconds = round(time.monotonic() - started, 3)
     logger.info(
-        "%s Run completed: claimed=%d sent=%d retrying=%d failed=%d lost=%d seconds=%.3f",
+        "%s Run completed: claimed=%d sent=%d retrying=%d failed=%d lost=%d uploads_deleted=%d seconds=%.3f",
         LOG,
         summary.claimed,
         summary.sent,
         summary.retrying,
         summary.failed,
         summary.lost,
+        summary.uploads_deleted,
         summary.seconds,
     )
     return summary

@@ -132,6 +132,8 @@ class AmazonReplyChannel:
 
     def __init__(self, fallback: ChannelAdapter) -> None:
         self.fallback = fallback
+        # One secret-store read per mailbox and run (the adapter lives for one send_replies run).
+        self._passwords: dict[str, str] = {}
 
     def send_reply(self, ticket: Ticket, message: TicketMessage) -> SendResult:
         mailbox = Mailbox.objects.filter(connection_id=ticket.connection_id).first() if ticket.connection_id else None
@@ -146,7 +148,8 @@ class AmazonReplyChannel:
                 "This ticket has no buyer e-mail from Amazon's relay to answer: the reply was not sent"
             )
         try:
-            password = mailbox_password_read(mailbox.smtp_secret_ref)
+            password = self._passwords.get(mailbox.smtp_secret_ref) or mailbox_password_read(mailbox.smtp_secret_ref)
+            self._passwords[mailbox.smtp_secret_ref] = password
         except MailboxPasswordMissing:
             self._record_auth_failure(mailbox, "smtp_password_missing", "The SMTP password is missing: enter it again")
             raise PermanentChannelError(

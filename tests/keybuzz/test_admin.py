@@ -84,6 +84,14 @@ def data():
         subject="Return authorization request for order 402-1",
         order_id="402-1",
     )
+    MailboxActivity.objects.create(
+        tenant=tenant,
+        connection=connection,
+        external_id="rejected-1@amazon.com",
+        kind="delivery_failure",
+        subject="Message delivery failure: Re: Where is my order?",
+        refers_to_message_id="kb.unknown@acme.example",
+    )
     QuarantinedMessage.objects.create(
         tenant=tenant,
         connection=connection,
@@ -133,6 +141,11 @@ def test_changelists_filter_and_search(superadmin_client, data):
     assert "A1SELLER" in page
     assert "Token refresh failed: invalid_grant" in page  # the last error is on the list
     assert "A1SELLER" not in superadmin_client.get(url, {"status__exact": "CONNECTED"}).content.decode()
+
+    activity = reverse("admin:marketplaces_mailboxactivity_changelist")
+    unmatched = superadmin_client.get(activity, {"matched": "no"}).content.decode()
+    assert "Message delivery failure" in unmatched  # a notice no reply matched, left for people
+    assert "Return authorization request" not in unmatched  # notifications are never matched
 
     tickets = reverse("admin:tickets_ticket_changelist")
     assert "Where is my order?" in superadmin_client.get(tickets, {"q": "402-1"}).content.decode()

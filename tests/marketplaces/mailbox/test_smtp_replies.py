@@ -7,6 +7,7 @@ Seller Central — lands on the right reply or ticket."""
 from __future__ import annotations
 
 import email
+import logging
 import socket
 from datetime import timedelta
 from email import policy
@@ -489,3 +490,30 @@ def test_a_reply_written_in_seller_central_joins_the_ticket_and_stops_the_clock(
     ]
     assert replies_send_due().claimed == 0  # a copy is never sent again
     assert smtp_sink.messages == []
+
+
+def test_the_smtp_password_never_reaches_logs_errors_the_database_or_the_api(mailbox_user, smtp_sink_factory, caplog):
+    good, wrong = "Pw-7c1e-d29b-GOOD", "Pw-41aa-0f3e-WRONG"
+    sink = smtp_sink_factory(users={SELLER_LOGIN: good})
+    caplog.set_level(logging.DEBUG)
+    connection, _, ticket, client = buyer_ticket(mailbox_user, sink, password=good)
+    reply(client, ticket, "Your parcel left today.")
+    replies_send_due()  # a login and a send with the right password
+    answer = put_mailbox(client, connection, mailbox_user, sink, password=wrong)  # a refused login
+    sent = reply(client, ticket, "And the invoice follows.")
+    replies_send_due()  # a send refused at AUTH with the wrong one
+    sent.refresh_from_db()
+
+    assert answer.json()["check"]["smtp"]["code"] == "smtp_auth_failed"
+    assert sent.delivery_status == DeliveryStatus.FAILED
+    seen = [
+        caplog.text,
+        answer.content.decode(),
+        client.get(f"/api/v1/marketplaces/amazon/connections/{connection.id}/mailbox").content.decode(),
+        client.get("/api/v1/marketplaces/amazon/status").content.decode(),
+        client.get(f"/api/v1/tickets/{ticket.id}/").content.decode(),
+        str(list(Mailbox.objects.values())),
+        str(list(TicketMessage.objects.values())),
+    ]
+    for text in seen:
+        assert good not in text and wrong not in text
