@@ -371,6 +371,18 @@ AMAZON_MAILBOX_ALLOW_PRIVATE_HOSTS = env.bool("AMAZON_MAILBOX_ALLOW_PRIVATE_HOST
 _CORES = os.cpu_count() or 1
 AMAZON_MAILBOX_PARSE_PROCESSES = env.int("AMAZON_MAILBOX_PARSE_PROCESSES", default=_CORES if _CORES > 1 else 0)
 AMAZON_ATTACHMENT_MAX_BYTES = env.int("AMAZON_ATTACHMENT_MAX_BYTES", default=10 * 1024 * 1024)
+# --- Order context (SP-API, `manage.py sync_orders`) ----------------------------------------------
+# An open ticket's order is fetched again when its context is older than REFRESH hours; an order
+# Amazon does not know yet (or a failed call) is retried after RETRY_BASE seconds, doubling up to
+# RETRY_MAX. A run fetches at most BATCH orders and leases each for LEASE seconds. ENDPOINT replaces
+# the region's SP-API host (a local fake); empty: https://sellingpartnerapi-<na|eu|fe>.amazon.com.
+AMAZON_ORDER_REFRESH_HOURS = env.int("AMAZON_ORDER_REFRESH_HOURS", default=6)
+AMAZON_ORDER_RETRY_BASE_SECONDS = env.int("AMAZON_ORDER_RETRY_BASE_SECONDS", default=600)
+AMAZON_ORDER_RETRY_MAX_SECONDS = env.int("AMAZON_ORDER_RETRY_MAX_SECONDS", default=6 * 3600)
+AMAZON_ORDER_BATCH = env.int("AMAZON_ORDER_BATCH", default=100)
+AMAZON_ORDER_LEASE_SECONDS = env.int("AMAZON_ORDER_LEASE_SECONDS", default=300)
+AMAZON_SPAPI_ENDPOINT = env.str("AMAZON_SPAPI_ENDPOINT", default="")
+AMAZON_SPAPI_TIMEOUT = env.float("AMAZON_SPAPI_TIMEOUT", default=15.0)
 # The mock: messages per poll window (3 gives the runbook's 3/3/3 check) and the window length.
 AMAZON_MOCK_MESSAGES_PER_POLL = env.int("AMAZON_MOCK_MESSAGES_PER_POLL", default=3)
 AMAZON_MOCK_WINDOW_SECONDS = env.int("AMAZON_MOCK_WINDOW_SECONDS", default=300)

@@ -8,6 +8,7 @@ from django.utils.html import format_html
 
 from marketplaces import selectors
 from marketplaces.models import (
+    AmazonOrder,
     ConnectionStatus,
     ExternalMessage,
     Mailbox,
@@ -17,6 +18,7 @@ from marketplaces.models import (
     OAuthState,
     PollRun,
     QuarantinedMessage,
+    SpApiDailyUsage,
 )
 from tickets.models import TicketMessage
 
@@ -266,3 +268,20 @@ class MailboxActivityAdmin(ReadOnlyAdmin[MailboxActivity]):
     search_fields = ["external_id", "order_id", "subject", "relay_address", "refers_to_message_id"]
     date_hierarchy = "created_at"
     list_select_related = ["tenant"]
+
+
+@admin.register(AmazonOrder)
+class AmazonOrderAdmin(ReadOnlyAdmin[AmazonOrder]):
+    """Orders fetched from SP-API for open tickets (sync_orders): what Amazon said, and when the
+    next fetch is due (a backoff after "not found yet" or a failure)."""
+
+    list_display = ["order_id", "tenant", "connection", "fetched_at", "next_fetch_at", "failures", "last_error"]
+    list_filter = ["tenant"]
+    search_fields = ["order_id", "connection__selling_partner_id", "tenant__slug"]
+    list_select_related = ["tenant", "connection"]
+
+
+@admin.register(SpApiDailyUsage)
+class SpApiDailyUsageAdmin(ReadOnlyAdmin[SpApiDailyUsage]):
+    list_display = ["day", "calls", "throttled", "failures"]
+    ordering = ["-day"]

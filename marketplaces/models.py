@@ -55,6 +55,10 @@ class MarketplaceConnection(models.Model):
     last_error = models.TextField(blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
     consecutive_failures = models.PositiveIntegerField(default=0)
+    # SP-API refused this seller a role KeyBuzz needs (403): recorded once, and sync_orders makes no
+    # further call for the connection until the seller reconnects (the OAuth flow clears it).
+    spapi_forbidden_at = models.DateTimeField(null=True, blank=True)
+    spapi_error = models.TextField(blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -295,3 +299,48 @@ class PollCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} = {self.value:g}"
+
+
+class AmazonOrder(models.Model):
+    """An order an open ticket talks about, as SP-API's getOrder last described it (`sync_orders`).
+    One row per connection and order, whatever the number of tickets about it; `data` is what the
+    tickets show (copied to them through `tickets.ingest`). While a worker fetches it, the row is
+    leased to `fetch_worker` until `next_fetch_at`, which is otherwise when it is due again."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="amazon_orders", db_index=False)
+    connection = models.ForeignKey(
+        MarketplaceConnection, on_delete=models.CASCADE, related_name="orders", db_index=False
+    )
+    order_id = models.CharField(max_length=64)
+    data = models.JSONField(default=dict, blank=True)
+    fetched_at = models.DateTimeField(null=True, blank=True)
+    next_fetch_at = models.DateTimeField(null=True, blank=True)
+    fetch_worker = models.CharField(max_length=128, blank=True)
+    failures = models.PositiveIntegerField(default=0)  # consecutive: the backoff's exponent
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "order_id"], name="amazonorder_unique_connection_order"),
+        ]
+        indexes = [models.Index(fields=["next_fetch_at"], name="amazonorder_due")]
+
+    def __str__(self) -> str:
+        return self.order_id
+
+
+class SpApiDailyUsage(models.Model):
+    """SP-API calls per day, for the operators' dashboard: calls made, answers 429 (after the
+    client's own retries) and other failures. Incremented by every sync run in the database."""
+
+    day = models.DateField(unique=True)
+    calls = models.PositiveIntegerField(default=0)
+    throttled = models.PositiveIntegerField(default=0)
+    failures = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "SP-API daily usage"
+
+    def __str__(self) -> str:
+        return f"{self.day}: {self.calls} calls"

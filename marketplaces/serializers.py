@@ -105,6 +105,11 @@ class ConnectionSerializer(serializers.Serializer):
     lastPolledAt = serializers.DateTimeField(source="last_polled_at", allow_null=True)
     lastError = serializers.CharField(source="last_error", allow_blank=True)
     lastErrorAt = serializers.DateTimeField(source="last_error_at", allow_null=True)
+    spapiError = serializers.CharField(
+        source="spapi_error",
+        allow_blank=True,
+        help_text="SP-API refused a role KeyBuzz needs (order context): no call is made until Amazon is reconnected.",
+    )
     messageCount = serializers.IntegerField(source="message_count", required=False)
     ticketCount = serializers.IntegerField(source="ticket_count", required=False)
     mailbox = serializers.SerializerMethodField(help_text="The relay mailbox buyers' messages are read from.")

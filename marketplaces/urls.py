@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.urls import path
 
-from marketplaces import views
+from marketplaces import messaging_views, views
 
 urlpatterns = [
     path("marketplaces/amazon/oauth/start", views.AmazonOAuthStartView.as_view(), name="amazon-oauth-start"),
@@ -12,6 +12,16 @@ urlpatterns = [
         "marketplaces/amazon/connections/<uuid:connection_id>/mailbox",
         views.AmazonMailboxView.as_view(),
         name="amazon-mailbox",
+    ),
+    path(
+        "tickets/<id:ticket_id>/amazon/actions",
+        messaging_views.TicketAmazonActionsView.as_view(),
+        name="amazon-actions",
+    ),
+    path(
+        "tickets/<id:ticket_id>/amazon/actions/<str:action>",
+        messaging_views.TicketAmazonActionView.as_view(),
+        name="amazon-action",
     ),
 ]
 

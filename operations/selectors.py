@@ -25,6 +25,7 @@ from marketplaces.models import (
     PollCounter,
     PollRun,
     QuarantinedMessage,
+    SpApiDailyUsage,
 )
 from marketplaces.selectors import with_effective_status
 from tickets.models import Channel, DeliveryStatus, Direction, Ticket, TicketMessage
@@ -221,6 +222,11 @@ def daily_activity(*, tenant: Tenant | None = None, days: int = 30, now: datetim
 
 def recent_poll_runs(*, limit: int = 10) -> list[PollRun]:
     return list(PollRun.objects.order_by("-finished_at", "-id")[:limit])
+
+
+def spapi_daily_usage(*, days: int = 14) -> list[SpApiDailyUsage]:
+    """SP-API calls, throttles and failures per day (sync_orders), newest first: one query."""
+    return list(SpApiDailyUsage.objects.order_by("-day")[:days])
 
 
 def poll_counters() -> dict[str, float]:

@@ -15,7 +15,14 @@ from keybuzz.errors import error_body
 from operations.charts import activity_chart
 from operations.presenters import figure_rows
 from operations.prometheus import metrics_exposition
-from operations.selectors import daily_activity, ops_figures, recent_poll_runs, tenant_by_slug, tenant_choices
+from operations.selectors import (
+    daily_activity,
+    ops_figures,
+    recent_poll_runs,
+    spapi_daily_usage,
+    tenant_by_slug,
+    tenant_choices,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -76,5 +83,6 @@ def dashboard(request: HttpRequest) -> TemplateResponse:
         rows=figure_rows(figures),
         chart=activity_chart(daily_activity(tenant=tenant, days=30)),
         runs=recent_poll_runs(limit=10),
+        spapi_days=spapi_daily_usage(days=14),
     )
     return TemplateResponse(request, "admin/keybuzz_dashboard.html", context)

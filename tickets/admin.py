@@ -66,6 +66,9 @@ class TicketAdmin(admin.ModelAdmin[Ticket]):
         "customer_name",
         "customer_ref",
         "order_id",
+        "order_summary",
+        "order_context",
+        "order_context_at",
         "last_message_at",
         "response_due_at",
         "created_at",
@@ -73,6 +76,18 @@ class TicketAdmin(admin.ModelAdmin[Ticket]):
     ]
     raw_id_fields = ["assignee"]
     inlines = [TicketMessageInline, AttachmentInline]
+
+    @admin.display(description="order")
+    def order_summary(self, ticket: Ticket) -> str:
+        """The order context in one line: status, items, packages (the JSON follows in full)."""
+        context = ticket.order_context if isinstance(ticket.order_context, dict) else None
+        if context is None:
+            return "not fetched yet"
+        items = ", ".join(f"{i.get('quantity')} x {i.get('title') or i.get('asin')}" for i in context.get("items", []))
+        packages = ", ".join(
+            f"{p.get('carrier')} {p.get('trackingNumber')} ({p.get('status')})" for p in context.get("packages", [])
+        )
+        return " · ".join(part for part in (str(context.get("status", "")), items, packages) if part)
 
 
 @admin.register(TicketMessage)

@@ -257,3 +257,13 @@ def channel_reply_copy_file(
     if fields:
         ticket.save(update_fields=[*fields, "updated_at"])
     return message.pk
+
+
+def ticket_order_context_set(
+    *, connection_id: UUID | str, order_id: str, context: dict[str, object], fetched_at: datetime
+) -> int:
+    """The channel's description of an order (plain JSON: status, items, packages…) goes on every
+    ticket of the connection about that order. Returns the number of tickets updated."""
+    return Ticket.objects.filter(connection_id=connection_id, order_id=order_id).update(
+        order_context=context, order_context_at=fetched_at
+    )

@@ -44,6 +44,10 @@ class Ticket(models.Model):
     )
     last_message_at = models.DateTimeField(null=True, blank=True)
     response_due_at = models.DateTimeField(null=True, blank=True)
+    # The order as the channel last described it (status, items, packages…), plain JSON written by the
+    # channel through `tickets.ingest.ticket_order_context_set`; null until it was fetched once.
+    order_context = models.JSONField(null=True, blank=True)
+    order_context_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -115,6 +119,9 @@ class TicketMessage(models.Model):
     origin = models.CharField(max_length=32, blank=True)
     # The channel's content rules the agent chose to send anyway ([{rule, text, start, end}]).
     acknowledged_violations = models.JSONField(default=list, blank=True)
+    # A structured message the channel sends instead of free text (for Amazon, a Messaging API
+    # action such as "confirmDeliveryDetails"); empty for an ordinary reply.
+    channel_action = models.CharField(max_length=64, blank=True)
     sent_at = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -141,6 +141,9 @@ class TicketRowSerializer(serializers.ModelSerializer):
     overdue = serializers.BooleanField(source="is_overdue")
     last_inbound_at = serializers.DateTimeField(allow_null=True)
     last_reply_at = serializers.DateTimeField(allow_null=True)
+    order_status = serializers.SerializerMethodField(
+        help_text="The order's status as the marketplace last gave it (e.g. Shipped); null until fetched."
+    )
 
     class Meta:
         model = Ticket
@@ -149,6 +152,7 @@ class TicketRowSerializer(serializers.ModelSerializer):
             "subject",
             "customer",
             "order_id",
+            "order_status",
             "channel",
             "connection",
             "status",
@@ -163,6 +167,11 @@ class TicketRowSerializer(serializers.ModelSerializer):
             "created_at",
             "updated_at",
         ]
+
+    def get_order_status(self, ticket: Ticket) -> str | None:
+        context = ticket.order_context if isinstance(ticket.order_context, dict) else {}
+        status = context.get("status")
+        return str(status) if status else None
 
     @extend_schema_field(PreviewSerializer(allow_null=True))
     def get_last_message(self, ticket: Ticket) -> dict[str, Any] | None:
@@ -202,10 +211,16 @@ class TicketMessageSerializer(serializers.ModelSerializer):
     delivery = serializers.SerializerMethodField()
     origin = serializers.SerializerMethodField(
         help_text="`buyer` (received), `keybuzz` (an agent here), or the channel's own tool that wrote a reply "
-        "(`seller_central`)."
+        "(`seller_central`, or `amazon_messaging` for an Amazon Messaging API action sent from here)."
     )
     acknowledged_violations = ViolationSerializer(
         many=True, read_only=True, help_text="Content rules the agent chose to send the reply despite."
+    )
+    action = serializers.CharField(
+        source="channel_action",
+        allow_blank=True,
+        help_text="A structured message sent through the marketplace's own API (Amazon: e.g. "
+        "`confirmDeliveryDetails`, origin `amazon_messaging`); empty for a reply by e-mail.",
     )
     attachments = AttachmentSerializer(
         many=True,
@@ -226,6 +241,7 @@ class TicketMessageSerializer(serializers.ModelSerializer):
             "delivery",
             "attachments",
             "origin",
+            "action",
             "acknowledged_violations",
         ]
 
@@ -239,11 +255,51 @@ class TicketMessageSerializer(serializers.ModelSerializer):
         return DeliverySerializer(message).data
 
 
+class OrderItemSerializer(serializers.Serializer):
+    asin = serializers.CharField()
+    sku = serializers.CharField()
+    title = serializers.CharField()
+    quantity = serializers.IntegerField()
+    price = serializers.CharField(help_text='Decimal string, e.g. "29.99"; empty when unknown.')
+    currency = serializers.CharField()
+
+
+class OrderPackageSerializer(serializers.Serializer):
+    carrier = serializers.CharField()
+    trackingNumber = serializers.CharField()
+    status = serializers.CharField()
+
+
+class OrderContextSerializer(serializers.Serializer):
+    """The order as the marketplace described it (Amazon: SP-API getOrder), kept as it was fetched."""
+
+    orderId = serializers.CharField()
+    status = serializers.CharField()
+    purchaseDate = serializers.CharField()
+    latestShipDate = serializers.CharField()
+    latestDeliveryDate = serializers.CharField()
+    marketplaceId = serializers.CharField()
+    fulfillmentChannel = serializers.CharField(help_text="`AMAZON` (FBA), `MERCHANT`, or empty.")
+    items = OrderItemSerializer(many=True)
+    packages = OrderPackageSerializer(many=True)
+    fetchedAt = serializers.DateTimeField()
+
+
 class TicketDetailSerializer(TicketRowSerializer):
     messages = serializers.SerializerMethodField()
+    order = serializers.SerializerMethodField(help_text="null until the order was fetched (sync_orders).")
 
     class Meta(TicketRowSerializer.Meta):
-        fields = [*TicketRowSerializer.Meta.fields, "thread_key", "messages"]
+        fields = [*TicketRowSerializer.Meta.fields, "thread_key", "order", "messages"]
+
+    @extend_schema_field(OrderContextSerializer(allow_null=True))
+    def get_order(self, ticket: Ticket) -> dict[str, Any] | None:
+        if not isinstance(ticket.order_context, dict) or ticket.order_context_at is None:
+            return None
+        return {
+            **ticket.order_context,
+            "fetchedAt": serializers.DateTimeField().to_representation(ticket.order_context_at),
+        }
 
     @extend_schema_field(TicketMessageSerializer(many=True))
     def get_messages(self, ticket: Ticket) -> list[dict[str, Any]]:

@@ -157,6 +157,8 @@ def ticket_message_create(
     kind: MessageKind = MessageKind.REPLY,
     attachment_ids: Sequence[int] = (),
     acknowledge_violations: bool = False,
+    origin: str = "",
+    channel_action: str = "",
     now: datetime | None = None,
 ) -> TicketMessage:
     """An agent's reply (queued for delivery; stops the response clock) or internal note (stays here).
@@ -164,7 +166,8 @@ def ticket_message_create(
     A reply is checked against its channel's content rules first: what they flag is refused with
     422 `reply_policy_violation` (details.violations: rule, text, start, end), unless the agent
     sends it anyway (`acknowledge_violations`, recorded on the message). It may carry the agent's
-    uploads on the ticket (`attachment_ids`)."""
+    uploads on the ticket (`attachment_ids`). A channel's structured message (`channel_action`,
+    written through the channel's own tool: `origin`) is queued and delivered like any reply."""
     text = _clean_body(body)
     if kind == MessageKind.NOTE and attachment_ids:
         raise ApplicationError("Files go with replies, not with notes.", code="invalid_input")
@@ -208,6 +211,8 @@ def ticket_message_create(
         next_attempt_at=now,
         stopped_response_due_at=ticket.response_due_at,
         acknowledged_violations=violations,
+        origin=origin,
+        channel_action=channel_action,
     )
     if uploads:
         Attachment.objects.filter(pk__in=[a.pk for a in uploads]).update(message=message)

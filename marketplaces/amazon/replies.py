@@ -2,7 +2,8 @@
 (registered with tickets' channel registry by `MarketplacesConfig.ready`, with Amazon's content
 rules).
 
-A connection with SMTP settings (its relay mailbox's) sends by e-mail, from the seller's approved
+A queued Amazon Messaging API action (`channel_action`) goes through SP-API. Otherwise a connection
+with SMTP settings (its relay mailbox's) sends by e-mail, from the seller's approved
 address to the buyer's relay address: `AmazonReplyChannel`. Other connections' replies go where the
 configuration says:
 
@@ -22,16 +23,22 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from keybuzz.errors import ApplicationError
 from keybuzz.secrets import SecretStoreError
 from marketplaces.amazon.reply_mail import ReplyFile, ReplyTarget, compose_reply, reply_message_id
+from marketplaces.amazon.spapi import SpApiError, SpApiThrottled, SpApiUnavailable
+from marketplaces.amazon.tokens import AccessTokenProvider, TokenRefreshFailed
 from marketplaces.mailbox.errors import MailboxError
 from marketplaces.mailbox.passwords import MailboxPasswordMissing, mailbox_password_read
 from marketplaces.mailbox.smtp import SmtpAuthError, SmtpError, SmtpUncertain, smtp_send
 from marketplaces.models import ExternalMessage, Mailbox
+from marketplaces.orders.sync import spapi_client_for, spapi_usage_add
 from marketplaces.services.mailbox import mailbox_smtp_settings
+from marketplaces.services.messaging import action_target
 from tickets.attachments import StoredFileMissing, attachment_open
 from tickets.channels import (
     ChannelAdapter,
+    ChannelError,
     PermanentChannelError,
     SendResult,
     TemporaryChannelError,
@@ -134,8 +141,11 @@ class AmazonReplyChannel:
         self.fallback = fallback
         # One secret-store read per mailbox and run (the adapter lives for one send_replies run).
         self._passwords: dict[str, str] = {}
+        self._tokens: AccessTokenProvider | None = None  # LWA tokens for the Messaging API, made when needed
 
     def send_reply(self, ticket: Ticket, message: TicketMessage) -> SendResult:
+        if message.channel_action:  # a Messaging API action, whatever the connection's mailbox
+            return self._send_action(ticket, message)
         mailbox = Mailbox.objects.filter(connection_id=ticket.connection_id).first() if ticket.connection_id else None
         if mailbox is None or not mailbox.has_smtp:
             return self.fallback.send_reply(ticket, message)
@@ -197,6 +207,38 @@ class AmazonReplyChannel:
             "Reply %s handed to %s for %s: %s", message.pk, mailbox.smtp_host, target.relay_address, accepted.reply
         )
         return SendResult(external_id=message_id, sent_at=sent_at)
+
+    def _send_action(self, ticket: Ticket, message: TicketMessage) -> SendResult:
+        """Sends an Amazon Messaging API action (queued by marketplaces.services.messaging)."""
+        try:
+            target = action_target(ticket)
+        except ApplicationError as exc:
+            raise PermanentChannelError(exc.message) from None
+        if self._tokens is None:
+            self._tokens = AccessTokenProvider()
+        client = spapi_client_for(target.connection, self._tokens)
+        try:
+            client.send_message(message.channel_action, target.order_id, target.marketplace_id, message.body)
+        except SpApiError as exc:
+            throttled = isinstance(exc, SpApiThrottled)
+            spapi_usage_add(throttled=int(throttled), failures=int(not throttled))
+            raise self._action_error(message.channel_action, exc) from None
+        except TokenRefreshFailed as exc:  # nothing reached Amazon: later
+            raise TemporaryChannelError(f"Amazon messaging: {exc}") from None
+        spapi_usage_add()
+        return SendResult(external_id=f"amazon-messaging:{message.channel_action}", sent_at=timezone.now())
+
+    @staticmethod
+    def _action_error(action: str, exc: SpApiError) -> ChannelError:
+        if isinstance(exc, SpApiThrottled):  # nothing reached Amazon: later
+            return TemporaryChannelError(f"Amazon messaging: {exc}")
+        if isinstance(exc, SpApiUnavailable):
+            # A POST that failed on Amazon's side or timed out may have been delivered: never resent blindly.
+            return PermanentChannelError(
+                f"Delivery uncertain: Amazon did not confirm the {action} message ({exc}). Check the buyer's "
+                "conversation in Seller Central, and send it again only if it is missing"
+            )
+        return PermanentChannelError(f"Amazon refused the {action} message: {exc}")  # no role, unknown order…
 
     @staticmethod
     def _record_auth_failure(mailbox: Mailbox, code: str, text: str) -> None:

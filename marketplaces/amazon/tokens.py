@@ -68,3 +68,8 @@ class AccessTokenProvider:
         with self._lock:
             self._cache[connection_id] = _Cached(tokens.access_token, time.monotonic() + lifetime)
         return tokens.access_token
+
+    def forget(self, *, connection_id: str) -> None:
+        """Drops the cached token (Amazon said it expired early): the next call refreshes it."""
+        with self._lock:
+            self._cache.pop(connection_id, None)

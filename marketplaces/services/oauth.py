@@ -290,6 +290,8 @@ def _connection_connect(
         connection.last_error_at = None
         connection.consecutive_failures = 0
         connection.next_poll_at = now  # poll a (re)connected account at the next run
+        connection.spapi_forbidden_at = None  # a new consent may grant the roles that were missing
+        connection.spapi_error = ""
         connection.save(
             update_fields=[
                 "status",
@@ -304,6 +306,8 @@ def _connection_connect(
                 "consecutive_failures",
                 "next_poll_at",
                 "updated_at",
+                "spapi_forbidden_at",
+                "spapi_error",
             ]
         )
     return connection

@@ -39,6 +39,7 @@ DAILY_AT_4_17 = (
 JOBS = [
     ("poll_amazon", "/var/log/amazon-polling.log", "keybuzz-poll-amazon", ["--once"]),
     ("send_replies", "/var/log/keybuzz-replies.log", "keybuzz-send-replies", ["--once"]),
+    ("sync_orders", "/var/log/keybuzz-orders.log", "keybuzz-sync-orders", ["--once"]),
     ("flushexpiredtokens", "/var/log/keybuzz-housekeeping.log", "keybuzz-housekeeping", []),
 ]
 
@@ -48,9 +49,10 @@ def job_for(cron, command_name: str):
 
 
 def test_the_workers_every_five_minutes_and_housekeeping_daily(cron):
-    assert len(cron.jobs) == 3
+    assert len(cron.jobs) == 4
     assert job_for(cron, "poll_amazon").schedule == EVERY_5_MINUTES
     assert job_for(cron, "send_replies").schedule == EVERY_5_MINUTES
+    assert job_for(cron, "sync_orders").schedule == EVERY_5_MINUTES
     assert job_for(cron, "flushexpiredtokens").schedule == DAILY_AT_4_17
     assert {job.user for job in cron.jobs} == {"keybuzz"}
 

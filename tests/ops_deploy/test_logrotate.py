@@ -14,7 +14,12 @@ import pytest
 
 from tests.ops_deploy.conftest import find_tool, render
 
-LOGS = ("/var/log/amazon-polling.log", "/var/log/keybuzz-replies.log", "/var/log/keybuzz-housekeeping.log")
+LOGS = (
+    "/var/log/amazon-polling.log",
+    "/var/log/keybuzz-replies.log",
+    "/var/log/keybuzz-orders.log",
+    "/var/log/keybuzz-housekeeping.log",
+)
 
 
 @pytest.fixture
@@ -51,7 +56,7 @@ def test_the_file_names_the_cron_logs(deploy_file):
 
 def test_logrotate_debug_accepts_the_file(staged, tmp_path):
     conf, logs = staged
-    for name in ("amazon-polling.log", "keybuzz-replies.log", "keybuzz-housekeeping.log"):
+    for name in ("amazon-polling.log", "keybuzz-replies.log", "keybuzz-orders.log", "keybuzz-housekeeping.log"):
         (logs / name).write_text("a line\n")
     done = logrotate("-d", "-s", str(tmp_path / "state"), str(conf))
     assert done.returncode == 0, done.stderr
@@ -67,11 +72,11 @@ def test_logrotate_debug_accepts_the_file(staged, tmp_path):
 
 def test_forced_rotation_rotates_and_recreates(staged, tmp_path):
     conf, logs = staged
-    for name in ("amazon-polling.log", "keybuzz-replies.log", "keybuzz-housekeeping.log"):
+    for name in ("amazon-polling.log", "keybuzz-replies.log", "keybuzz-orders.log", "keybuzz-housekeeping.log"):
         (logs / name).write_text("[Amazon Poller] Summary: connections=1\n")
     done = logrotate("-f", "-s", str(tmp_path / "state"), str(conf))
     assert done.returncode == 0, done.stderr
-    for name in ("amazon-polling.log", "keybuzz-replies.log", "keybuzz-housekeeping.log"):
+    for name in ("amazon-polling.log", "keybuzz-replies.log", "keybuzz-orders.log", "keybuzz-housekeeping.log"):
         assert (logs / f"{name}.1").read_text().startswith("[Amazon Poller]")  # delaycompress: .1 stays plain
         fresh = logs / name
         assert fresh.read_text() == ""
