@@ -124,6 +124,13 @@ else:
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
 DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 DATABASES["default"]["TEST"] = {"NAME": env.str("TEST_DATABASE_NAME", default=None)}
+if "postgresql" in DATABASES["default"]["ENGINE"]:
+    # PostgreSQL's JIT compiles "expensive-looking" plans: on the inbox's queries it cost up to a
+    # second per query at a million tickets and saved nothing (benchmarks/api_load.py). Off for
+    # KeyBuzz's sessions only; DATABASE_PG_JIT=true turns it back on.
+    if not env.bool("DATABASE_PG_JIT", default=False):
+        _options = DATABASES["default"].setdefault("OPTIONS", {})
+        _options["options"] = f"{_options.get('options', '')} -c jit=off".strip()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Secret store -----------------------------------------------------------------------------

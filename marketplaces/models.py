@@ -55,6 +55,10 @@ class MarketplaceConnection(models.Model):
     last_error = models.TextField(blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
     consecutive_failures = models.PositiveIntegerField(default=0)
+    # What the poller filed through this connection, counted by the filing transaction itself: the
+    # status shows them without counting every message of the connection on each request.
+    message_count = models.PositiveBigIntegerField(default=0)
+    ticket_count = models.PositiveBigIntegerField(default=0)
     # SP-API refused this seller a role KeyBuzz needs (403): recorded once, and sync_orders makes no
     # further call for the connection until the seller reconnects (the OAuth flow clears it).
     spapi_forbidden_at = models.DateTimeField(null=True, blank=True)

@@ -15,22 +15,15 @@ from django.conf import settings
 from django.db.models import (
     Case,
     CharField,
-    Count,
     F,
-    IntegerField,
-    Model,
-    OuterRef,
     Q,
     QuerySet,
-    Subquery,
     Value,
     When,
 )
-from django.db.models.functions import Coalesce
 
 from keybuzz.models import Tenant
-from marketplaces.models import ConnectionStatus, ExternalMessage, Mailbox, MarketplaceConnection, MarketplaceType
-from tickets.models import Ticket
+from marketplaces.models import ConnectionStatus, Mailbox, MarketplaceConnection, MarketplaceType
 
 
 def current_app_source() -> str:
@@ -65,25 +58,11 @@ def pollable_connections() -> QuerySet[MarketplaceConnection]:
     )
 
 
-def _count(model: type[Model], related: str) -> Coalesce:
-    counts = (
-        model._default_manager.filter(**{related: OuterRef("pk")})
-        .order_by()
-        .values(related)
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
-    return Coalesce(Subquery(counts, output_field=IntegerField()), 0)
-
-
 def amazon_connection_list(*, tenant: Tenant) -> QuerySet[MarketplaceConnection]:
-    """The tenant's Amazon connections with effective status and message/ticket counts: one query."""
+    """The tenant's Amazon connections with effective status and message/ticket counts (kept on the
+    connection by the poller): one query."""
     return (
         with_effective_status(MarketplaceConnection.objects.filter(tenant=tenant, type=MarketplaceType.AMAZON))
-        .annotate(
-            message_count=_count(ExternalMessage, "connection"),
-            ticket_count=_count(Ticket, "connection_id"),
-        )
         .select_related("mailbox")
         .order_by("-connected_at", "-created_at")
     )

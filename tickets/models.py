@@ -57,8 +57,11 @@ class Ticket(models.Model):
             models.UniqueConstraint(fields=["connection_id", "thread_key"], name="ticket_unique_connection_thread"),
         ]
         indexes = [
+            # On PostgreSQL these two are built DESC NULLS LAST, the inbox's exact order (migration tickets
+            # 0007; SQLite cannot say NULLS LAST in an index): in another NULLS order PostgreSQL would read
+            # and sort every ticket of the tenant for each page.
             models.Index(fields=["tenant", "-last_message_at", "-id"], name="ticket_tenant_last_msg"),
-            models.Index(fields=["tenant", "status", "-last_message_at"], name="ticket_tenant_status_last"),
+            models.Index(fields=["tenant", "status", "-last_message_at", "-id"], name="ticket_tenant_status_last"),
             models.Index(fields=["tenant", "response_due_at"], name="ticket_tenant_due"),
             models.Index(fields=["tenant", "assignee", "status"], name="ticket_tenant_assignee"),
             models.Index(fields=["channel", "created_at"], name="ticket_channel_created"),

@@ -17,6 +17,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from keybuzz.db import insert_rows
@@ -248,6 +249,8 @@ def _commit(claimed: ClaimedConnection, fetch: FetchResult, batch: ParsedBatch, 
         returning=["id"],
     )
     MarketplaceConnection.objects.filter(id=snap.id).update(
+        message_count=F("message_count") + result.new_messages,
+        ticket_count=F("ticket_count") + result.new_tickets,
         poll_cursor=fetch.next_cursor,
         last_polled_at=now,
         next_poll_at=now + timedelta(seconds=settings.AMAZON_POLL_INTERVAL_SECONDS),

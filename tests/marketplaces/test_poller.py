@@ -128,6 +128,8 @@ def test_a_batch_fetched_twice_is_filed_once(mock_amazon):
     assert "fetched=3 new_messages=0 new_tickets=0" in out
     assert (ExternalMessage.objects.count(), Ticket.objects.count(), TicketMessage.objects.count()) == (3, 3, 3)
     assert list(Ticket.objects.order_by("id").values()) == before  # old messages reopen nothing
+    connection.refresh_from_db()
+    assert (connection.message_count, connection.ticket_count) == (3, 3)  # the status's counts, not twice
 
 
 def test_follow_up_lands_on_its_ticket_and_reopens_it(mock_amazon, clock):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db.models import F
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -39,6 +40,10 @@ def _messages(connection, n: int) -> None:
             external_message_id=message.id,
             sent_at=now,
         )
+    # What the poller's filing transaction counts with the rows it files (marketplaces.polling.filing).
+    MarketplaceConnection.objects.filter(pk=connection.pk).update(
+        message_count=F("message_count") + n, ticket_count=F("ticket_count") + n
+    )
 
 
 def test_status_without_connection(owner_client):

@@ -51,6 +51,7 @@ def test_defaults_for_systemd_behind_nginx(tmp_path):
     assert conf["wsgi_app"] == "keybuzz.wsgi:application" and conf["chdir"] == str(ROOT)
     assert int(conf["workers"]) == min(2 * cpus + 1, 12)
     assert (conf["timeout"], conf["graceful_timeout"]) == ("60", "30")
+    assert conf["max_requests"] == "0"  # workers are not recycled: each restart re-imports Django under load
     assert conf["forwarded_allow_ips"] == "['127.0.0.1', '::1']"
     assert (conf["accesslog"], conf["errorlog"]) == ("-", "-")
     assert "%(U)s" in conf["access_log_format"] and "%(r)s" not in conf["access_log_format"]  # no query strings
@@ -59,7 +60,12 @@ def test_defaults_for_systemd_behind_nginx(tmp_path):
 
 def test_environment_overrides(tmp_path):
     conf = printed_config(
-        tmp_path, GUNICORN_WORKERS="3", GUNICORN_BIND="127.0.0.1:4100", GUNICORN_TIMEOUT="90", LOG_LEVEL="WARNING"
+        tmp_path,
+        GUNICORN_WORKERS="3",
+        GUNICORN_BIND="127.0.0.1:4100",
+        GUNICORN_TIMEOUT="90",
+        GUNICORN_MAX_REQUESTS="5000",
+        LOG_LEVEL="WARNING",
     )
     assert (conf["workers"], conf["bind"], conf["timeout"], conf["loglevel"]) == (
         "3",
@@ -67,6 +73,7 @@ def test_environment_overrides(tmp_path):
         "90",
         "warning",
     )
+    assert (conf["max_requests"], conf["max_requests_jitter"]) == ("5000", "500")
 
 
 def test_env_file_overrides_like_the_settings(tmp_path):

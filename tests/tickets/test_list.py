@@ -293,11 +293,12 @@ def test_the_list_costs_a_constant_number_of_queries(admin, admin_client):
 
     assert with_5 == with_50
     assert with_50 <= 2  # the token's membership, then the page
+    # A search adds one query (the matching ids, through the trigram indexes), however many match.
     assert (
         _list_queries(
             admin_client, {"limit": 100, "q": "reply", "overdue": "false", "assignee": "none", "status": "OPEN,PENDING"}
         )
-        == with_50
+        == with_50 + 1
     )
 
 
@@ -307,3 +308,19 @@ def test_list_only_shows_the_tokens_tenant(admin, admin_client):
     mine = make_ticket(admin.tenant, subject="Mine")
     assert ids(admin_client.get(URL)) == [mine.id]
     assert ids(admin_client.get(URL, {"q": "Theirs"})) == []
+
+
+def test_a_search_matching_more_than_the_id_cap_still_pages_newest_first(admin, admin_client, monkeypatch):
+    """A common word (more matches than SEARCH_IDS_MAX) is tested ticket by ticket in the page's
+    order instead of by collecting ids: the same tickets come back, newest first."""
+    monkeypatch.setattr("tickets.selectors.SEARCH_IDS_MAX", 3)
+    tenant = admin.tenant
+    now = timezone.now()
+    matching = [make_ticket(tenant, inbound=f"My lamp {i} is broken", at=now - timedelta(hours=i)) for i in range(6)]
+    make_ticket(tenant, inbound="Where is my parcel?")
+    make_ticket(make_tenant(), inbound="My lamp is broken too")  # another tenant's
+
+    first = admin_client.get(URL, {"q": "lamp", "limit": 4}).json()
+    second = admin_client.get(first["next"]).json()
+
+    assert [t["id"] for t in first["results"] + second["results"]] == [t.id for t in matching]
