@@ -174,7 +174,34 @@ def _host(value: str) -> str:
     return host
 
 
-class ImapInputSerializer(serializers.Serializer):
+class _MailServerInputSerializer(serializers.Serializer):
+    """What IMAP and SMTP settings share: a server, a login, a password kept in the secret store."""
+
+    TLS_PORT, OTHER_PORT = 0, 0  # the default port with implicit TLS, and with STARTTLS or none
+
+    host = serializers.CharField(max_length=253, validators=[_no_control])
+    port = serializers.IntegerField(min_value=1, max_value=65535, required=False)
+    username = serializers.CharField(max_length=255, validators=[_no_control])
+    password = serializers.CharField(
+        max_length=1024,
+        required=False,
+        trim_whitespace=False,
+        write_only=True,
+        validators=[_no_control],
+        help_text="Stored in the secret store, never returned. Omit it to keep the stored one.",
+    )
+
+    def validate_host(self, value: str) -> str:
+        return _host(value)
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        data.setdefault("port", self.TLS_PORT if data["security"] == "tls" else self.OTHER_PORT)
+        return data
+
+
+class ImapInputSerializer(_MailServerInputSerializer):
+    TLS_PORT, OTHER_PORT = 993, 143
+
     host = serializers.CharField(max_length=253, validators=[_no_control], help_text="e.g. imap.gmail.com")
     port = serializers.IntegerField(
         min_value=1, max_value=65535, required=False, help_text="Default: 993 with tls, 143 otherwise."
@@ -184,28 +211,14 @@ class ImapInputSerializer(serializers.Serializer):
         default="tls",
         help_text="`none` only for a loopback host (the password would cross the network in clear).",
     )
-    username = serializers.CharField(max_length=255, validators=[_no_control])
-    password = serializers.CharField(
-        max_length=1024,
-        required=False,
-        trim_whitespace=False,
-        write_only=True,
-        validators=[_no_control],
-        help_text="Stored in the secret store, never returned. Omit it to keep the stored one.",
-    )
     folder = serializers.CharField(
         max_length=255, default="INBOX", validators=[_no_control], help_text="Where Amazon's mails arrive."
     )
 
-    def validate_host(self, value: str) -> str:
-        return _host(value)
 
-    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
-        data.setdefault("port", 993 if data["security"] == "tls" else 143)
-        return data
+class SmtpInputSerializer(_MailServerInputSerializer):
+    TLS_PORT, OTHER_PORT = 465, 587
 
-
-class SmtpInputSerializer(serializers.Serializer):
     host = serializers.CharField(max_length=253, validators=[_no_control], help_text="e.g. smtp.gmail.com")
     port = serializers.IntegerField(
         min_value=1, max_value=65535, required=False, help_text="Default: 465 with tls, 587 otherwise."
@@ -215,26 +228,10 @@ class SmtpInputSerializer(serializers.Serializer):
         default="starttls",
         help_text="`tls` (implicit, port 465), `starttls` (port 587); `none` only for a loopback host.",
     )
-    username = serializers.CharField(max_length=255, validators=[_no_control])
-    password = serializers.CharField(
-        max_length=1024,
-        required=False,
-        trim_whitespace=False,
-        write_only=True,
-        validators=[_no_control],
-        help_text="Stored in the secret store, never returned. Omit it to keep the stored one.",
-    )
     fromAddress = serializers.EmailField(
         max_length=254,
         help_text="The sender address approved in Seller Central (Settings → Messaging Permissions).",
     )
-
-    def validate_host(self, value: str) -> str:
-        return _host(value)
-
-    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
-        data.setdefault("port", 465 if data["security"] == "tls" else 587)
-        return data
 
 
 class MailboxInputSerializer(serializers.Serializer):
