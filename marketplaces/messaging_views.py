@@ -50,6 +50,13 @@ class OrderActionsSerializer(serializers.Serializer):
 
 class ActionInputSerializer(serializers.Serializer):
     text = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=10_000)
+    attachments = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
+        required=False,
+        default=list,
+        max_length=100,
+        help_text="Files uploaded to the ticket (POST …/attachments/), for confirmCustomizationDetails only.",
+    )
     acknowledgeViolations = serializers.BooleanField(required=False, default=False)
 
 
@@ -83,7 +90,10 @@ class TicketAmazonActionView(TenantAPIView):
         request=ActionInputSerializer,
         responses={
             201: TicketMessageSerializer,
-            400: _error("`text_length` (details: min, max, length), `body_empty`, `invalid_input`."),
+            400: _error(
+                "`text_length` (details: min, max, length), `attachments_not_allowed`, `too_many_attachments`, "
+                "`body_empty`, `invalid_input`."
+            ),
             **COMMON_ERRORS,
             404: _error("`not_found` (no such ticket in the tenant), `unknown_action`."),
             422: _error("`reply_policy_violation`: as for replies; send `acknowledgeViolations: true` to send anyway."),
@@ -101,6 +111,7 @@ class TicketAmazonActionView(TenantAPIView):
             author=self.user,
             action=action,
             text=data.validated_data["text"],
+            attachment_ids=data.validated_data["attachments"],
             acknowledge_violations=data.validated_data["acknowledgeViolations"],
         )
         return Response(TicketMessageSerializer(message).data, status=201)

@@ -104,11 +104,14 @@ def ticket_reopen_after_failed_reply(*, message: TicketMessage) -> None:
     """A reply will never reach the buyer: unless another reply answered them, the ticket is
     unanswered again — its response clock resumes and it goes back to OPEN so agents see it."""
     ticket = Ticket.objects.select_for_update().get(pk=message.ticket_id)
-    last_inbound = ticket.messages.filter(direction=Direction.INBOUND).aggregate(at=Max("sent_at"))["at"]
+    last_inbound = ticket.last_inbound_at
     live_replies = ticket.messages.filter(direction=Direction.OUTBOUND).exclude(delivery_status=DeliveryStatus.FAILED)
-    if last_inbound is not None:
-        live_replies = live_replies.filter(sent_at__gte=last_inbound)
-    if live_replies.exists():
+    # The last live reply is another one now (or none): what the list and the stats read.
+    last_reply = live_replies.aggregate(at=Max("sent_at"))["at"]
+    if last_reply != ticket.last_reply_at:
+        ticket.last_reply_at = last_reply
+        ticket.save(update_fields=["last_reply_at"])
+    if last_reply is not None and (last_inbound is None or last_reply >= last_inbound):
         return
     fields = []
     due_times = [due for due in (ticket.response_due_at, message.stopped_response_due_at) if due is not None]

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.db import transaction
-from django.db.models import F, Max, Q, QuerySet
+from django.db.models import F, Q, QuerySet
 
 from keybuzz.db import OnConflict, insert_rows
 from tickets.attachments import StoredFile
@@ -70,6 +70,7 @@ def inbound_messages_file(
                 "customer_ref": first.customer_ref[:255],
                 "order_id": first.order_id[:64],
                 "last_message_at": last.sent_at,
+                "last_inbound_at": last.sent_at,
                 "response_due_at": first.sent_at + RESPONSE_TIME,
             }
         )
@@ -87,6 +88,7 @@ def inbound_messages_file(
             "status": OnConflict.NEW,
             "updated_at": OnConflict.NEW,
             "last_message_at": OnConflict.LATEST,
+            "last_inbound_at": OnConflict.LATEST,
             "response_due_at": OnConflict.KEEP,
         },
         returning=["thread_key", "id", "created_at", "updated_at"],
@@ -247,7 +249,10 @@ def channel_reply_copy_file(
         delivery_ref=reference[:255],
     )
     fields = []
-    last_inbound = ticket.messages.filter(direction=Direction.INBOUND).aggregate(at=Max("sent_at"))["at"]
+    if ticket.last_reply_at is None or ticket.last_reply_at < sent_at:
+        ticket.last_reply_at = sent_at
+        fields.append("last_reply_at")
+    last_inbound = ticket.last_inbound_at
     if ticket.response_due_at is not None and (last_inbound is None or last_inbound <= sent_at):
         ticket.response_due_at = None  # the buyer has an answer, from whichever tool
         fields.append("response_due_at")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from keybuzz.models import Tenant
 
@@ -44,6 +44,11 @@ class Ticket(models.Model):
     )
     last_message_at = models.DateTimeField(null=True, blank=True)
     response_due_at = models.DateTimeField(null=True, blank=True)
+    # What "unanswered" is made of, kept by every write that changes them (filing, replies, failed
+    # replies, retries, copies): the last buyer message's time and the last live (not FAILED) reply's.
+    # Computing them from the messages on each list and stats request cost O(tickets) subqueries.
+    last_inbound_at = models.DateTimeField(null=True, blank=True)
+    last_reply_at = models.DateTimeField(null=True, blank=True)
     # The order as the channel last described it (status, items, packages…), plain JSON written by the
     # channel through `tickets.ingest.ticket_order_context_set`; null until it was fetched once.
     order_context = models.JSONField(null=True, blank=True)
@@ -63,6 +68,15 @@ class Ticket(models.Model):
             models.Index(fields=["tenant", "-last_message_at", "-id"], name="ticket_tenant_last_msg"),
             models.Index(fields=["tenant", "status", "-last_message_at", "-id"], name="ticket_tenant_status_last"),
             models.Index(fields=["tenant", "response_due_at"], name="ticket_tenant_due"),
+            # The unanswered tickets (tickets.selectors: active, a buyer message after the last live
+            # reply), by due time: what the inbox figures count and the overdue list reads. Partial:
+            # it holds the backlog, not the history.
+            models.Index(
+                fields=["tenant", "response_due_at"],
+                condition=Q(status__in=["OPEN", "PENDING"], last_inbound_at__isnull=False)
+                & (Q(last_reply_at__isnull=True) | Q(last_reply_at__lt=F("last_inbound_at"))),
+                name="ticket_unanswered_due",
+            ),
             models.Index(fields=["tenant", "assignee", "status"], name="ticket_tenant_assignee"),
             models.Index(fields=["channel", "created_at"], name="ticket_channel_created"),
             models.Index(fields=["assignee"], condition=Q(assignee__isnull=False), name="ticket_assignee"),

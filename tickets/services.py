@@ -220,7 +220,9 @@ def ticket_message_create(
     ticket.response_due_at = None
     if ticket.last_message_at is None or ticket.last_message_at < now:
         ticket.last_message_at = now
-    ticket.save(update_fields=["response_due_at", "last_message_at", "updated_at"])
+    if ticket.last_reply_at is None or ticket.last_reply_at < now:
+        ticket.last_reply_at = now
+    ticket.save(update_fields=["response_due_at", "last_message_at", "last_reply_at", "updated_at"])
     return message
 
 
@@ -262,7 +264,13 @@ def reply_retry(*, tenant: Tenant, ticket_id: int, message_id: int, now: datetim
             "stopped_response_due_at",
         ]
     )
+    fields = []
     if ticket.response_due_at is not None:
         ticket.response_due_at = None
-        ticket.save(update_fields=["response_due_at", "updated_at"])
+        fields.append("response_due_at")
+    if ticket.last_reply_at is None or ticket.last_reply_at < message.sent_at:  # the reply is live again
+        ticket.last_reply_at = message.sent_at
+        fields.append("last_reply_at")
+    if fields:
+        ticket.save(update_fields=[*fields, "updated_at"])
     return message

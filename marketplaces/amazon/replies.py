@@ -26,7 +26,7 @@ from django.utils.module_loading import import_string
 from keybuzz.errors import ApplicationError
 from keybuzz.secrets import SecretStoreError
 from marketplaces.amazon.reply_mail import ReplyFile, ReplyTarget, compose_reply, reply_message_id
-from marketplaces.amazon.spapi import SpApiError, SpApiThrottled, SpApiUnavailable
+from marketplaces.amazon.spapi import MessageAttachment, SpApiError, SpApiThrottled, SpApiUnavailable
 from marketplaces.amazon.tokens import AccessTokenProvider, TokenRefreshFailed
 from marketplaces.mailbox.errors import MailboxError
 from marketplaces.mailbox.passwords import MailboxPasswordMissing, mailbox_password_read
@@ -217,8 +217,13 @@ class AmazonReplyChannel:
         if self._tokens is None:
             self._tokens = AccessTokenProvider()
         client = spapi_client_for(target.connection, self._tokens)
+        files = [
+            MessageAttachment(filename=f.filename, content_type=f.content_type, data=f.data) for f in _files(message)
+        ]
         try:
-            client.send_message(message.channel_action, target.order_id, target.marketplace_id, message.body)
+            client.send_message(
+                message.channel_action, target.order_id, target.marketplace_id, message.body, attachments=files
+            )
         except SpApiError as exc:
             throttled = isinstance(exc, SpApiThrottled)
             spapi_usage_add(throttled=int(throttled), failures=int(not throttled))

@@ -3,7 +3,7 @@ actions. All of KeyBuzz's SP-API calls go through this module.
 
 Why plain `requests` and not python-amazon-sp-api: that library's authorization-code exchange leaves
 out `redirect_uri` (our LWA client, `marketplaces.amazon.lwa`, sends it), and it does not retry 429
-answers by default. KeyBuzz needs 7 operations, a throttle keyed by seller and one narrow error family
+answers by default. KeyBuzz needs 8 operations, a throttle keyed by seller and one narrow error family
 its callers can act on; a small client over one `requests.Session` gives exactly that.
 
 Operations (the models' operationIds; paths relative to the regional host):
@@ -16,7 +16,17 @@ Operations (the models' operationIds; paths relative to the regional host):
 - Messaging v1 `createConfirmDeliveryDetails`, `createConfirmOrderDetails`, `createUnexpectedProblem`,
   `confirmCustomizationDetails`, `createConfirmServiceDetails`:
   `POST /messaging/v1/orders/{amazonOrderId}/messages/<action>?marketplaceIds=…` with `{"text": …}`; 201.
-Every Messaging call needs exactly one `marketplaceIds` value.
+  confirmCustomizationDetails also takes `"attachments": [{"uploadDestinationId", "fileName"}]` (at most 5;
+  the only one of the five whose request has attachments).
+- Uploads v2020-11-01 `createUploadDestinationForResource`:
+  `POST /uploads/2020-11-01/uploadDestinations/{resource}?marketplaceIds=…&contentMD5=…&contentType=…`,
+  no body; 201 `{"payload": {"uploadDestinationId", "url", "headers": {…}}}`. `resource` is a greedy path
+  parameter: the Messaging path the file is for, without its leading slash and with its slashes kept
+  (`messaging/v1/orders/{amazonOrderId}/messages/confirmCustomizationDetails`). `contentMD5` is the base64
+  of the file's MD5 digest. The file's bytes are then PUT to `url`, a pre-signed S3 URL on another host,
+  with the returned `headers` and no SP-API token. That URL is a credential until it expires: it never
+  goes into an error message or a log line.
+Every Messaging and Uploads call needs exactly one `marketplaceIds` value.
 
 Authentication is the LWA access token in `x-amz-access-token` (AWS SigV4 signing is no longer needed
 since October 2023). Errors are `{"errors": [{"code", "message", "details"}]}`.
@@ -29,10 +39,14 @@ Which error for what (`code`, `retryable`):
 - SpApiForbidden (`spapi_forbidden`, no): 403 for a missing role, or a token still refused after one
   refresh. Only a new consent (with the role) helps.
 - SpApiInvalidInput (`spapi_invalid_input`, no): 400/413/415/422, an unknown messaging action, a text
-  outside the action's limits (checked before any call; `details` gives min, max and length).
-- SpApiUnavailable (`spapi_unavailable`, yes): 5xx, timeouts, connection failures, an unusable 2xx body.
-GETs are retried on 5xx and network failures; message POSTs are not (Amazon may have sent the message
-before failing to answer, and a buyer must not get it twice).
+  outside the action's limits (checked before any call; `details` gives min, max and length), attachments
+  for an action that takes none, or more than 5, or an empty one (also checked before any call).
+- SpApiUnavailable (`spapi_unavailable`, yes): 5xx, timeouts, connection failures, an unusable 2xx body,
+  an attachment upload to S3 that failed (any status but 2xx; the message is then not sent).
+GETs (and createUploadDestinationForResource, which creates nothing a buyer sees) are retried on 5xx and
+network failures; message POSTs are not (Amazon may have sent the message before failing to answer, and
+a buyer must not get it twice). A failed attachment upload to S3 is SpApiUnavailable, raised before the
+message is sent.
 
 `str()` of every error is safe to log and to store: Amazon's text is cleaned of the access token
 (exact match, and anything token-shaped).
@@ -40,11 +54,14 @@ before failing to answer, and a buyer must not get it twice).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import random
+import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
@@ -161,6 +178,12 @@ class Operation:
     burst: int
     # The Messaging model produces HAL (`application/hal+json`); Orders plain JSON. Both parse as JSON.
     accept: str = "application/json"
+    # A path parameter the model marks `x-amazon-spds-greedy-path-parameter`: its value is a path of its
+    # own, slashes kept, given to `_call` already encoded (see `_expand_path`).
+    greedy: str = ""
+    # Retried on 5xx and network failures like a GET although it is not one: only for operations whose
+    # repetition has no effect anyone sees.
+    safe_to_retry: bool = False
 
 
 HAL = "application/hal+json, application/json"
@@ -199,9 +222,31 @@ MESSAGING_TEXT_LIMITS: dict[str, tuple[int, int]] = {
     "confirmServiceDetails": (1, 2000),
 }
 
+# The actions whose request model has `attachments` (among KeyBuzz's five, only the customization
+# details one: CreateConfirmCustomizationDetailsRequest), and the model's limit on their number.
+MESSAGING_ATTACHMENT_ACTIONS: frozenset[str] = frozenset({"confirmCustomizationDetails"})
+MAX_MESSAGE_ATTACHMENTS = 5
+
+# Uploads v2020-11-01. Usage plan: 10 requests/s, burst 10 (the current model and API reference; models
+# before 2023 said 0.1/s, burst 5). It is a POST, but all it makes is an upload slot nobody sees until a
+# message names it (an unused one simply expires), so retrying it on 5xx or a network failure is safe.
+CREATE_UPLOAD_DESTINATION = Operation(
+    "createUploadDestinationForResource",
+    "POST",
+    "/uploads/2020-11-01/uploadDestinations/{resource}",
+    rate=10.0,
+    burst=10,
+    greedy="resource",
+    safe_to_retry=True,
+)
+
 OPERATIONS: dict[str, Operation] = {
-    op.name: op for op in (GET_ORDER, GET_MESSAGING_ACTIONS, *MESSAGING_OPERATIONS.values())
+    op.name: op for op in (GET_ORDER, GET_MESSAGING_ACTIONS, *MESSAGING_OPERATIONS.values(), CREATE_UPLOAD_DESTINATION)
 }
+
+# Our name for the PUT of an attachment's bytes to the upload destination (S3, not an SP-API operation):
+# used in log lines and error messages.
+ATTACHMENT_UPLOAD = "attachmentUpload"
 
 
 # --- Results --------------------------------------------------------------------------------------
@@ -262,6 +307,16 @@ class Order:
                 for package in self.packages
             ],
         }
+
+
+@dataclass(frozen=True)
+class MessageAttachment:
+    """A file to send with a message (MESSAGING_ATTACHMENT_ACTIONS only). `filename` is the name the buyer
+    sees, extension included; `content_type` its MIME type (e.g. "image/png")."""
+
+    filename: str
+    content_type: str
+    data: bytes = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -421,9 +476,21 @@ class SpApiClient:
                 found.append(MessagingAction(name=name, href=href))
         return found
 
-    def send_message(self, action: str, order_id: str, marketplace_id: str, text: str) -> None:
+    def send_message(
+        self,
+        action: str,
+        order_id: str,
+        marketplace_id: str,
+        text: str,
+        *,
+        attachments: Sequence[MessageAttachment] = (),
+    ) -> None:
         """Sends `text` to the buyer through one of MESSAGING_ACTIONS. Never retried on 5xx or a
-        timeout: the message may have gone out (SpApiUnavailable then means "unknown", not "not sent")."""
+        timeout: the message may have gone out (SpApiUnavailable then means "unknown", not "not sent").
+
+        `attachments` (MESSAGING_ATTACHMENT_ACTIONS only, at most MAX_MESSAGE_ATTACHMENTS) are uploaded
+        first, one by one: an upload destination from the Uploads API, then the bytes to it. A failed
+        upload raises before the message is sent (SpApiUnavailable: nothing went to the buyer)."""
         operation = MESSAGING_OPERATIONS.get(action)
         if operation is None:
             raise SpApiInvalidInput(
@@ -440,11 +507,101 @@ class SpApiClient:
                 f"{action}: the text must be {low} to {high} characters and not blank (it has {length})",
                 details={"min": low, "max": high, "length": length},
             )
+        files = _check_attachments(action, attachments)
+        body: dict[str, Any] = {"text": text}
+        if files:
+            # The upload destination is for the very path the message goes to, encoded as `_call` will.
+            resource = _expand_path(operation.path, {"amazonOrderId": order_id}).lstrip("/")
+            body["attachments"] = [
+                {
+                    "uploadDestinationId": self._upload_attachment(resource, marketplace_id, file),
+                    "fileName": file.filename,
+                }
+                for file in files
+            ]
         self._call(
             operation,
             path_params={"amazonOrderId": order_id},
             params={"marketplaceIds": marketplace_id},
-            json_body={"text": text},
+            json_body=body,
+        )
+
+    # Attachments ----------------------------------------------------------------------------------
+
+    def _upload_attachment(self, resource: str, marketplace_id: str, attachment: MessageAttachment) -> str:
+        """Creates an upload destination for `resource`, PUTs the bytes there; the destination's id."""
+        md5 = base64.b64encode(hashlib.md5(attachment.data, usedforsecurity=False).digest()).decode("ascii")
+        body = self._call(
+            CREATE_UPLOAD_DESTINATION,
+            path_params={"resource": resource},
+            params={"marketplaceIds": marketplace_id, "contentMD5": md5, "contentType": attachment.content_type},
+        )
+        payload = body.get("payload") if isinstance(body, dict) else None
+        payload = payload if isinstance(payload, dict) else {}
+        destination_id, url = _text(payload.get("uploadDestinationId")), _text(payload.get("url"))
+        if not destination_id.strip() or urlsplit(url).scheme not in ("https", "http") or not urlsplit(url).netloc:
+            raise SpApiUnavailable(
+                f"{CREATE_UPLOAD_DESTINATION.name}: unexpected answer from Amazon (no uploadDestinationId or url)",
+                status=200,
+            )
+        headers = {str(k): str(v) for k, v in _dict(payload.get("headers")).items() if isinstance(v, str | int)}
+        names = {name.lower() for name in headers}
+        if "content-type" not in names:
+            headers["Content-Type"] = attachment.content_type
+        if "content-md5" not in names:
+            headers["Content-MD5"] = md5
+        self._put_attachment(url, headers, attachment)
+        return destination_id
+
+    def _put_attachment(self, url: str, headers: dict[str, str], attachment: MessageAttachment) -> None:
+        """PUTs the bytes to the pre-signed `url`: only the destination's headers, never our token. A PUT
+        of the same bytes to the same key is idempotent, so 5xx and network failures are retried.
+
+        `url` is a credential (its query signs the upload): no message or log line carries it, nor any
+        text of the answer but S3's error code, and a requests exception (whose text holds the URL) is
+        neither chained nor kept as the error's context."""
+        label = f"{ATTACHMENT_UPLOAD} of {attachment.filename!r}"
+        failed = 0
+        while True:
+            started = time.monotonic()
+            status: int | None = None
+            reason = ""
+            try:
+                response = self.session.request(
+                    "PUT", url, data=attachment.data, headers=headers, timeout=self.timeout, allow_redirects=False
+                )
+            except requests.exceptions.RequestException as exc:
+                reason = _upload_network_reason(exc, self.timeout)
+            else:
+                status = response.status_code
+                if 200 <= status < 300:
+                    self._log_upload(status, started)
+                    return
+                code = _s3_error_code(response, url)
+                reason = f"HTTP {status}" + (f" {code}" if code else "")
+            self._log_upload(status, started, reason)
+            if (status is None or status >= 500) and failed < self.max_retries:
+                self.sleep(_backoff(failed))
+                failed += 1
+                continue
+            break
+        # Raised outside the `except` block on purpose: nothing of the requests exception stays attached.
+        raise SpApiUnavailable(
+            f"{label} failed: {reason} (the message was not sent)",
+            status=status,
+            details={"filename": attachment.filename},
+        )
+
+    def _log_upload(self, status: int | None, started: float, reason: str = "") -> None:
+        # Neither the URL nor its host: the operation, the outcome, the seller.
+        logger.log(
+            logging.INFO if status is not None and status < 300 else logging.WARNING,
+            "SP-API %s status=%s duration=%.3fs seller=%s%s",
+            ATTACHMENT_UPLOAD,
+            status if status is not None else "-",
+            time.monotonic() - started,
+            self.seller_key,
+            f" error={reason}" if reason else "",
         )
 
     # The request loop -----------------------------------------------------------------------------
@@ -459,8 +616,8 @@ class SpApiClient:
     ) -> Any:
         """Sends the request until it succeeds or a budget runs out; returns the parsed JSON body (None
         for an empty 2xx body)."""
-        url = self.base_url + operation.path.format(**{k: quote(v, safe="") for k, v in path_params.items()})
-        idempotent = operation.method == "GET"
+        url = self.base_url + _expand_path(operation.path, path_params, greedy=operation.greedy)
+        idempotent = operation.method == "GET" or operation.safe_to_retry
         attempts = _Attempts()
         token = self.tokens.get()
         attempts.tokens.append(token)
@@ -556,6 +713,72 @@ def _require(name: str, value: str) -> None:
     # An empty id would change the path (…/orders/ is another operation): refuse it before calling.
     if not isinstance(value, str) or not value.strip():
         raise SpApiInvalidInput(f"{name} is required", details={"field": name})
+
+
+def _expand_path(template: str, path_params: dict[str, str], *, greedy: str = "") -> str:
+    """The template with each parameter percent-encoded as one path segment, except the greedy one: a
+    path already encoded by the caller (built with this same function), put in as is, leading slash
+    dropped (the template has its own)."""
+    values = {k: v.lstrip("/") if k == greedy else quote(v, safe="") for k, v in path_params.items()}
+    return template.format(**values)
+
+
+def _check_attachments(action: str, attachments: Sequence[MessageAttachment]) -> list[MessageAttachment]:
+    """Refuses, before any call, attachments the action does not take or Amazon would not accept."""
+    files = list(attachments or ())
+    if not files:
+        return []
+    if action not in MESSAGING_ATTACHMENT_ACTIONS:
+        allowed = sorted(MESSAGING_ATTACHMENT_ACTIONS)
+        raise SpApiInvalidInput(
+            f"{action} does not take attachments (only {', '.join(allowed)} does)",
+            details={"action": action, "attachment_actions": allowed},
+        )
+    if len(files) > MAX_MESSAGE_ATTACHMENTS:
+        raise SpApiInvalidInput(
+            f"{action}: at most {MAX_MESSAGE_ATTACHMENTS} attachments (it has {len(files)})",
+            details={"max": MAX_MESSAGE_ATTACHMENTS, "count": len(files)},
+        )
+    for index, file in enumerate(files):
+        if not isinstance(file, MessageAttachment):
+            raise SpApiInvalidInput(f"attachment {index + 1} is not a MessageAttachment", details={"index": index})
+        for needed, present in (
+            ("a file name", isinstance(file.filename, str) and file.filename.strip()),
+            ("a content type", isinstance(file.content_type, str) and file.content_type.strip()),
+            ("content", isinstance(file.data, bytes | bytearray) and file.data),
+        ):
+            if not present:
+                raise SpApiInvalidInput(f"attachment {index + 1} needs {needed}", details={"index": index})
+    return files
+
+
+def _upload_network_reason(exc: requests.exceptions.RequestException, timeout: float) -> str:
+    # Never str(exc): requests puts the URL, query and signature included, in its exceptions' text.
+    if isinstance(exc, requests.exceptions.Timeout):
+        return f"no answer from the upload host within {timeout:g}s"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return "upload host unreachable"
+    return f"request failed ({type(exc).__name__})"
+
+
+_S3_ERROR_CODE = re.compile(r"<Code>\s*([A-Za-z]{1,64})\s*</Code>")
+_SIGNED_QUERY = re.compile(r"(?i)x-amz-[a-z-]+=[^\s&\"'<>]+")
+
+
+def _s3_error_code(response: requests.Response, url: str) -> str:
+    """S3's error code (`AccessDenied`, `SignatureDoesNotMatch`, …) from its XML answer, and nothing
+    else of it: the rest (StringToSign, CanonicalRequest, …) may quote the signed URL."""
+    match = _S3_ERROR_CODE.search(response.text[:4000])
+    return _scrub_url(match.group(1), url) if match else ""
+
+
+def _scrub_url(text: str, url: str) -> str:
+    """`text` without the pre-signed URL, its query, or anything shaped like a signing parameter."""
+    query = urlsplit(url).query
+    for secret in (url, query):
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return _SIGNED_QUERY.sub("[redacted]", text)
 
 
 def _backoff(retry: int) -> float:

@@ -5,10 +5,13 @@ action is allowed and accepted. Deterministic: the same order id always gives th
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 from marketplaces.amazon.spapi import (
     MESSAGING_ACTIONS,
+    MESSAGING_ATTACHMENT_ACTIONS,
     MESSAGING_TEXT_LIMITS,
+    MessageAttachment,
     MessagingAction,
     Order,
     OrderItem,
@@ -46,7 +49,17 @@ class MockSpApiClient:
     def messaging_actions(self, order_id: str, marketplace_id: str) -> list[MessagingAction]:
         return [MessagingAction(name=name) for name in MESSAGING_ACTIONS]
 
-    def send_message(self, action: str, order_id: str, marketplace_id: str, text: str) -> None:
+    def send_message(
+        self,
+        action: str,
+        order_id: str,
+        marketplace_id: str,
+        text: str,
+        *,
+        attachments: Sequence[MessageAttachment] = (),
+    ) -> None:
         low, high = MESSAGING_TEXT_LIMITS[action]
         if not low <= len(text) <= high:
             raise SpApiInvalidInput(f"{action}: text must be {low} to {high} characters")
+        if attachments and action not in MESSAGING_ATTACHMENT_ACTIONS:
+            raise SpApiInvalidInput(f"{action} takes no attachments")

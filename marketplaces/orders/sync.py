@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from typing import Protocol
@@ -37,6 +37,7 @@ from keybuzz.workers.backoff import backoff_delay
 from keybuzz.workers.leases import Lease
 from keybuzz.workers.runner import StopCheck
 from marketplaces.amazon.spapi import (
+    MessageAttachment,
     MessagingAction,
     Order,
     SpApiClient,
@@ -102,7 +103,15 @@ class OrderClient(Protocol):
 
     def messaging_actions(self, order_id: str, marketplace_id: str) -> list[MessagingAction]: ...
 
-    def send_message(self, action: str, order_id: str, marketplace_id: str, text: str) -> None: ...
+    def send_message(
+        self,
+        action: str,
+        order_id: str,
+        marketplace_id: str,
+        text: str,
+        *,
+        attachments: Sequence[MessageAttachment] = (),
+    ) -> None: ...
 
 
 ClientFactory = Callable[[MarketplaceConnection, AccessTokenProvider], OrderClient]

@@ -10,6 +10,7 @@ anything is queued) and the same content rules as replies.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.contrib.auth.models import User
@@ -19,6 +20,7 @@ from keybuzz.models import Tenant
 from marketplaces.amazon.regions import UnknownMarketplace, find_marketplace
 from marketplaces.amazon.spapi import (
     MESSAGING_ACTIONS,
+    MESSAGING_ATTACHMENT_ACTIONS,
     MESSAGING_TEXT_LIMITS,
     SpApiError,
     SpApiForbidden,
@@ -165,9 +167,17 @@ def amazon_actions_list(*, tenant: Tenant, ticket_id: int, client: OrderClient |
 
 
 def amazon_action_queue(
-    *, tenant: Tenant, ticket_id: int, author: User, action: str, text: str, acknowledge_violations: bool = False
+    *,
+    tenant: Tenant,
+    ticket_id: int,
+    author: User,
+    action: str,
+    text: str,
+    attachment_ids: Sequence[int] = (),
+    acknowledge_violations: bool = False,
 ) -> TicketMessage:
-    """Queues `action` with `text` on the ticket (delivered by send_replies through SP-API)."""
+    """Queues `action` with `text` (and the ticket's uploads named, for the actions that take files)
+    on the ticket, delivered by send_replies through SP-API."""
     if action not in MESSAGING_ACTIONS:
         raise NotFoundError(
             f"Unknown Amazon messaging action {action!r}; one of: {', '.join(MESSAGING_ACTIONS)}.",
@@ -175,6 +185,11 @@ def amazon_action_queue(
         )
     ticket = _ticket(tenant=tenant, ticket_id=ticket_id)
     action_target(ticket)  # refuses tickets that cannot take one, before anything is queued
+    if attachment_ids and action not in MESSAGING_ATTACHMENT_ACTIONS:
+        raise ApplicationError(
+            f"Amazon takes no files with {action}; only with: {', '.join(sorted(MESSAGING_ATTACHMENT_ACTIONS))}.",
+            code="attachments_not_allowed",
+        )
     low, high = MESSAGING_TEXT_LIMITS[action]
     length = len(text.strip())
     if not low <= length <= high:
@@ -189,6 +204,7 @@ def amazon_action_queue(
         author=author,
         body=text,
         kind=MessageKind.REPLY,
+        attachment_ids=attachment_ids,
         acknowledge_violations=acknowledge_violations,
         origin=AMAZON_MESSAGING,
         channel_action=action,

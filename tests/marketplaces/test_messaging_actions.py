@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 import responses
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from marketplaces.models import SpApiDailyUsage
@@ -197,3 +198,54 @@ def test_a_throttled_action_stays_queued_and_goes_out_on_a_later_run(amazon, tic
 
     amazon.replace(responses.POST, message_url("unexpectedProblem"), status=201, json={})
     assert replies_send_due(now=timezone.now() + timedelta(hours=1)).sent == 1
+
+
+def test_customization_details_carry_the_agents_files_through_amazons_uploads(amazon, ticket, client):
+    png = b"\x89PNG\r\n\x1a\n" + bytes(300)
+    upload = client.post(
+        f"/api/v1/tickets/{ticket.id}/attachments/",
+        {"file": SimpleUploadedFile("proof.png", png, content_type="image/png")},
+        format="multipart",
+    ).json()
+    resource = f"messaging/v1/orders/{ORDER}/messages/confirmCustomizationDetails"
+    s3_url = "https://s3.eu-west-1.amazonaws.com/buyer-seller-messaging/abc?X-Amz-Signature=secret"
+    destination = amazon.post(
+        re.compile(re.escape(f"{EU}/uploads/2020-11-01/uploadDestinations/{resource}") + r"\?.*"),
+        status=201,
+        json={"payload": {"uploadDestinationId": "dest-1", "url": s3_url, "headers": {}}},
+    )
+    put = amazon.put(s3_url, status=200)
+    sent = amazon.post(message_url("confirmCustomizationDetails"), status=201, json={})
+
+    queued = client.post(
+        f"/api/v1/tickets/{ticket.id}/amazon/actions/confirmCustomizationDetails",
+        {"text": "Here is the proof of your engraving.", "attachments": [upload["id"]]},
+        format="json",
+    )
+    replies_send_due()
+
+    assert queued.status_code == 201, queued.content
+    assert [a["filename"] for a in queued.json()["attachments"]] == ["proof.png"]
+    assert (destination.call_count, put.call_count, sent.call_count) == (1, 1, 1)
+    assert put.calls[0].request.body == png
+    assert json.loads(sent.calls[0].request.body) == {
+        "text": "Here is the proof of your engraving.",
+        "attachments": [{"uploadDestinationId": "dest-1", "fileName": "proof.png"}],
+    }
+    assert TicketMessage.objects.get(pk=queued.json()["id"]).delivery_status == DeliveryStatus.SENT
+
+
+def test_files_with_an_action_that_takes_none_are_refused(ticket, client):
+    upload = client.post(
+        f"/api/v1/tickets/{ticket.id}/attachments/",
+        {"file": SimpleUploadedFile("proof.png", b"\x89PNG\r\n\x1a\n" + bytes(30))},
+        format="multipart",
+    ).json()
+
+    response = client.post(
+        f"/api/v1/tickets/{ticket.id}/amazon/actions/confirmDeliveryDetails",
+        {"text": TEXT, "attachments": [upload["id"]]},
+        format="json",
+    )
+
+    assert (response.status_code, response.json()["code"]) == (400, "attachments_not_allowed")

@@ -681,7 +681,8 @@ def test_offsets_are_into_the_given_text():
     ids=lambda body: repr(body[:12]),
 )
 def test_adversarial_100kb_input_finishes_quickly(body):
-    # A safety net against catastrophic backtracking, not a benchmark.
-    started = time.perf_counter()
+    # A safety net against catastrophic backtracking (minutes, not milliseconds), not a benchmark: this
+    # process's CPU time, so that other work on the machine cannot make it fail (20-170 ms measured).
+    started = time.process_time()
     reply_violations(body)
-    assert time.perf_counter() - started < 1.0
+    assert time.process_time() - started < 2.0

@@ -1,9 +1,11 @@
-"""The SP-API client against Amazon's wire format (Orders v2026-01-01, Messaging v1), faked with
-`responses`: requests, answers and errors as the API models describe them; retries, token refresh,
+"""The SP-API client against Amazon's wire format (Orders v2026-01-01, Messaging v1, Uploads
+v2020-11-01, and the pre-signed S3 upload behind it), faked with `responses`: requests, answers and errors as the API models describe them; retries, token refresh,
 throttling and the error family. No network, no database."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
 import threading
@@ -20,8 +22,11 @@ from marketplaces.amazon import spapi
 from marketplaces.amazon.regions import UnknownRegion
 from marketplaces.amazon.spapi import (
     HOSTS,
+    MAX_MESSAGE_ATTACHMENTS,
     MESSAGING_ACTIONS,
+    MESSAGING_ATTACHMENT_ACTIONS,
     MESSAGING_TEXT_LIMITS,
+    MessageAttachment,
     MessagingAction,
     Order,
     OrderItem,
@@ -49,8 +54,11 @@ TEXT = "Hello James, your parcel left our warehouse today and should reach you o
 # The operations KeyBuzz calls, transcribed by hand from the models (operationIds: Orders v2026-01-01
 # getOrder; Messaging v1 getMessagingActionsForOrder, createConfirmDeliveryDetails,
 # createConfirmOrderDetails, createUnexpectedProblem, confirmCustomizationDetails,
-# createConfirmServiceDetails): method, path template, required query parameters.
+# createConfirmServiceDetails; Uploads v2020-11-01 createUploadDestinationForResource): method, path
+# template, required query parameters.
 # getOrder's includedData is optional in the model; KeyBuzz always sends it, so it is listed.
+# Uploads' `resource` is a greedy path parameter (x-amazon-spds-greedy-path-parameter): it spans
+# several segments (see GREEDY_PARAMETERS).
 OPERATIONS_TABLE: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("getOrder", "GET", "/orders/2026-01-01/orders/{orderId}", ("includedData",)),
     ("getMessagingActionsForOrder", "GET", "/messaging/v1/orders/{amazonOrderId}", ("marketplaceIds",)),
@@ -84,7 +92,17 @@ OPERATIONS_TABLE: list[tuple[str, str, str, tuple[str, ...]]] = [
         "/messaging/v1/orders/{amazonOrderId}/messages/confirmServiceDetails",
         ("marketplaceIds",),
     ),
+    (
+        "createUploadDestinationForResource",
+        "POST",
+        "/uploads/2020-11-01/uploadDestinations/{resource}",
+        ("marketplaceIds", "contentMD5"),
+    ),
 ]
+GREEDY_PARAMETERS = {"resource"}
+
+# The Create…Request definitions of the Messaging model that have `attachments`, among KeyBuzz's five.
+MODEL_ATTACHMENT_ACTIONS = {"confirmCustomizationDetails"}
 
 # minLength/maxLength of `text` in each Create…Request of the Messaging model.
 MODEL_TEXT_LIMITS = {
@@ -185,6 +203,50 @@ def actions_body(order_id: str = ORDER_ID, marketplace: str = UK) -> dict[str, A
         },
         "_embedded": {"actions": []},
     }
+
+
+# Attachments: the Uploads API's destination for a confirmCustomizationDetails message, and the pre-signed
+# S3 URLs it hands out (shaped like the model's example: the query signs the upload, so it is a secret).
+UPLOAD_DESTINATION_URL = f"{EU_HOST}/uploads/2020-11-01/uploadDestinations/messaging/v1/orders/{ORDER_ID}/messages/confirmCustomizationDetails"
+DESTINATION_IDS = {1: "5d4e42b5-1d6e-44e8-a89c-2abfca0625bb", 2: "9a1c07e2-52f4-4c1e-b0d3-7f3e2c9b8a11"}
+S3_SIGNATURE = "d4f85c5f1a32a788a8d54e3f00a2a08af45be5b83551cdd81c82ae353dfcdfd4"
+S3_CREDENTIAL = "AKIAW5VUA47ENEOYT7RC%2F20190701%2Feu-west-1%2Fs3%2Faws4_request"
+S3_URLS = {
+    n: (
+        f"https://s3.eu-west-1.amazonaws.com/buyer-seller-messaging-draft-attachment-eumarketplace/%2F067/"
+        f"{destination_id}?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Date=20250110T101500Z"
+        f"&X-Amz-SignedHeaders=content-md5%3Bhost%3Bx-amz-server-side-encryption&X-Amz-Expires=900"
+        f"&X-Amz-Credential={S3_CREDENTIAL}&X-Amz-Signature={S3_SIGNATURE[:-1]}{n}"
+    )
+    for n, destination_id in DESTINATION_IDS.items()
+}
+PNG = MessageAttachment("engraving-proof.png", "image/png", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+PDF = MessageAttachment("Épreuve Smith.pdf", "application/pdf", b"%PDF-1.7\n" + b"customization proof\n" * 50)
+
+
+def md5_of(data: bytes) -> str:
+    """What contentMD5 and Content-MD5 carry: the base64 of the MD5 digest (not its hex)."""
+    return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+def destination_body(n: int, attachment: MessageAttachment) -> dict[str, Any]:
+    """createUploadDestinationForResource's 201, as CreateUploadDestinationResponse/UploadDestination
+    define it (the headers are the ones the pre-signed URL was signed with)."""
+    return {
+        "payload": {
+            "uploadDestinationId": DESTINATION_IDS[n],
+            "url": S3_URLS[n],
+            "headers": {"Content-MD5": md5_of(attachment.data), "x-amz-server-side-encryption": "aws:kms"},
+        }
+    }
+
+
+S3_ACCESS_DENIED = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+    "<Message>Request has expired</Message><X-Amz-Expires>900</X-Amz-Expires>"
+    f"<CanonicalRequest>PUT /%2F067/x X-Amz-Credential={S3_CREDENTIAL}</CanonicalRequest>"
+    f"<SignatureProvided>{S3_SIGNATURE[:-1]}1</SignatureProvided><RequestId>4442587FB7D0A2F9</RequestId></Error>"
+)
 
 
 def errors(code: str, message: str, details: str = "") -> dict[str, Any]:
@@ -503,13 +565,265 @@ def test_send_message_unknown_action_or_ids_refused_before_calling(amazon, make)
     assert len(amazon.calls) == 0
 
 
+# --- Attachments (Uploads API, then S3, then the message) ---------------------------------------------
+
+
+def calls_summary(calls: Any) -> list[tuple[str, str]]:
+    return [(call.request.method, urlsplit(call.request.url).netloc) for call in calls]
+
+
+def test_attachment_actions_match_the_model():
+    assert set(MESSAGING_ATTACHMENT_ACTIONS) == MODEL_ATTACHMENT_ACTIONS
+    assert MAX_MESSAGE_ATTACHMENTS == 5  # the model's limit on `attachments`
+
+
+def test_message_attachment_repr_leaves_out_the_bytes():
+    assert repr(PNG) == "MessageAttachment(filename='engraving-proof.png', content_type='image/png')"
+
+
+def test_send_message_with_two_attachments_uploads_each_then_posts(amazon, make):
+    amazon.post(UPLOAD_DESTINATION_URL, status=201, json=destination_body(1, PNG))
+    amazon.post(UPLOAD_DESTINATION_URL, status=201, json=destination_body(2, PDF))
+    amazon.put(S3_URLS[1], status=200)
+    amazon.put(S3_URLS[2], status=200)
+    amazon.post(f"{ACTIONS_URL}/messages/confirmCustomizationDetails", status=201)
+
+    make(timeout=9).send_message("confirmCustomizationDetails", ORDER_ID, UK, TEXT, attachments=[PNG, PDF])
+
+    sp_api, s3 = "sellingpartnerapi-eu.amazon.com", "s3.eu-west-1.amazonaws.com"
+    assert calls_summary(amazon.calls) == [
+        ("POST", sp_api),
+        ("PUT", s3),
+        ("POST", sp_api),
+        ("PUT", s3),
+        ("POST", sp_api),
+    ]
+    create_1, put_1, create_2, put_2, message = amazon.calls
+    for create, file in ((create_1, PNG), (create_2, PDF)):
+        # The resource is the message's own path, slashes kept: a greedy path parameter.
+        assert path_of(create) == (
+            f"/uploads/2020-11-01/uploadDestinations/messaging/v1/orders/{ORDER_ID}/messages/confirmCustomizationDetails"
+        )
+        assert query_of(create) == {
+            "marketplaceIds": [UK],
+            "contentMD5": [md5_of(file.data)],
+            "contentType": [file.content_type],
+        }
+        assert create.request.headers["x-amz-access-token"] == TOKEN
+        assert not create.request.body
+    assert query_of(create_1)["contentMD5"] == [base64.b64encode(hashlib.md5(PNG.data).digest()).decode()]
+    for put, n, file in ((put_1, 1, PNG), (put_2, 2, PDF)):
+        assert put.request.url == S3_URLS[n]
+        assert put.request.body == file.data
+        headers = put.request.headers
+        assert headers["Content-MD5"] == md5_of(file.data)  # the returned (signed) headers, as they came
+        assert headers["x-amz-server-side-encryption"] == "aws:kms"
+        assert headers["Content-Type"] == file.content_type
+        assert "x-amz-access-token" not in headers  # our LWA token never goes to S3
+        assert put.request.req_kwargs["timeout"] == 9
+    assert path_of(message) == f"/messaging/v1/orders/{ORDER_ID}/messages/confirmCustomizationDetails"
+    assert query_of(message) == {"marketplaceIds": [UK]}
+    assert json.loads(message.request.body) == {
+        "text": TEXT,
+        "attachments": [
+            {"uploadDestinationId": DESTINATION_IDS[1], "fileName": "engraving-proof.png"},
+            {"uploadDestinationId": DESTINATION_IDS[2], "fileName": "Épreuve Smith.pdf"},
+        ],
+    }
+
+
+def test_upload_uses_returned_headers_as_they_are(amazon, make):
+    # Headers signed into the URL must go as Amazon gave them; ours only fill what they leave out.
+    body = destination_body(1, PNG)
+    body["payload"]["headers"] = {"content-type": "image/png; charset=binary", "x-amz-meta-kind": "proof"}
+    amazon.post(UPLOAD_DESTINATION_URL, status=201, json=body)
+    amazon.put(S3_URLS[1], status=200)
+    amazon.post(f"{ACTIONS_URL}/messages/confirmCustomizationDetails", status=201)
+    make().send_message("confirmCustomizationDetails", ORDER_ID, UK, TEXT, attachments=[PNG])
+    headers = amazon.calls[1].request.headers
+    assert headers["Content-Type"] == "image/png; charset=binary"
+    assert headers["x-amz-meta-kind"] == "proof"
+    assert headers["Content-MD5"] == md5_of(PNG.data)
+
+
+@pytest.mark.parametrize("action", sorted(set(MESSAGING_ACTIONS) - MODEL_ATTACHMENT_ACTIONS))
+def test_attachments_for_an_action_without_them_are_refused_before_calling(amazon, make, tokens, action):
+    with pytest.raises(SpApiInvalidInput) as caught:
+        make().send_message(action, ORDER_ID, UK, TEXT, attachments=[PNG])
+    assert len(amazon.calls) == 0 and tokens.gets == 0
+    assert action in str(caught.value) and "attachments" in str(caught.value)
+    assert caught.value.retryable is False
+
+
+@pytest.mark.parametrize(
+    ("attachments", "match"),
+    [
+        ([PNG] * 6, "at most 5"),
+        ([MessageAttachment("a.png", "image/png", b"")], "needs content"),
+        ([PNG, MessageAttachment("  ", "image/png", b"x")], "attachment 2 needs a file name"),
+        ([MessageAttachment("a.png", "", b"x")], "needs a content type"),
+        (["a.png"], "not a MessageAttachment"),
+    ],
+)
+def test_bad_attachments_are_refused_before_calling(amazon, make, attachments, match):
+    with pytest.raises(SpApiInvalidInput, match=match):
+        make().send_message("confirmCustomizationDetails", ORDER_ID, UK, TEXT, attachments=attachments)
+    assert len(amazon.calls) == 0
+
+
+def test_upload_destination_429_then_success(amazon, make, sleeps):
+    amazon.post(UPLOAD_DESTINATION_URL, status=429, json=THROTTLED)
+    amazon.post(UPLOAD_DESTINATION_URL, status=201, json=destination_body(1, PNG))
+    amazon.put(S3_URLS[1], status=200)
+    amazon.post(f"{ACTIONS_URL}/messages/confirmCustomizationDetails", status=201)
+    make().send_message("confirmCustomizationDetails", ORDER_ID, UK, TEXT, attachments=[PNG])
+    assert [call.request.method for call in amazon.calls] == ["POST", "POST", "PUT", "POST"]
+    assert len(sleeps) == 1 and 0 <= sleeps[0] <= spapi.BACKOFF_BASE
+    assert json.loads(amazon.calls[-1].request.body)["attachments"][0]["uploadDestinationId"] == DESTINATION_IDS[1]
+
+
+def test_upload_destination_500_is_retried_it_creates_nothing_visible(amazon, make, sleeps):
+    amazon.post(UPLOAD_DESTINATION_URL, status=500, json=SERVER_ERROR)
+    amazon.post(UPLOAD_DESTINATION_URL, status=201, json=destination_body(1, PNG))
+    amazon.put(S3_URLS[1], status=200)
+    amazon.post(f"{ACTIONS_URL}/messages/confirmCustomizationDetails", status=201)
+    make().send_message("confirmCustomizationDetails", ORDER_ID, UK, TEXT, attachments=[PNG])
+    assert [call.request.method for call in amazon.calls] == ["POST", "POST", "PUT", "POST"]
+    assert len(sleeps) == 1
+
+
+def test_upload_destination_failing_sends_nothing(amazon, make):
+    amazon.post(UPLOAD_DESTINATION_URL, status=503, json=errors("ServiceUnavailable", "Try later."))
+    with pytest.raises(SpApiUnavailable) as caught:
+        make(max_retries=1).send_message("confirmCustomizationDetails", ORDER_ID, UK, TEXT, attachments=[PNG])
+    assert [call.request.method for call in amazon.calls] == ["POST", "POST"]  # both createUploadDestination…
+    assert "createUploadDestinationForResource" in str(caught.value)
+    assert "may have been sent" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"uploadDestinationId": DESTINATION_IDS[1]},
+        {"url": S3_URLS[1], "headers": {}},
+        {"uploadDestinationId": DESTINATION_IDS[1], "url": "not a url"},
+    ],
+)
+def test_unusable_upload_destination_is_unavailable(amazon, make, payload):
+    amazon.post(UPLOAD_DESTINATION_URL, status=201, json={"payload": payload})
+    with pytest.raises(SpApiUnavailable, match="unexpected answer") as caught:
+        make().send_message("confirmCustomizationDetails", ORDER_ID, UK, TEXT, attachments=[PNG])
+    assert len(amazon.calls) == 1
+    assert S3_SIGNATURE[:-1] not in str(caught.value)
+
+
+def assert_no_presigned_url(error: SpApiError, log_text: str) -> None:
+    for text in (str(error), repr(error), str(error.args), str(error.details), log_text):
+        assert "X-Amz-Signature" not in text and S3_SIGNATURE[:-1] not in text
+        assert "AKIAW5VUA47ENEOYT7RC" not in text and "s3.eu-west-1.amazonaws.com" not in text
+    # Nothing of a requests exception (whose text holds the URL) rides along with the error.
+    assert error.__cause__ is None and error.__context__ is None
+
+
+def test_upload_refused_by_s3_is_unavailable_and_the_message_is_not_sent(amazon, make, caplog, sleeps):
+    caplog.set_level("DEBUG")
+    amazon.post(UPLOAD_DESTINATION_URL, status=201, json=destination_body(1, PNG))
+    amazon.put(S3_URLS[1], status=403, body=S3_ACCESS_DENIED, content_type="application/xml")
+    message_url = f"{ACTIONS_URL}/messages/confirmCustomizationDetails"
+    amazon.post(message_url, status=201)
+    with pytest.raises(SpApiUnavailable) as caught:
+        make().send_message("confirmCustomizationDetails", ORDER_ID, UK, TEXT, attachments=[PNG, PDF])
+    assert [call.request.method for call in amazon.calls] == ["POST", "PUT"]  # no retry of a 4xx, no message
+    assert sleeps == []
+    error = caught.value
+    assert (
+        str(error)
+        == "attachmentUpload of 'engraving-proof.png' failed: HTTP 403 AccessDenied (the message was not sent)"
+    )
+    assert error.code == "spapi_unavailable" and error.retryable is True and error.status == 403
+    assert_no_presigned_url(error, caplog.text)
+    assert "attachmentUpload status=403" in caplog.text
+
+
+def test_upload_network_failure_is_retried_then_unavailable(amazon, make, caplog, sleeps):
+    caplog.set_level("DEBUG")
+    amazon.post(UPLOAD_DESTINATION_URL, status=201, json=destination_body(1, PNG))
+    # requests' own text for such failures quotes the whole URL, signature included.
+    amazon.put(S3_URLS[1], body=requests.exceptions.ConnectionError(f"Max retries exceeded with url: {S3_URLS[1]}"))
+    with pytest.raises(SpApiUnavailable) as caught:
+        make(max_retries=2).send_message("confirmCustomizationDetails", ORDER_ID, UK, TEXT, attachments=[PNG])
+    assert [call.request.method for call in amazon.calls] == ["POST", "PUT", "PUT", "PUT"]
+    assert len(sleeps) == 2
+    assert str(caught.value) == (
+        "attachmentUpload of 'engraving-proof.png' failed: upload host unreachable (the message was not sent)"
+    )
+    assert caught.value.status is None
+    assert_no_presigned_url(caught.value, caplog.text)
+
+
+def test_upload_timeout_says_so(amazon, make):
+    amazon.post(UPLOAD_DESTINATION_URL, status=201, json=destination_body(1, PNG))
+    amazon.put(S3_URLS[1], body=requests.exceptions.ReadTimeout(f"Read timed out: {S3_URLS[1]}"))
+    with pytest.raises(SpApiUnavailable, match="no answer from the upload host within 4s") as caught:
+        make(max_retries=0, timeout=4).send_message(
+            "confirmCustomizationDetails", ORDER_ID, UK, TEXT, attachments=[PNG]
+        )
+    assert_no_presigned_url(caught.value, "")
+
+
+def test_upload_s3_500_then_success(amazon, make, sleeps):
+    amazon.post(UPLOAD_DESTINATION_URL, status=201, json=destination_body(1, PNG))
+    amazon.put(S3_URLS[1], status=503, body="<Error><Code>SlowDown</Code></Error>")
+    amazon.put(S3_URLS[1], status=200)
+    amazon.post(f"{ACTIONS_URL}/messages/confirmCustomizationDetails", status=201)
+    make().send_message("confirmCustomizationDetails", ORDER_ID, UK, TEXT, attachments=[PNG])
+    assert [call.request.method for call in amazon.calls] == ["POST", "PUT", "PUT", "POST"]
+    assert len(sleeps) == 1
+
+
+def test_upload_destination_has_its_own_bucket_and_rate(amazon, make):
+    seen: list[tuple[str, str, float, int]] = []
+
+    class Spy(Throttle):
+        def acquire(self, seller_key: str, operation: str, *, rate: float, burst: int) -> float:
+            seen.append((seller_key, operation, rate, burst))
+            return 0.0
+
+    amazon.post(UPLOAD_DESTINATION_URL, status=201, json=destination_body(1, PNG))
+    amazon.post(UPLOAD_DESTINATION_URL, status=201, json=destination_body(2, PDF))
+    amazon.put(S3_URLS[1], status=200)
+    amazon.put(S3_URLS[2], status=200)
+    amazon.post(f"{ACTIONS_URL}/messages/confirmCustomizationDetails", status=201)
+    make(throttle=Spy()).send_message("confirmCustomizationDetails", ORDER_ID, UK, TEXT, attachments=[PNG, PDF])
+    # Uploads v2020-11-01's usage plan (10/s, burst 10); the S3 PUTs are not SP-API calls and take none.
+    assert seen == [
+        (SELLER, "createUploadDestinationForResource", 10.0, 10),
+        (SELLER, "createUploadDestinationForResource", 10.0, 10),
+        (SELLER, "confirmCustomizationDetails", 1.0, 5),
+    ]
+
+
+def test_upload_destination_expired_token_is_refreshed(amazon, make, tokens):
+    amazon.post(UPLOAD_DESTINATION_URL, status=403, json=EXPIRED)
+    amazon.post(UPLOAD_DESTINATION_URL, status=201, json=destination_body(1, PNG))
+    amazon.put(S3_URLS[1], status=200)
+    amazon.post(f"{ACTIONS_URL}/messages/confirmCustomizationDetails", status=201)
+    make().send_message("confirmCustomizationDetails", ORDER_ID, UK, TEXT, attachments=[PNG])
+    assert tokens.invalidated == 1
+    assert amazon.calls[1].request.headers["x-amz-access-token"] == TOKEN_2
+    assert "x-amz-access-token" not in amazon.calls[2].request.headers
+
+
 # --- The operations table -----------------------------------------------------------------------------
 
 
 def _row_for(call: Any) -> str | None:
     method, path, query = call.request.method, path_of(call), query_of(call)
     for name, row_method, template, required in OPERATIONS_TABLE:
-        pattern = "^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template)) + "$"
+        pattern = "^" + re.escape(template) + "$"
+        for parameter in re.findall(r"\{([^}]+)\}", template):
+            segment = ".+" if parameter in GREEDY_PARAMETERS else "[^/]+"
+            pattern = pattern.replace(re.escape("{" + parameter + "}"), segment)
         if method == row_method and re.match(pattern, path) and all(query.get(q) for q in required):
             return name
     return None
@@ -520,19 +834,27 @@ def test_every_request_matches_a_model_operation(amazon, make):
     amazon.get(ACTIONS_URL, json=actions_body())
     for action in MESSAGING_ACTIONS:
         amazon.post(f"{ACTIONS_URL}/messages/{action}", status=201)
+    amazon.post(UPLOAD_DESTINATION_URL, status=201, json=destination_body(1, PNG))
+    amazon.put(S3_URLS[1], status=200)
     client = make()
     client.get_order(ORDER_ID)
     client.messaging_actions(ORDER_ID, UK)
     for action in MESSAGING_ACTIONS:
         client.send_message(action, ORDER_ID, UK, TEXT)
+    client.send_message("confirmCustomizationDetails", ORDER_ID, UK, TEXT, attachments=[PNG])
 
+    # The attachment's bytes go to S3, outside the SP-API: the one call that is no model operation.
+    (s3_call,) = [call for call in amazon.calls if not call.request.url.startswith(EU_HOST)]
+    assert s3_call.request.method == "PUT" and "x-amz-access-token" not in s3_call.request.headers
     used = set()
     for call in amazon.calls:
+        if call is s3_call:
+            continue
         name = _row_for(call)
         assert name is not None, f"{call.request.method} {call.request.url} matches no operation of the models"
         assert call.request.headers.get("x-amz-access-token")
-        if call.request.method == "GET" and "/messaging/" in call.request.url:
-            assert len(query_of(call)["marketplaceIds"]) == 1  # the model's maxItems: 1
+        if "/messaging/" in call.request.url or "/uploads/" in call.request.url:
+            assert len(query_of(call)["marketplaceIds"]) == 1  # the models' maxItems: 1
         used.add(name)
     assert used == {row[0] for row in OPERATIONS_TABLE}
     # The client's own table agrees with the hand-made one.

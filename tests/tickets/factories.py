@@ -66,7 +66,19 @@ def add_message(
         delivery_status=delivery_status,
         **fields,
     )
-    if direction == Direction.INBOUND and (ticket.last_message_at is None or ticket.last_message_at < at):
-        ticket.last_message_at = at
-        ticket.save(update_fields=["last_message_at"])
+    # The ticket's own times, as the poller and the reply service keep them.
+    changed = []
+    if direction == Direction.INBOUND:
+        if ticket.last_message_at is None or ticket.last_message_at < at:
+            ticket.last_message_at = at
+            changed.append("last_message_at")
+        if ticket.last_inbound_at is None or ticket.last_inbound_at < at:
+            ticket.last_inbound_at = at
+            changed.append("last_inbound_at")
+    elif direction == Direction.OUTBOUND and delivery_status != DeliveryStatus.FAILED:
+        if ticket.last_reply_at is None or ticket.last_reply_at < at:
+            ticket.last_reply_at = at
+            changed.append("last_reply_at")
+    if changed:
+        ticket.save(update_fields=changed)
     return message
