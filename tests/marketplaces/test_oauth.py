@@ -210,7 +210,12 @@ def test_reconnecting_reuses_the_row(owner, owner_client, fake_lwa):
     lwa_ok(fake_lwa)
     callback(browser(), state=start_flow(owner_client, marketplace="FR"))
     first = MarketplaceConnection.objects.get()
-    MarketplaceConnection.objects.filter(pk=first.pk).update(status=ConnectionStatus.ERROR, last_error="boom")
+    MarketplaceConnection.objects.filter(pk=first.pk).update(
+        status=ConnectionStatus.ERROR,
+        last_error="boom",
+        spapi_forbidden_at=timezone.now(),  # sync_orders met a missing role: a new consent may grant it
+        spapi_error="SP-API refused the order data",
+    )
 
     fake_lwa.replace(
         "POST",
@@ -222,6 +227,7 @@ def test_reconnecting_reuses_the_row(owner, owner_client, fake_lwa):
     again = MarketplaceConnection.objects.get()
     assert again.pk == first.pk
     assert again.status == ConnectionStatus.CONNECTED and again.last_error == ""
+    assert (again.spapi_forbidden_at, again.spapi_error) == (None, "")  # order context is fetched again
     assert again.marketplace_ids == ["A13V1IB3VIYZZH", "A1PA6795UKMFR9"]
     assert again.connected_at > first.connected_at
     assert get_secret_store().read(again.secret_ref)["refresh_token"] == "Atzr|second-token"
