@@ -9,7 +9,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from keybuzz.api import TenantAPIView
-from keybuzz.errors import ApplicationError
 from keybuzz.serializers import ErrorSerializer
 from marketplaces.services import messaging
 from tickets.serializers import TicketMessageSerializer
@@ -102,9 +101,7 @@ class TicketAmazonActionView(TenantAPIView):
     )
     def post(self, request: Request, ticket_id: int, action: str) -> Response:
         data = ActionInputSerializer(data=request.data)
-        if not data.is_valid():
-            field, problems = next(iter(data.errors.items()))
-            raise ApplicationError(f"{field}: {problems[0]}", code="invalid_input", details=data.errors)
+        data.is_valid(raise_exception=True)  # 400 invalid_input, in the API's one shape
         message = messaging.amazon_action_queue(
             tenant=self.tenant,
             ticket_id=ticket_id,

@@ -78,6 +78,9 @@ def send_replies(env: dict[str, str]) -> subprocess.Popen:
     )
 
 
+LEASE_SECONDS = 12
+
+
 def test_send_replies_killed_mid_send_sends_nothing_twice_and_the_rest_after_the_lease(requires_postgres, tmp_path):
     member = make_member()
     ticket = make_ticket(member.tenant)
@@ -97,7 +100,9 @@ def test_send_replies_killed_mid_send_sends_nothing_twice_and_the_rest_after_the
         tmp_path,
         AMAZON_USE_MOCK="false",
         TICKETS_AMAZON_ADAPTER="tests.faults.adapters.RecordingChannel",
-        TICKETS_SEND_LEASE_SECONDS="3",
+        # Long enough for a new process to start and claim while the dead worker's lease still
+        # runs, on a loaded machine too (Django's start-up alone can take seconds).
+        TICKETS_SEND_LEASE_SECONDS=str(LEASE_SECONDS),
         FAULTS_DIR=str(tmp_path),
     )
     worker = send_replies(env)
@@ -107,13 +112,15 @@ def test_send_replies_killed_mid_send_sends_nothing_twice_and_the_rest_after_the
         time.sleep(0.05)
     # Both claimed and committed; the first is in the channel's hands (it may reach the buyer or
     # not: nobody can tell), the second not started.
+    claimed_at = time.monotonic()  # the lease ran from a moment before this
     worker.send_signal(signal.SIGKILL)
     worker.wait(timeout=30)
 
     early = send_replies(env)
     out, _ = early.communicate(timeout=60)
+    assert time.monotonic() - claimed_at < LEASE_SECONDS, "the early run came after the lease: the machine is too slow"
     assert '"claimed": 0' in out  # still leased to the dead worker: nobody sends them meanwhile
-    time.sleep(3.2)
+    time.sleep(max(0.0, LEASE_SECONDS + 0.2 - (time.monotonic() - claimed_at)))
     late = send_replies(env)
     out, err = late.communicate(timeout=60)
     assert '"sent": 1' in out and '"failed": 1' in out, out + err
