@@ -51,8 +51,14 @@ def test_the_poller_killed_twenty_times_at_random_files_everything_once(requires
     moments = random.Random(20261202)  # the same kill points every run
     progress = []
     for _ in range(KILLS):
+        before = ExternalMessage.objects.count()
         poller = start_poller(env, "--once")
-        time.sleep(moments.uniform(0.3, 2.0))
+        # Killed at a random moment once the run files (not from the process start: on a loaded
+        # machine Django's start-up alone can outlast a fixed delay, and every kill would miss the run).
+        deadline = time.monotonic() + 60
+        while ExternalMessage.objects.count() == before and poller.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(moments.uniform(0.0, 0.6))
         poller.send_signal(signal.SIGKILL)
         poller.wait(timeout=30)
         progress.append(assert_exactly_once_so_far())
