@@ -120,7 +120,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mailboxes", type=int, default=100, help="connections, each with its own mailbox")
     parser.add_argument("--mails", type=int, default=20, help="relay mails per mailbox (mock messages per poll)")
-    parser.add_argument("--workers", type=int, help="poller threads (default: AMAZON_POLL_WORKERS, 4)")
+    parser.add_argument("--workers", type=int, help="poller threads (default: AMAZON_POLL_WORKERS, 48)")
     parser.add_argument("--rounds", type=int, default=2, help="mock then IMAP passes, alternated (default 2)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

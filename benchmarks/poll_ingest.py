@@ -36,7 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, default=1000)
     parser.add_argument("--messages", type=int, default=20, help="mock messages per connection")
-    parser.add_argument("--workers", type=int, help="poller threads (default: AMAZON_POLL_WORKERS, 4)")
+    parser.add_argument("--workers", type=int, help="poller threads (default: AMAZON_POLL_WORKERS, 48)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -243,8 +243,8 @@ class PlainInsert:
                 )
                 cur.executemany(
                     f"INSERT INTO {ticket} (id, tenant_id, channel, connection_id, thread_key, subject, customer_name,"
-                    " customer_ref, order_id, status, last_message_at, response_due_at, created_at, updated_at)"
-                    " VALUES (%s, %s, 'AMAZON', %s, %s, %s, %s, %s, %s, 'OPEN', %s, %s, %s, %s)",
+                    " customer_ref, order_id, status, last_message_at, last_inbound_at, response_due_at, created_at, updated_at)"
+                    " VALUES (%s, %s, 'AMAZON', %s, %s, %s, %s, %s, %s, 'OPEN', %s, %s, %s, %s, %s)",
                     [
                         (
                             i,
@@ -259,6 +259,7 @@ class PlainInsert:
                             now,
                             now,
                             now,
+                            now,
                         )
                         for i, r in batch
                     ],
@@ -266,8 +267,8 @@ class PlainInsert:
                 cur.executemany(
                     f"INSERT INTO {message} (id, tenant_id, ticket_id, direction, author_name, body,"
                     " external_message_id, delivery_status, delivery_error, delivery_attempts, delivery_ref,"
-                    " delivery_worker, sent_at, created_at)"
-                    " VALUES (%s, %s, %s, 'INBOUND', %s, %s, %s, '', '', 0, '', '', %s, %s)",
+                    " delivery_worker, origin, acknowledged_violations, channel_action, sent_at, created_at)"
+                    " VALUES (%s, %s, %s, 'INBOUND', %s, %s, %s, '', '', 0, '', '', '', '[]', '', %s, %s)",
                     [(i, self.tenant, i, r["buyerName"], r["body"], i, now, now) for i, r in batch],
                 )
                 self.conn.commit()  # one transaction per connection, as the poller does

@@ -356,9 +356,15 @@ AMAZON_POLL_INTERVAL_SECONDS = env.int("AMAZON_POLL_INTERVAL_SECONDS", default=6
 AMAZON_POLL_BACKOFF_BASE_SECONDS = env.int("AMAZON_POLL_BACKOFF_BASE_SECONDS", default=300)
 AMAZON_POLL_BACKOFF_MAX_SECONDS = env.int("AMAZON_POLL_BACKOFF_MAX_SECONDS", default=6 * 3600)
 AMAZON_POLL_LEASE_SECONDS = env.int("AMAZON_POLL_LEASE_SECONDS", default=600)
-# Connections polled at once by one run (threads; always 1 on SQLite), and leased per claim:
-# small enough that concurrent workers share the work evenly.
-AMAZON_POLL_WORKERS = env.int("AMAZON_POLL_WORKERS", default=4)
+# WORKERS: connections polled at once by one run (threads, which mostly wait on the network; always
+# 1 on SQLite). DB_CONNECTIONS: the database connections they share, the most a run ever holds
+# (each poller process running at once holds its own: keep pollers x DB_CONNECTIONS, plus the web
+# workers' connections, under PostgreSQL's max_connections, 100 by default). CLAIM_BATCH:
+# connections leased per claim (small enough that concurrent pollers share the work evenly).
+# 48 threads on 6 connections poll 10,000 connections whose fetch takes 100 ms in 32 to 36 s on
+# 2 cores; 32 on 4 took 42 s, 64 on 8 no less than 48 on 6 (benchmarks/poll_scale.py).
+AMAZON_POLL_WORKERS = env.int("AMAZON_POLL_WORKERS", default=48)
+AMAZON_POLL_DB_CONNECTIONS = env.int("AMAZON_POLL_DB_CONNECTIONS", default=6)
 AMAZON_POLL_CLAIM_BATCH = env.int("AMAZON_POLL_CLAIM_BATCH", default=20)
 # The relay mailbox (IMAP): mails read per connection and run (the rest on the next runs), how many
 # days of history the first read files (older mails are counted as skipped_old), the network

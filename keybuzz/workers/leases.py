@@ -47,16 +47,27 @@ class Lease:
         order_by: Sequence[str | OrderBy | Combinable],
         also: Mapping[str, Any] | None = None,
         related: Sequence[str] = (),
+        tiers: Sequence[Q] = (),
     ) -> list[M]:
         """Leases up to `limit` rows of `queryset` to `worker` until `until` and returns them, in
         `order_by` order, as they are after the claim. `queryset` is the caller's filter of the rows
         that may be claimed now (due and free); `also` is written with the lease (e.g. an attempt
-        counter); `related` is select_related on the rows returned."""
+        counter); `related` is select_related on the rows returned.
+
+        `tiers` (disjoint filters) are taken in turn, each in `order_by` order, until `limit` rows are
+        found: all the rows of the first come before any of the second. Where one ORDER BY across
+        them has no index to follow (say NULLs first, then the oldest), the database sorts every
+        candidate row at every claim, and a run's claims cost the square of its rows; a tier each
+        index range can serve is read only as far as the claim needs."""
         with transaction.atomic():
-            candidates = queryset.order_by(*order_by)
-            if connection.features.has_select_for_update_skip_locked:
-                candidates = candidates.select_for_update(skip_locked=True)
-            pks = list(candidates.values_list("pk", flat=True)[:limit])
+            pks: list[Any] = []
+            for tier in tiers or (Q(),):
+                if len(pks) >= limit:
+                    break
+                candidates = queryset.filter(tier).order_by(*order_by)
+                if connection.features.has_select_for_update_skip_locked:
+                    candidates = candidates.select_for_update(skip_locked=True)
+                pks += candidates.values_list("pk", flat=True)[: limit - len(pks)]
             if not pks:
                 return []
             # The UPDATE re-applies the caller's filter: SQLite has no row locks, so two workers may

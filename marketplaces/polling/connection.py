@@ -1,6 +1,10 @@
 """Polling one connection: an access token, the fetch (no database transaction open while the
 source waits on the network), the filing; a failure is recorded on the connection with an
-exponential backoff and never stops the run for the other tenants."""
+exponential backoff and never stops the run for the other tenants.
+
+The token and the fetch run in the calling thread; the database steps (the filing, or the failure)
+through `database` (`marketplaces.polling.database`): a run's many polling threads share a few
+database connections."""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from keybuzz.workers.backoff import backoff_delay
 from marketplaces.amazon.tokens import AccessTokenProvider, NeedsReauth, TokenRefreshFailed
 from marketplaces.models import ConnectionStatus, Mailbox, MarketplaceConnection
 from marketplaces.polling.claim import ClaimedConnection
+from marketplaces.polling.database import Database, Inline
 from marketplaces.polling.filing import LOST_DATABASE, messages_ingest
 from marketplaces.polling.log import LOG, logger
 from marketplaces.polling.parse import MAX_ERROR_LENGTH
@@ -83,14 +88,19 @@ class ConnectionOutcome:
 
 
 def connection_poll(
-    *, claimed: ClaimedConnection, source: MessageSource, tokens: AccessTokenProvider
+    *,
+    claimed: ClaimedConnection,
+    source: MessageSource,
+    tokens: AccessTokenProvider,
+    database: Database | None = None,
 ) -> ConnectionOutcome:
     # Every line logged while polling this connection carries its tenant and connection ids.
     with log_context(tenant_id=claimed.snapshot.tenant_id, connection_id=claimed.snapshot.id):
-        return _connection_poll(claimed=claimed, source=source, tokens=tokens)
+        return _connection_poll(claimed=claimed, source=source, tokens=tokens, database=database or Inline())
 
 
 def _failed(
+    database: Database,
     snap_id: str,
     error: str,
     *,
@@ -99,7 +109,8 @@ def _failed(
     mailbox_error_code: str = "",
     fetched: int = 0,
 ) -> ConnectionOutcome:
-    failure_record(
+    database.call(
+        failure_record,
         connection_id=snap_id,
         error=error,
         needs_reauth=needs_reauth,
@@ -110,7 +121,7 @@ def _failed(
 
 
 def _connection_poll(
-    *, claimed: ClaimedConnection, source: MessageSource, tokens: AccessTokenProvider
+    *, claimed: ClaimedConnection, source: MessageSource, tokens: AccessTokenProvider, database: Database
 ) -> ConnectionOutcome:
     snap = claimed.snapshot
     tenant = snap.tenant_id
@@ -127,14 +138,15 @@ def _connection_poll(
     except NeedsReauth as exc:
         # "Poll error" (the runbook's `amazon poller.*error`) and "Token refresh failed" (in exc) both match.
         logger.error("%s Poll error for tenant %s (connection %s): %s; NEEDS_REAUTH", LOG, tenant, snap.id, exc)
-        return _failed(snap.id, str(exc), needs_reauth=True)
+        return _failed(database, snap.id, str(exc), needs_reauth=True)
     except TokenRefreshFailed as exc:
         logger.error("%s Poll error for tenant %s (connection %s): %s; will retry", LOG, tenant, snap.id, exc)
-        return _failed(snap.id, str(exc))
+        return _failed(database, snap.id, str(exc))
     except SourceError as exc:
         error = f"Fetch failed: {exc}"
         logger.error("%s Poll error for tenant %s (connection %s): %s", LOG, tenant, snap.id, error)
         return _failed(
+            database,
             snap.id,
             error,
             needs_attention=exc.needs_attention,
@@ -143,21 +155,21 @@ def _connection_poll(
     except SecretStoreError as exc:
         error = f"Fetch failed: {exc}"
         logger.error("%s Poll error for tenant %s (connection %s): %s", LOG, tenant, snap.id, error)
-        return _failed(snap.id, error)
+        return _failed(database, snap.id, error)
     except Exception as exc:  # a bug in one source call must not stop the run for other tenants
         error = f"Fetch failed: {type(exc).__name__}"
         logger.exception("%s Poll error for tenant %s (connection %s): %s", LOG, tenant, snap.id, error)
-        return _failed(snap.id, error)
+        return _failed(database, snap.id, error)
 
     logger.info("%s Fetched %d messages for tenant %s (connection %s)", LOG, len(fetched.raw_messages), tenant, snap.id)
     try:
-        result = messages_ingest(claimed=claimed, fetch=fetched, source=source)
+        result = database.call(messages_ingest, claimed=claimed, fetch=fetched, source=source)
     except LOST_DATABASE:
         raise  # the whole run stops (poll_amazon: "Run error: database unavailable"); its lease expires
     except Exception as exc:
         error = f"Ingestion failed: {type(exc).__name__}"
         logger.exception("%s Poll error for tenant %s (connection %s): %s", LOG, tenant, snap.id, error)
-        return _failed(snap.id, error, fetched=len(fetched.raw_messages))
+        return _failed(database, snap.id, error, fetched=len(fetched.raw_messages))
     if fetched.skipped_old:
         logger.info(
             "%s Left %d mails older than the backfill window unfiled for tenant %s (connection %s)",

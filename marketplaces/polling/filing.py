@@ -6,18 +6,20 @@ repeated fetch harmless: a message already stored is dropped by the database, no
 The cursor advances in the same transaction as the messages, which is what makes a source that
 acknowledges nothing exactly-once: a commit lost in a crash only means the next run fetches the
 same messages again. (A future source that acknowledges what it served must do so only after this
-transaction has committed durably, with `synchronous_commit` on; see `run._worker_loop`.)
+transaction has committed durably, with `synchronous_commit` on; see `database.session_setup`.)
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, transaction
-from django.db.models import F
+from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.models import Field
 from django.utils import timezone
 
 from keybuzz.db import insert_rows
@@ -248,24 +250,60 @@ def _commit(claimed: ClaimedConnection, fetch: FetchResult, batch: ParsedBatch, 
         conflict_fields=["connection", "external_id"],
         returning=["id"],
     )
-    MarketplaceConnection.objects.filter(id=snap.id).update(
-        message_count=F("message_count") + result.new_messages,
-        ticket_count=F("ticket_count") + result.new_tickets,
-        poll_cursor=fetch.next_cursor,
-        last_polled_at=now,
-        next_poll_at=now + timedelta(seconds=settings.AMAZON_POLL_INTERVAL_SECONDS),
-        lease_owner="",
-        lease_expires_at=None,
-        last_error="",
-        last_error_at=None,
-        consecutive_failures=0,
-        updated_at=now,
+    _connection_advance(
+        snap.id,
+        new_messages=result.new_messages,
+        new_tickets=result.new_tickets,
+        values={
+            "poll_cursor": fetch.next_cursor,
+            "last_polled_at": now,
+            "next_poll_at": now + timedelta(seconds=settings.AMAZON_POLL_INTERVAL_SECONDS),
+            "lease_owner": "",
+            "lease_expires_at": None,
+            "last_error": "",
+            "last_error_at": None,
+            "consecutive_failures": 0,
+            "updated_at": now,
+        },
     )
     if snap.mailbox is not None and snap.mailbox.has_error:  # the mailbox works again
         Mailbox.objects.filter(connection_id=UUID(snap.id)).update(
             last_error="", last_error_code="", last_error_at=None
         )
     return result + IngestResult(quarantined=len(quarantined))
+
+
+@functools.cache
+def _advance_statement(names: tuple[str, ...]) -> tuple[str, tuple[Field[Any, Any], ...]]:
+    meta = MarketplaceConnection._meta
+    fields = tuple(_concrete(name) for name in (*names, "id"))
+    quote = connection.ops.quote_name  # the same double quotes on PostgreSQL and SQLite
+    counters = (quote(str(_concrete(name).column)) for name in ("message_count", "ticket_count"))
+    counts = ", ".join(f"{c} = {c} + %s" for c in counters)
+    values = ", ".join(f"{quote(str(f.column))} = %s" for f in fields[:-1])
+    key = quote(str(fields[-1].column))
+    # Quoted model names only; every value is a parameter.
+    sql = f"UPDATE {quote(meta.db_table)} SET {counts}, {values} WHERE {key} = %s"  # noqa: S608
+    return sql, fields
+
+
+def _concrete(name: str) -> Field[Any, Any]:
+    field = MarketplaceConnection._meta.get_field(name)
+    assert isinstance(field, Field) and field.column, f"{name} is not a column"
+    return field
+
+
+def _connection_advance(connection_id: str, *, new_messages: int, new_tickets: int, values: dict[str, Any]) -> None:
+    """The connection's counters, cursor and schedule after a poll, in one UPDATE of one row.
+
+    Plain SQL, built once per process: the ORM's `.update()` of these eleven columns compiles the
+    query every time, 0.46 ms of Python per connection against 0.23 here (measured), out of about
+    3 ms for a whole poll, in the one interpreter all the run's threads share."""
+    sql, fields = _advance_statement(tuple(values))
+    row = [*(values[f.name] for f in fields[:-1]), UUID(connection_id)]
+    params = [new_messages, new_tickets, *(f.get_db_prep_save(v, connection) for f, v in zip(fields, row, strict=True))]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def _refusal(exc: Exception) -> str:

@@ -1,10 +1,12 @@
 """One run of the poller: every due connection once (or `limit` of them), `AMAZON_POLL_WORKERS`
-at a time, then the run's figures for the operators."""
+at a time through at most `AMAZON_POLL_DB_CONNECTIONS` database connections, then the run's
+figures for the operators."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -16,8 +18,9 @@ from keybuzz.workers import worker_name
 from keybuzz.workers.runner import RunUnavailable, StopCheck
 from marketplaces.amazon.app import AppCredentialsMissing, AppCredentialsUnavailable, load_app_credentials
 from marketplaces.amazon.tokens import AccessTokenProvider
-from marketplaces.polling.claim import connections_claim, leases_release
+from marketplaces.polling.claim import ClaimedConnection, ClaimProgress, connections_claim, leases_release
 from marketplaces.polling.connection import ConnectionOutcome, connection_poll
+from marketplaces.polling.database import Database, DatabaseThreads, Inline, close_connection, session_setup
 from marketplaces.polling.log import LOG
 from marketplaces.polling.records import poll_run_record
 from marketplaces.sources import MessageSource, SourceConfigurationError, default_source
@@ -68,6 +71,7 @@ class _Run:
         self.limit = limit
         self.claimed = 0
         self.started_at = timezone.now()  # also the metrics' PollRun start
+        self.claims = ClaimProgress()
         self.lock = threading.Lock()
 
     def reserve(self, wanted: int) -> int:
@@ -109,59 +113,123 @@ class _Scope:
     force: bool
 
 
-def _worker_loop(run: _Run, scope: _Scope, *, worker: str) -> None:
-    if connection.vendor == "postgresql":
-        # The cursor advances in the same transaction as the messages, so a commit lost in a
-        # database crash is only fetched again on the next run; not waiting for the WAL flush at
-        # every connection's commit is safe here and saves a disk sync per connection. A source
-        # that acknowledges messages (deletes or flags them at the source) must not rely on this:
-        # it acknowledges only after a commit made with synchronous_commit on.
-        with connection.cursor() as cursor:
-            cursor.execute("SET synchronous_commit TO OFF")
+class _Feed:
+    """The run's claimed connections, handed to its polling threads one at a time.
+
+    One claim at a time (`AMAZON_POLL_CLAIM_BATCH` connections, leased to the run), made by the
+    thread whose take leaves fewer than half a batch: the others go on with what is left meanwhile,
+    and wait only if it runs out first. So a connection is leased shortly before a thread takes it:
+    at most two batches and the connections in hand are leased at once, however many threads poll,
+    and a lease covers a connection's own poll, not the wait behind a thread's whole batch (with a
+    batch per thread, that wait grew with the number of threads sharing the database)."""
+
+    def __init__(self, run: _Run, scope: _Scope, *, worker: str, database: Database) -> None:
+        self.run = run
+        self.scope = scope
+        self.worker = worker
+        self.database = database
+        self._items: deque[ClaimedConnection] = deque()
+        self._changed = threading.Condition()
+        self._claiming = False
+        self._dry = False  # nothing more to claim in this run (or the feed is closed)
+
+    def take(self) -> ClaimedConnection | None:
+        """The next connection to poll; None once nothing is due (or the run's limit is reached)."""
+        while True:
+            with self._changed:
+                while not self._items and self._claiming:
+                    self._changed.wait()
+                item = self._items.popleft() if self._items else None
+                if item is None and self._dry:
+                    return None
+                low = len(self._items) < max(settings.AMAZON_POLL_CLAIM_BATCH // 2, 1)
+                claim = low and not self._claiming and not self._dry
+                self._claiming = self._claiming or claim
+            if claim:
+                self._claim()
+            if item is not None:
+                return item
+
+    def _claim(self) -> None:
+        claimed: list[ClaimedConnection] = []
+        wanted = self.run.reserve(settings.AMAZON_POLL_CLAIM_BATCH)
+        try:
+            if wanted:
+                claimed = self.database.call(
+                    connections_claim,
+                    worker=self.worker,
+                    limit=wanted,
+                    tenant_id=self.scope.tenant_id,
+                    connection_id=self.scope.connection_id,
+                    force=self.scope.force,
+                    untouched_since=self.run.started_at,
+                    mailboxes_only=self.scope.default_source is None,
+                    progress=self.run.claims,
+                )
+        finally:
+            self.run.give_back(wanted - len(claimed))
+            with self._changed:
+                self._claiming = False
+                if not self._dry:  # closed meanwhile (the run failed): their leases run out
+                    self._items.extend(claimed)
+                    self._dry = not claimed
+                self._changed.notify_all()
+
+    def give_back(self, items: list[ClaimedConnection]) -> None:
+        """Releases connections claimed but not polled: due again at once, for another run."""
+        if items:
+            self.database.call(leases_release, worker=self.worker, connection_ids=[c.snapshot.id for c in items])
+            self.run.give_back(len(items))
+
+    def close_on_error(self) -> None:
+        """No more claims (the run failed: the other threads stop after the connection in hand);
+        what is left keeps its lease until it runs out, as the database may be gone."""
+        with self._changed:
+            self._items.clear()
+            self._dry = True
+            self._changed.notify_all()
+
+    def close(self) -> None:
+        """No more claims; what is left unpolled (the run stopped early) is given back."""
+        with self._changed:
+            rest = list(self._items)
+            self._items.clear()
+            self._dry = True
+        self.give_back(rest)
+
+
+def _poll_loop(feed: _Feed) -> None:
+    """Polls the feed's connections one by one until it is dry or the run is told to stop (after the
+    connection in hand). The fetch, which waits on the network, runs in this thread; the database
+    steps go through the feed's `database`."""
+    scope, run = feed.scope, feed.run
     while not scope.should_stop():
-        wanted = run.reserve(settings.AMAZON_POLL_CLAIM_BATCH)
-        if not wanted:
+        item = feed.take()
+        if item is None:
             return
-        claimed = connections_claim(
-            worker=worker,
-            limit=wanted,
-            tenant_id=scope.tenant_id,
-            connection_id=scope.connection_id,
-            force=scope.force,
-            untouched_since=run.started_at,
-            mailboxes_only=scope.default_source is None,
-        )
-        run.give_back(wanted - len(claimed))
-        if not claimed:
-            return
-        for index, item in enumerate(claimed):
-            if scope.should_stop():
-                rest = [c.snapshot.id for c in claimed[index:]]
-                leases_release(worker=worker, connection_ids=rest)
-                run.give_back(len(rest))
-                return
-            source = scope.mailbox_source if item.snapshot.mailbox else scope.default_source
-            if source is None:  # a mailbox deleted since the claim: give the connection back
-                leases_release(worker=worker, connection_ids=[item.snapshot.id])
-                run.give_back(1)
-                continue
-            run.record(item.snapshot.id, connection_poll(claimed=item, source=source, tokens=scope.tokens))
+        source = scope.mailbox_source if item.snapshot.mailbox else scope.default_source
+        if source is None:  # a mailbox deleted since the claim: give the connection back
+            feed.give_back([item])
+            continue
+        outcome = connection_poll(claimed=item, source=source, tokens=scope.tokens, database=feed.database)
+        run.record(item.snapshot.id, outcome)
 
 
-def _run_threads(run: _Run, scope: _Scope, *, worker: str, workers: int) -> None:
+def _run_threads(feed: _Feed, *, workers: int) -> None:
+    """`workers` polling threads sharing the feed, none with a database connection of its own."""
     errors: list[BaseException] = []
 
-    def thread_main(name: str) -> None:
+    def thread_main() -> None:
         try:
-            _worker_loop(run, scope, worker=name)
+            _poll_loop(feed)
         except BaseException as exc:  # re-raised in the caller's thread below
             errors.append(exc)
+            feed.close_on_error()
         finally:
-            connection.close()  # each thread has its own database connection
+            # Nothing here opens one (sources never touch the database): if some code did, it is closed.
+            close_connection()
 
-    threads = [
-        threading.Thread(target=thread_main, args=(f"{worker}/{n}",), name=f"poller-{n}") for n in range(workers)
-    ]
+    threads = [threading.Thread(target=thread_main, name=f"poller-{n}") for n in range(workers)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -183,9 +251,12 @@ def poll_run(
 ) -> PollSummary:
     """Polls every due connection once (or `limit` of them), `workers` at a time.
 
-    Threads, because a real source spends its time waiting on Amazon: several connections are
-    polled at once, each thread with its own database connection. SQLite, which serializes
-    writers, always gets one. Raises PollerConfigurationError, or PollerUnavailable.
+    Threads, because a real source spends its time waiting on Amazon (or an IMAP server): many
+    connections are polled at once, and their database steps share at most
+    `AMAZON_POLL_DB_CONNECTIONS` connections (`marketplaces.polling.database`), so the connections a
+    run holds do not grow with `workers`. One worker polls in the calling thread, on its connection;
+    SQLite, which serializes writers, always gets one. Raises PollerConfigurationError, or
+    PollerUnavailable.
     """
     started = time.monotonic()
     run = _Run(limit)
@@ -209,13 +280,29 @@ def poll_run(
     )
     workers = 1 if connection.vendor == "sqlite" else max(workers or settings.AMAZON_POLL_WORKERS, 1)
     if workers == 1:
-        _worker_loop(run, scope, worker=worker)
-    else:
-        _run_threads(run, scope, worker=worker, workers=workers)
+        session_setup()
+        feed = _Feed(run, scope, worker=worker, database=Inline())
+        _poll_loop(feed)
+        feed.close()
+        _record(run, worker=worker, started=started, database=Inline())
+        return run.summary
+    database = DatabaseThreads(max(min(settings.AMAZON_POLL_DB_CONNECTIONS, workers), 1))
+    try:
+        feed = _Feed(run, scope, worker=worker, database=database)
+        _run_threads(feed, workers=workers)
+        feed.close()
+        _record(run, worker=worker, started=started, database=database)
+    finally:
+        database.close()
+    return run.summary
+
+
+def _record(run: _Run, *, worker: str, started: float, database: Database) -> None:
     summary = run.summary
     summary.seconds = time.monotonic() - started
     # Metrics: the run's figures go to the database, where GET /metrics and the dashboard read them.
-    poll_run_record(
+    database.call(
+        poll_run_record,
         worker=worker,
         started_at=run.started_at,
         connections=summary.connections,
@@ -229,4 +316,3 @@ def poll_run(
         failures=summary.failures,
         seconds=summary.seconds,
     )
-    return summary
