@@ -40,7 +40,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.measure import ensure_database, rss_mib  # noqa: E402  (needs ROOT on the path)
+from benchmarks.measure import ensure_database, product_env, rss_mib  # noqa: E402  (needs ROOT on the path)
 
 CORPUS = ROOT / "tests" / "fixtures" / "relay_mail"
 TARGET_RATIO = 0.25
@@ -130,24 +130,14 @@ def main() -> None:
     url = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/keybuzz_bench")
     ensure_database(url)
     workdir = Path(tempfile.mkdtemp(prefix="keybuzz-imap-bench-"))
+    os.environ.update(product_env(database_url=url, secrets_path=str(workdir / "secrets" / "secrets.json")))
     os.environ.update(
         {
-            "DJANGO_SETTINGS_MODULE": "keybuzz.settings",
-            "KEYBUZZ_ENV_FILE": "none",
-            "DEBUG": "false",
-            "DJANGO_SECRET_KEY": "benchmark-" + "x" * 50,
-            "JWT_SECRET": "benchmark-jwt-secret-0123456789",
-            "SECRETS_BACKEND": "local",
-            "SECRETS_LOCAL_KEY": "0" * 43 + "=",
-            "SECRETS_LOCAL_PATH": str(workdir / "secrets" / "secrets.json"),
             "MEDIA_ROOT": str(workdir / "media"),
-            "DATABASE_URL": url,
-            "AMAZON_USE_MOCK": "true",
             "AMAZON_MESSAGE_SOURCE": "",
             "AMAZON_MOCK_MESSAGES_PER_POLL": str(args.mails),
             "AMAZON_MAILBOX_ALLOW_PRIVATE_HOSTS": "true",  # Dovecot listens on 127.0.0.1
             "LOG_LEVEL": "WARNING",
-            "AMAZON_SPAPI_APP_SOURCE": "external_test",
         }
     )
     import django

@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.measure import ensure_database, rss_mib  # noqa: E402  (needs ROOT on the path)
+from benchmarks.measure import ensure_database, product_env, rss_mib  # noqa: E402  (needs ROOT on the path)
 
 
 def main() -> None:
@@ -42,20 +42,11 @@ def main() -> None:
 
     url = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/keybuzz_bench")
     ensure_database(url)
+    os.environ.update(product_env(database_url=url))
     os.environ.update(
         {
-            "DJANGO_SETTINGS_MODULE": "keybuzz.settings",
-            "KEYBUZZ_ENV_FILE": "none",
-            "DEBUG": "false",
-            "DJANGO_SECRET_KEY": "benchmark-" + "x" * 50,
-            "JWT_SECRET": "benchmark-jwt-secret-0123456789",
-            "SECRETS_BACKEND": "local",
-            "SECRETS_LOCAL_KEY": "0" * 43 + "=",
-            "DATABASE_URL": url,
-            "AMAZON_USE_MOCK": "true",
             "AMAZON_MOCK_MESSAGES_PER_POLL": str(args.messages),
             "LOG_LEVEL": "WARNING",
-            "AMAZON_SPAPI_APP_SOURCE": "external_test",
         }
     )
     import django

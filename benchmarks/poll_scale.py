@@ -49,7 +49,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.measure import ensure_database  # noqa: E402  (needs ROOT on the path)
+from benchmarks.measure import ensure_database, product_env  # noqa: E402  (needs ROOT on the path)
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/keybuzz_bench_scale"
 SIZES = (1000, 5000, 10000)
@@ -225,20 +225,10 @@ SHOW_SETTINGS = (
 
 def poller_env(url: str, workdir: Path, overrides: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AMAZON_", "DATABASE_", "BENCH_"))}
+    env.update(product_env(database_url=url, secrets_path=str(workdir / "secrets.json")))
     env.update(
         {
-            "DJANGO_SETTINGS_MODULE": "keybuzz.settings",
-            "KEYBUZZ_ENV_FILE": "none",
-            "DEBUG": "false",
-            "DJANGO_SECRET_KEY": "benchmark-" + "x" * 50,
-            "JWT_SECRET": "benchmark-jwt-secret-0123456789",
-            "SECRETS_BACKEND": "local",
-            "SECRETS_LOCAL_KEY": "0" * 43 + "=",
-            "SECRETS_LOCAL_PATH": str(workdir / "secrets.json"),
             "KEYBUZZ_VAR_DIR": str(workdir),
-            "DATABASE_URL": url,
-            "AMAZON_USE_MOCK": "true",
-            "AMAZON_SPAPI_APP_SOURCE": "external_test",
             "AMAZON_MOCK_MESSAGES_PER_POLL": str(MESSAGES_PER_POLL),
             "AMAZON_MOCK_WINDOW_SECONDS": "0",
             "AMAZON_POLL_INTERVAL_SECONDS": "0",
