@@ -47,6 +47,9 @@ def test_the_poller_killed_twenty_times_at_random_files_everything_once(requires
         AMAZON_MOCK_MESSAGES_PER_POLL=str(PER_CONNECTION),
         AMAZON_POLL_LEASE_SECONDS="1",
         AMAZON_POLL_CLAIM_BATCH="5",
+        # One batch per connection for the whole test: on a loaded machine the twenty kills can
+        # outlast the mock's default 5-minute window, which would give a connection a second batch.
+        AMAZON_MOCK_WINDOW_SECONDS="86400",
     )
     moments = random.Random(20261202)  # the same kill points every run
     progress = []
