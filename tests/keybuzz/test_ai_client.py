@@ -15,7 +15,6 @@ from keybuzz.ai.client import (
     AiTimeout,
     AiUnavailable,
     ChatMessage,
-    ai_gateway,
     json_object,
 )
 from keybuzz.secrets import get_secret_store
@@ -27,7 +26,7 @@ MESSAGES = [ChatMessage("system", "Be brief."), ChatMessage("user", "Hello")]
 
 
 def call(**kwargs):
-    return ai_gateway().complete(messages=MESSAGES, user="tenant-42", purpose="test", **kwargs)
+    return ai.ai_gateway().complete(messages=MESSAGES, user="tenant-42", purpose="test", **kwargs)
 
 
 def test_a_chat_completion_request_and_its_typed_result(ai_gateway):
@@ -165,7 +164,7 @@ def test_a_refusal_field_is_a_refusal(ai_gateway):
 def test_not_configured_without_a_base_url(settings):
     settings.KEYBUZZ_AI_BASE_URL = ""
     with pytest.raises(AiNotConfigured):
-        ai_gateway()
+        ai.ai_gateway()
 
 
 def test_the_key_from_the_secret_store_when_the_environment_has_none(ai_gateway, settings):

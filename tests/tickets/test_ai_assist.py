@@ -384,3 +384,17 @@ def test_no_local_drafter_without_debug(settings, agent_client, ticket):
     settings.AMAZON_USE_MOCK = True
     settings.KEYBUZZ_AI_BASE_URL = ""
     assert draft(agent_client, ticket.id).status_code == 503
+
+
+def test_the_key_is_in_no_table_log_or_answer(ai_gateway, agent_client, ticket, caplog):
+    from tests.marketplaces.test_secret_hygiene import every_database_value, log_text
+
+    caplog.set_level(logging.DEBUG)
+    ai_gateway.push(
+        answer({"language": "de", "draft": "ok"}),
+        error(401, f"Incorrect API key provided: {AI_TEST_KEY}", type_="auth", code="invalid_api_key"),
+    )
+    answers = [draft(agent_client, ticket.id), translate(agent_client, ticket.id, ticket.messages.get().id)]
+    assert [a.status_code for a in answers] == [200, 502]
+    for text in (every_database_value(), log_text(caplog), *(a.content.decode() for a in answers)):
+        assert AI_TEST_KEY not in text
