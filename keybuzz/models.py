@@ -26,10 +26,14 @@ class Tenant(models.Model):
     name = models.CharField(max_length=200)
     is_active = models.BooleanField(default=True)
     # The seller's settings for its agents' AI help (GET/PATCH /api/v1/tenant/settings). AI is on by
-    # default: it only suggests, nothing reaches a buyer until an agent posts it.
-    reply_tone = models.CharField(max_length=16, choices=ReplyTone.choices, default=ReplyTone.NEUTRAL)
-    signature = models.TextField(blank=True, max_length=SIGNATURE_MAX_LENGTH)
-    ai_enabled = models.BooleanField(default=True)
+    # default: it only suggests, nothing reaches a buyer until an agent posts it. The defaults are the
+    # database's too (db_default): code that predates these columns (a rolling deploy, the upgrade
+    # test's old models) still inserts tenants.
+    reply_tone = models.CharField(
+        max_length=16, choices=ReplyTone.choices, default=ReplyTone.NEUTRAL, db_default=ReplyTone.NEUTRAL.value
+    )
+    signature = models.TextField(blank=True, max_length=SIGNATURE_MAX_LENGTH, default="", db_default="")
+    ai_enabled = models.BooleanField(default=True, db_default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

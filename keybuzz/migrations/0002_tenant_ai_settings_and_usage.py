@@ -14,17 +14,17 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='tenant',
             name='ai_enabled',
-            field=models.BooleanField(default=True),
+            field=models.BooleanField(db_default=True, default=True),
         ),
         migrations.AddField(
             model_name='tenant',
             name='reply_tone',
-            field=models.CharField(choices=[('neutral', 'Neutral'), ('friendly', 'Friendly'), ('formal', 'Formal')], default='neutral', max_length=16),
+            field=models.CharField(choices=[('neutral', 'Neutral'), ('friendly', 'Friendly'), ('formal', 'Formal')], db_default='neutral', default='neutral', max_length=16),
         ),
         migrations.AddField(
             model_name='tenant',
             name='signature',
-            field=models.TextField(blank=True, max_length=500),
+            field=models.TextField(blank=True, db_default='', default='', max_length=500),
         ),
         migrations.CreateModel(
             name='AiUsage',
