@@ -11,7 +11,7 @@
   exc_info when there is a traceback.
 - `RedactSecretsFilter`, on the handlers, is a safety net behind the rule that no code logs a
   secret: it masks anything shaped like an LWA refresh/access token, an LWA client secret, a Vault
-  token, a JWT, a `Bearer …` value or a `client_secret=…`-style pair, in messages and tracebacks.
+  token, a JWT, an OpenAI-style `sk-…` key (the AI gateway's), a `Bearer …` value or a `client_secret=…`-style pair, in messages and tracebacks.
 
 This module is imported by the settings and by `deploy/gunicorn.conf.py` before Django is set up,
 so it imports nothing from Django.
@@ -85,6 +85,8 @@ _SECRET_PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # Vault tokens: service/batch/recovery (hvs./hvb./hvr.), and the legacy 24-character s./b. ones.
     (re.compile(r"\b(hv[sbr])\.[A-Za-z0-9_-]{20,}"), rf"\1.{REDACTED}"),
     (re.compile(r"(?<![A-Za-z0-9_.\-/])([sb])\.[A-Za-z0-9]{24}(?![A-Za-z0-9])"), rf"\1.{REDACTED}"),
+    # OpenAI-style API keys, as LiteLLM issues them (sk-…, sk-proj-…): the AI gateway's key.
+    (re.compile(r"(?<![A-Za-z0-9_-])sk-[A-Za-z0-9_-]{16,}"), f"sk-{REDACTED}"),
     # An Authorization header value.
     (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9\-._~+/]+=*"), rf"\1 {REDACTED}"),
     # JWTs (header.payload.signature, base64url of JSON objects).
@@ -93,7 +95,7 @@ _SECRET_PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (
         re.compile(
             r"(?i)\b(client_secret|refresh_token|access_token|secret_id|vault_token|jwt_secret|password"
-            r"|spapi_oauth_code)(\"?'?\s*[:=]\s*\"?'?)(?![\s\"',}&]|\[redacted)[^\s\"',}&]+"
+            r"|spapi_oauth_code|api_key)(\"?'?\s*[:=]\s*\"?'?)(?![\s\"',}&]|\[redacted)[^\s\"',}&]+"
         ),
         rf"\1\2{REDACTED}",
     ),

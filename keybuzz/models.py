@@ -8,11 +8,32 @@ from django.conf import settings
 from django.db import models
 
 
+class ReplyTone(models.TextChoices):
+    """How AI-drafted replies sound (the seller's choice; a closed list, so a setting cannot carry
+    free-form instructions into the gateway's prompt)."""
+
+    NEUTRAL = "neutral", "Neutral"
+    FRIENDLY = "friendly", "Friendly"
+    FORMAL = "formal", "Formal"
+
+
+SIGNATURE_MAX_LENGTH = 500
+
+
 class Tenant(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     slug = models.SlugField(max_length=63, unique=True)
     name = models.CharField(max_length=200)
     is_active = models.BooleanField(default=True)
+    # The seller's settings for its agents' AI help (GET/PATCH /api/v1/tenant/settings). AI is on by
+    # default: it only suggests, nothing reaches a buyer until an agent posts it. The defaults are the
+    # database's too (db_default): code that predates these columns (a rolling deploy, the upgrade
+    # test's old models) still inserts tenants.
+    reply_tone = models.CharField(
+        max_length=16, choices=ReplyTone.choices, default=ReplyTone.NEUTRAL, db_default=ReplyTone.NEUTRAL.value
+    )
+    signature = models.TextField(blank=True, max_length=SIGNATURE_MAX_LENGTH, default="", db_default="")
+    ai_enabled = models.BooleanField(default=True, db_default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -47,3 +68,19 @@ class Membership(models.Model):
     @property
     def is_admin(self) -> bool:
         return self.role in (Role.OWNER, Role.ADMIN)
+
+
+class AiUsage(models.Model):
+    """Calls to the AI gateway a tenant made on one UTC day: what `KEYBUZZ_AI_DAILY_LIMIT` counts
+    (keybuzz.ai.quota). One row per tenant and day, incremented with a conditional UPDATE so that
+    concurrent requests can never together pass the limit."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+", db_index=False)
+    day = models.DateField()
+    calls = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "day"], name="aiusage_unique_tenant_day")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.day}: {self.calls}"

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
-from keybuzz.models import Membership, Role
+from keybuzz.models import SIGNATURE_MAX_LENGTH, Membership, ReplyTone, Role
 
 
 class TokenObtainInputSerializer(serializers.Serializer):
@@ -57,3 +59,32 @@ class HealthSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["ok", "error"])
     checks = serializers.DictField(child=serializers.CharField())
     version = serializers.CharField()
+
+
+class TenantSettingsSerializer(serializers.Serializer):
+    """The tenant's settings as the API reads and writes them (PATCH: any subset)."""
+
+    replyTone = serializers.ChoiceField(
+        source="reply_tone", choices=ReplyTone.choices, help_text="The tone of AI-drafted replies."
+    )
+    signature = serializers.CharField(
+        max_length=SIGNATURE_MAX_LENGTH,
+        allow_blank=True,
+        help_text="Appended to every AI-drafted reply (plain text; the channel's content rules apply to it too).",
+    )
+    aiEnabled = serializers.BooleanField(
+        source="ai_enabled", help_text="false: the AI endpoints answer 403 ai_disabled."
+    )
+
+
+class TenantSettingsUpdateSerializer(TenantSettingsSerializer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("partial", True)
+        super().__init__(*args, **kwargs)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs:
+            raise serializers.ValidationError(
+                "Send `replyTone`, `signature` and/or `aiEnabled`.", code="nothing_to_update"
+            )
+        return attrs

@@ -13,7 +13,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from keybuzz.errors import ApplicationError, AuthenticationError, ForbiddenError
-from keybuzz.models import Membership, Role, Tenant
+from keybuzz.models import SIGNATURE_MAX_LENGTH, Membership, ReplyTone, Role, Tenant
 from keybuzz.tokens import (
     PASSWORD_CLAIM,
     ROLE_CLAIM,
@@ -153,3 +153,45 @@ def token_revoke(*, refresh: str) -> None:
             return
         raise
     token.blacklist()
+
+
+@transaction.atomic
+def tenant_settings_update(
+    *,
+    tenant: Tenant,
+    actor: Membership,
+    reply_tone: str | None = None,
+    signature: str | None = None,
+    ai_enabled: bool | None = None,
+) -> Tenant:
+    """Changes the tenant's settings for AI help (None: unchanged). Owners and admins only: the
+    signature and tone speak for the seller in every draft."""
+    if not actor.is_admin:
+        raise ForbiddenError("Changing the tenant's settings needs the owner or admin role.", code="role_forbidden")
+    locked = Tenant.objects.select_for_update().get(pk=tenant.pk)
+    fields: list[str] = []
+    if reply_tone is not None:
+        if reply_tone not in ReplyTone.values:
+            raise ApplicationError(
+                f"replyTone: use one of {', '.join(ReplyTone.values)}.",
+                code="invalid_input",
+                details={"replyTone": ReplyTone.values},
+            )
+        locked.reply_tone = reply_tone
+        fields.append("reply_tone")
+    if signature is not None:
+        text = signature.strip()
+        if len(text) > SIGNATURE_MAX_LENGTH:
+            raise ApplicationError(
+                f"signature: at most {SIGNATURE_MAX_LENGTH} characters.",
+                code="invalid_input",
+                details={"max_length": SIGNATURE_MAX_LENGTH, "length": len(text)},
+            )
+        locked.signature = text
+        fields.append("signature")
+    if ai_enabled is not None:
+        locked.ai_enabled = ai_enabled
+        fields.append("ai_enabled")
+    if fields:
+        locked.save(update_fields=[*fields, "updated_at"])
+    return locked

@@ -226,6 +226,14 @@ CORS_ALLOWED_ORIGINS = [
 CORS_ALLOW_CREDENTIALS = True
 CORS_URLS_REGEX = r"^/api/.*$"
 KEYBUZZ_AI_API_KEY = env.str("KEYBUZZ_AI_API_KEY", default="")
+# The LiteLLM gateway (keybuzz/ai/client.py): its OpenAI-style base URL (requests go to
+# {base}/chat/completions; empty: AI is not configured and its endpoints answer 503), the model it
+# routes, the time budget of one call (retries included; below gunicorn's timeout), and how many
+# calls one tenant may make per UTC day. The key: KEYBUZZ_AI_API_KEY, else the secret keybuzz/ai/litellm.
+KEYBUZZ_AI_BASE_URL = env.str("KEYBUZZ_AI_BASE_URL", default="")
+KEYBUZZ_AI_MODEL = env.str("KEYBUZZ_AI_MODEL", default="gpt-4o-mini")
+KEYBUZZ_AI_TIMEOUT_SECONDS = env.float("KEYBUZZ_AI_TIMEOUT_SECONDS", default=30.0)
+KEYBUZZ_AI_DAILY_LIMIT = env.int("KEYBUZZ_AI_DAILY_LIMIT", default=500)
 AMAZON_SPAPI_APP_SOURCE = env.str("AMAZON_SPAPI_APP_SOURCE", default="external_test")
 AMAZON_USE_MOCK = env.bool("AMAZON_USE_MOCK", default=False)
 # The SP-API app: when AMAZON_SPAPI_CLIENT_ID/SECRET/APPLICATION_ID are set they are used, else the

@@ -11,6 +11,7 @@ api_v1 = [
     path("me", views.MeView.as_view(), name="me"),
     path("members/", views.MemberListView.as_view(), name="member-list"),
     path("members/<id:user_id>/", views.MemberDetailView.as_view(), name="member-detail"),
+    path("tenant/settings", views.TenantSettingsView.as_view(), name="tenant-settings"),
 ]
 
 # Outside DRF's views (no route, a body too large, a crash): JSON under /api/, Django's pages elsewhere.

@@ -8,13 +8,15 @@ from rest_framework.response import Response
 
 from keybuzz import selectors, services
 from keybuzz.api import PublicAPIView, TenantAPIView
-from keybuzz.errors import NotFoundError
+from keybuzz.errors import ApplicationError, NotFoundError
 from keybuzz.health import health_report
 from keybuzz.serializers import (
     ErrorSerializer,
     HealthSerializer,
     MemberSerializer,
     MeSerializer,
+    TenantSettingsSerializer,
+    TenantSettingsUpdateSerializer,
     TokenObtainInputSerializer,
     TokenPairSerializer,
     TokenRefreshInputSerializer,
@@ -129,3 +131,52 @@ class MemberDetailView(TenantAPIView):
         if membership is None:
             raise NotFoundError("No such member in this tenant.")
         return Response(MemberSerializer(membership).data)
+
+
+class TenantSettingsView(TenantAPIView):
+    """The caller's tenant's settings: any member reads them, owners and admins change them."""
+
+    @extend_schema(
+        operation_id="tenant_settings_retrieve",
+        summary="The tenant's settings (AI help: reply tone, signature, on/off)",
+        responses={200: TenantSettingsSerializer, **ERRORS_401, **ERRORS_403},
+        tags=["tenant"],
+    )
+    def get(self, request: Request) -> Response:
+        return Response(TenantSettingsSerializer(self.tenant).data)
+
+    @extend_schema(
+        operation_id="tenant_settings_update",
+        summary="Change the tenant's settings (owner or admin)",
+        request=TenantSettingsUpdateSerializer,
+        responses={
+            200: TenantSettingsSerializer,
+            400: OpenApiResponse(
+                ErrorSerializer,
+                description="`invalid_input`: an unknown tone, a signature over 500 characters, nothing to update.",
+            ),
+            **ERRORS_401,
+            403: OpenApiResponse(
+                ErrorSerializer,
+                description="`role_forbidden`: agents cannot change the settings; also `membership_revoked`, "
+                "`tenant_inactive`.",
+            ),
+        },
+        tags=["tenant"],
+    )
+    def patch(self, request: Request) -> Response:
+        serializer = TenantSettingsUpdateSerializer(data=request.data)
+        if not serializer.is_valid():
+            field, problems = next(iter(serializer.errors.items()))
+            problem = problems[0] if isinstance(problems, list) and problems else problems
+            message = str(problem) if field == "non_field_errors" else f"{field}: {problem}"
+            raise ApplicationError(message, code="invalid_input", details=serializer.errors)
+        data = serializer.validated_data
+        tenant = services.tenant_settings_update(
+            tenant=self.tenant,
+            actor=self.membership,
+            reply_tone=data.get("reply_tone"),
+            signature=data.get("signature"),
+            ai_enabled=data.get("ai_enabled"),
+        )
+        return Response(TenantSettingsSerializer(tenant).data)

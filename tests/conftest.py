@@ -68,3 +68,25 @@ def vault_settings(settings, openbao):
     settings.VAULT_SECRET_ID = ""
     settings.VAULT_NAMESPACE = ""
     return openbao
+
+
+AI_TEST_KEY = "sk-test-" + "k3y" * 8  # the shape of a LiteLLM virtual key
+
+
+@pytest.fixture
+def ai_gateway(settings, monkeypatch):
+    """A local OpenAI-compatible gateway (tests.ai_fake.FakeGateway) on a free 127.0.0.1 port, and
+    the settings that point KeyBuzz at it; retries wait next to nothing."""
+    from tests.ai_fake import FakeGateway
+
+    fake = FakeGateway()
+    settings.KEYBUZZ_AI_BASE_URL = fake.base_url
+    settings.KEYBUZZ_AI_API_KEY = AI_TEST_KEY
+    settings.KEYBUZZ_AI_MODEL = "keybuzz-test-model"
+    settings.KEYBUZZ_AI_TIMEOUT_SECONDS = 5.0
+    settings.KEYBUZZ_AI_DAILY_LIMIT = 500
+    monkeypatch.setattr("keybuzz.ai.client.BACKOFF_BASE", 0.01)
+    try:
+        yield fake
+    finally:
+        fake.stop()

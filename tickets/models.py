@@ -192,3 +192,26 @@ class Attachment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.filename} ({self.size} bytes)"
+
+
+class MessageTranslation(models.Model):
+    """A message's text in another language, as the AI gateway translated it once: asked again, the
+    agent gets this copy (no second call, no second count against the tenant's daily AI limit).
+    Messages are never edited, so a translation never goes stale."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+", db_index=False)
+    message = models.ForeignKey(TicketMessage, on_delete=models.CASCADE, related_name="translations", db_index=False)
+    language = models.CharField(max_length=8)  # ISO 639-1, lower case (tickets.assist.LANGUAGES)
+    text = models.TextField()
+    model = models.CharField(max_length=128, blank=True)  # the gateway's model that translated it
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            # Leads with message: also the index that finds a message's translations (and deletes them).
+            models.UniqueConstraint(fields=["message", "language"], name="translation_unique_message_language"),
+        ]
+        indexes = [models.Index(fields=["tenant"], name="translation_tenant")]
+
+    def __str__(self) -> str:
+        return f"message {self.message_id} in {self.language}"

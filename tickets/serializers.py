@@ -8,6 +8,7 @@ from django.contrib.auth.models import User
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from tickets.assist import LANGUAGES
 from tickets.models import Attachment, Channel, DeliveryStatus, Direction, Ticket, TicketMessage, TicketStatus
 from tickets.pagination import ORDERINGS
 from tickets.services import MessageKind
@@ -322,3 +323,37 @@ class TicketStatsSerializer(serializers.Serializer):
     oldest_unanswered_since = serializers.DateTimeField(allow_null=True)
     oldest_unanswered_ticket_id = serializers.IntegerField(allow_null=True)
     oldest_unanswered_age_seconds = serializers.IntegerField(allow_null=True)
+
+
+# --- AI help (tickets.assist) -------------------------------------------------------------------
+
+
+class TranslateInputSerializer(serializers.Serializer):
+    # The service checks the code against its list (case-insensitively); the schema lists them.
+    to = serializers.CharField(
+        max_length=16,
+        help_text="ISO 639-1 code of the language to translate into: " + ", ".join(f"`{c}`" for c in LANGUAGES) + ".",
+    )
+
+    def validate_to(self, value: str) -> str:
+        code = value.strip().lower()
+        if code not in LANGUAGES:
+            raise serializers.ValidationError(f"Unsupported language; use one of {', '.join(LANGUAGES)}.")
+        return code
+
+
+class ReplyDraftSerializer(serializers.Serializer):
+    draft = serializers.CharField(help_text="The suggested reply, the tenant's signature included. Not sent.")
+    language = serializers.CharField(help_text="ISO 639-1 code of the buyer's language (`und` when unknown).")
+    violations = ViolationSerializer(
+        many=True,
+        help_text="What the channel's content rules flag in the draft (as a reply's 422 would); "
+        "posting the draft unchanged needs `acknowledgeViolations`.",
+    )
+
+
+class TranslationSerializer(serializers.Serializer):
+    messageId = serializers.IntegerField(source="message_id")
+    language = serializers.CharField()
+    text = serializers.CharField()
+    cached = serializers.BooleanField(help_text="Served from the cache: no call to the AI gateway.")

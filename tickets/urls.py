@@ -22,4 +22,10 @@ urlpatterns = [
         views.TicketReplyRetryView.as_view(),
         name="ticket-reply-retry",
     ),
+    path("tickets/<id:ticket_id>/draft-reply", views.TicketReplyDraftView.as_view(), name="ticket-draft-reply"),
+    path(
+        "tickets/<id:ticket_id>/messages/<id:message_id>/translate",
+        views.TicketMessageTranslateView.as_view(),
+        name="ticket-message-translate",
+    ),
 ]

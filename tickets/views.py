@@ -20,11 +20,12 @@ from keybuzz.api import TenantAPIView
 from keybuzz.errors import ApplicationError, NotFoundError
 from keybuzz.models import Tenant
 from keybuzz.serializers import ErrorSerializer
-from tickets import conf, pagination, selectors, services, uploads
+from tickets import assist, conf, pagination, selectors, services, uploads
 from tickets.attachments import StoredFileMissing, attachment_open
 from tickets.serializers import (
     AttachmentSerializer,
     AttachmentUploadSerializer,
+    ReplyDraftSerializer,
     TicketDetailSerializer,
     TicketListQuerySerializer,
     TicketMessageCreateSerializer,
@@ -33,6 +34,8 @@ from tickets.serializers import (
     TicketRowSerializer,
     TicketStatsSerializer,
     TicketUpdateSerializer,
+    TranslateInputSerializer,
+    TranslationSerializer,
 )
 
 logger = logging.getLogger("tickets.api")
@@ -339,3 +342,73 @@ class TicketStatsView(TenantAPIView):
     def get(self, request: Request) -> Response:
         stats = selectors.ticket_stats(tenant=self.tenant, user_id=self.user.pk)
         return Response(TicketStatsSerializer(stats).data)
+
+
+AI_ERRORS = {
+    403: _error(
+        "`ai_disabled`: AI help is turned off for this tenant (tenant settings, `aiEnabled`); also "
+        "`membership_revoked`, `tenant_inactive`."
+    ),
+    429: _error(
+        "`ai_quota_exceeded`: the tenant's AI requests for today (UTC) are used up (details.limit, details.resetsAt)."
+    ),
+    502: _error(
+        "`ai_unavailable`: the AI gateway failed, throttled, refused or answered something unusable; try again "
+        "later (nothing was sent to anyone)."
+    ),
+    503: _error("`ai_not_configured`: no AI gateway is configured on this server."),
+    504: _error("`ai_timeout`: the AI gateway did not answer in time (KEYBUZZ_AI_TIMEOUT_SECONDS)."),
+}
+
+
+class TicketReplyDraftView(TenantAPIView):
+    @extend_schema(
+        operation_id="tickets_draft_reply",
+        summary="Draft a reply with AI (a suggestion: nothing is sent)",
+        description="A reply to the buyer's latest message, in the buyer's language, written from the thread, the "
+        "order when known and the tenant's settings (tone, signature), with the channel's content rules applied: "
+        "`violations` lists what they flag, exactly as posting the draft would. Nothing is stored or queued: an agent "
+        "posts the (edited) draft with POST …/messages/. Counts against the tenant's daily AI limit.",
+        parameters=[TICKET_ID],
+        request=None,
+        responses={
+            200: ReplyDraftSerializer,
+            401: AUTH_ERRORS[401],
+            **NOT_FOUND,
+            **AI_ERRORS,
+        },
+        tags=["tickets"],
+    )
+    def post(self, request: Request, ticket_id: int) -> Response:
+        draft = assist.ticket_reply_draft(tenant=self.tenant, ticket_id=ticket_id)
+        return Response(ReplyDraftSerializer(draft).data)
+
+
+class TicketMessageTranslateView(TenantAPIView):
+    @extend_schema(
+        operation_id="tickets_messages_translate",
+        summary="Translate a message with AI",
+        description="The message's text in the language `to`. Each (message, language) is translated once and "
+        "cached: asking again answers the stored text (`cached: true`), without calling the AI gateway nor counting "
+        "against the daily AI limit.",
+        parameters=[
+            TICKET_ID,
+            OpenApiParameter("message_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="Message id."),
+        ],
+        request=TranslateInputSerializer,
+        examples=[OpenApiExample("Into English", value={"to": "en"}, request_only=True)],
+        responses={
+            200: TranslationSerializer,
+            400: _error("`invalid_input` (`to` missing or not a supported language), `message_too_long`."),
+            401: AUTH_ERRORS[401],
+            404: _error("`not_found`: no such ticket in the caller's tenant, or no such message on it."),
+            **AI_ERRORS,
+        },
+        tags=["tickets"],
+    )
+    def post(self, request: Request, ticket_id: int, message_id: int) -> Response:
+        data = _validated(TranslateInputSerializer(data=request.data))
+        translation = assist.message_translate(
+            tenant=self.tenant, ticket_id=ticket_id, message_id=message_id, language=data["to"]
+        )
+        return Response(TranslationSerializer(translation).data)

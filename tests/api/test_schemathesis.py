@@ -63,6 +63,12 @@ def amazon_app(settings):
     settings.AMAZON_USE_MOCK = False
 
 
+@pytest.fixture(autouse=True)
+def ai_configured(ai_gateway):
+    """A gateway for the AI endpoints (the local OpenAI-compatible fake): without one they answer 503."""
+    return ai_gateway
+
+
 @pytest.fixture
 def tenant_jwt(db) -> str:
     member = make_member()

@@ -48,12 +48,15 @@ def client(member):
         ("post", "/api/v1/marketplaces/amazon/disconnect", True),
         ("post", "/api/v1/tickets/{ticket}/messages/", True),
         ("patch", "/api/v1/tickets/{ticket}/", True),
+        ("post", "/api/v1/tickets/{ticket}/messages/{message}/translate", True),
+        ("patch", "/api/v1/tenant/settings", True),
     ],
 )
 def test_json_nested_deeper_than_python_recurses_is_a_400(client, member, method, path, authenticated):
     ticket = make_ticket(member.tenant)
     caller = client if authenticated else APIClient()
-    response = getattr(caller, method)(path.format(ticket=ticket.id), data=DEEP, content_type="application/json")
+    url = path.format(ticket=ticket.id, message=ticket.messages.get().id)
+    response = getattr(caller, method)(url, data=DEEP, content_type="application/json")
     assert response.status_code == 400
     assert shape(response)["code"] == "invalid_input"
 

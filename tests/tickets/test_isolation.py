@@ -65,3 +65,12 @@ def test_list_and_stats_never_count_another_tenant(client_a, theirs):
     assert client_a.get("/api/v1/tickets/").json()["results"] == []
     stats = client_a.get("/api/v1/tickets/stats/").json()
     assert stats["total"] == 0 and stats["by_status"]["OPEN"] == 0
+
+
+def test_ai_help_on_another_tenants_ticket_or_message(client_a, theirs, ai_gateway):
+    message = theirs.messages.get()
+    _assert_not_found(client_a.post(f"/api/v1/tickets/{theirs.id}/draft-reply"))
+    _assert_not_found(
+        client_a.post(f"/api/v1/tickets/{theirs.id}/messages/{message.id}/translate", {"to": "en"}, format="json")
+    )
+    assert ai_gateway.requests == []

@@ -40,3 +40,27 @@ def test_ticket_endpoints_are_documented(schema):
     assert "200" in paths["/api/v1/tickets/stats/"]["get"]["responses"]
     error = schema["components"]["schemas"]["Error"]
     assert {"code", "message"} <= set(error["properties"])
+
+
+def test_ai_endpoints_are_documented(schema):
+    paths = schema["paths"]
+    draft = paths["/api/v1/tickets/{ticket_id}/draft-reply"]["post"]
+    assert {"200", "401", "403", "404", "429", "502", "503", "504"} <= set(draft["responses"])
+    assert "ai_disabled" in draft["responses"]["403"]["description"]
+    assert "ai_quota_exceeded" in draft["responses"]["429"]["description"]
+    assert "ai_unavailable" in draft["responses"]["502"]["description"]
+    assert "ai_not_configured" in draft["responses"]["503"]["description"]
+    assert "ai_timeout" in draft["responses"]["504"]["description"]
+    ref = draft["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert {"draft", "language", "violations"} <= set(schema["components"]["schemas"][ref]["properties"])
+
+    translate = paths["/api/v1/tickets/{ticket_id}/messages/{message_id}/translate"]["post"]
+    assert {"ticket_id", "message_id"} <= _param_names(translate)
+    assert {"200", "400", "404", "429", "502", "503", "504"} <= set(translate["responses"])
+    body = translate["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert "to" in schema["components"]["schemas"][body]["required"]
+
+    settings = paths["/api/v1/tenant/settings"]
+    assert {"200", "401"} <= set(settings["get"]["responses"])
+    assert {"200", "400", "403"} <= set(settings["patch"]["responses"])
+    assert "role_forbidden" in settings["patch"]["responses"]["403"]["description"]
