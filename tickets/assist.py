@@ -56,7 +56,7 @@ from keybuzz.errors import (
     ServiceUnavailableError,
 )
 from keybuzz.models import ReplyTone, Tenant
-from tickets.channels import PolicyViolation, channel_reply_violations
+from tickets.channels import PolicyViolation, channel_reply_guidelines, channel_reply_violations
 from tickets.models import DeliveryStatus, Direction, MessageTranslation, Ticket, TicketMessage
 
 logger = logging.getLogger("tickets.ai")
@@ -97,17 +97,10 @@ TONES: dict[str, str] = {
     ReplyTone.FORMAL: "formal and courteous (in German, French, Italian and Spanish: the formal address)",
 }
 
-# Amazon's rules for buyer-seller messages, as the model is to follow them. The first four are the
-# ones marketplaces.amazon.reply_rules checks (and flags in the draft); the rest are Amazon's
-# messaging guidelines that no pattern can check.
-REPLY_RULES = """\
-- No e-mail addresses, not even spelled out ("name at example dot com").
-- No links or web addresses, except to Amazon's own sites.
-- No phone numbers.
-- No HTML or other markup: plain text only.
-- Never ask for a review or for positive feedback, and offer nothing in exchange for one.
-- No marketing, promotions, coupons or links to other products.
-- Never ask the buyer to contact the seller outside Amazon, and never ask for personal data.
+# Whatever the channel's rules, a drafted reply follows these.
+GENERAL_RULES = """\
+- Plain text only: no HTML or other markup.
+- Never ask for personal data, and never ask the buyer to continue the conversation elsewhere.
 - Never promise what the order data does not support (dates, refunds, replacements): say what the \
 agent will check instead."""
 
@@ -148,8 +141,6 @@ def _gateway() -> AiGateway:
         return LocalDrafter()
     try:
         return ai_gateway()
-    except AiNotConfigured as exc:
-        raise _api_error(exc) from None
     except AiError as exc:
         raise _api_error(exc) from None
 
@@ -247,8 +238,9 @@ def _thread(*, tenant: Tenant, ticket: Ticket) -> list[dict[str, str]]:
 
 
 def draft_prompt(*, tenant: Tenant, ticket: Ticket) -> list[ChatMessage]:
-    """The messages of a draft request: the seller's settings and Amazon's rules (system), the
+    """The messages of a draft request: the seller's settings and the channel's rules (system), the
     ticket as delimited data (user)."""
+    rules = "\n".join(filter(None, (channel_reply_guidelines(ticket.channel), GENERAL_RULES)))
     tone = TONES.get(tenant.reply_tone, TONES[ReplyTone.NEUTRAL])
     system = f"""\
 You draft replies for the customer-service agents of a seller on {ticket.get_channel_display()}. \
@@ -270,7 +262,7 @@ inventing any;
 added after your text).
 
 The marketplace's rules for the reply (a reply breaking them is refused):
-{REPLY_RULES}
+{rules}
 
 Answer with one JSON object and nothing else: \
 {{"language": "<ISO 639-1 code of the buyer's language>", "draft": "<the reply, plain text>"}}"""

@@ -7,7 +7,8 @@ nobody registered gets `UnconfiguredChannel`: its replies fail at once with a re
 read, instead of waiting in the queue forever.
 
 A channel may also declare content rules (`reply_rules`): the reply service refuses a reply they
-flag unless the agent acknowledges it.
+flag unless the agent acknowledges it; and, in words, its rules for a reply (`reply_guidelines`),
+which the AI drafter (`tickets.assist`) gives the model.
 
 An adapter implements `send_reply(ticket, message) -> SendResult` and raises one of the named
 `ChannelError`s below. Their messages are shown to agents (the ticket view) and written to logs, so
@@ -89,17 +90,27 @@ AdapterFactory = Callable[[], ChannelAdapter]
 ReplyRules = Callable[[str], list[PolicyViolation]]
 _factories: dict[str, AdapterFactory] = {}
 _reply_rules: dict[str, ReplyRules] = {}
+_reply_guidelines: dict[str, str] = {}
 
 
-def channel_register(channel: str, factory: AdapterFactory, *, reply_rules: ReplyRules | None = None) -> None:
+def channel_register(
+    channel: str, factory: AdapterFactory, *, reply_rules: ReplyRules | None = None, reply_guidelines: str = ""
+) -> None:
     """Declares where replies of tickets on `channel` go; `factory` is called once per send run and
     may raise ImproperlyConfigured (the command exits with code 2 and that message). `reply_rules`
-    finds what the channel would refuse in a reply's text, checked before the reply is queued."""
+    finds what the channel would refuse in a reply's text, checked before the reply is queued;
+    `reply_guidelines` says the channel's rules for a reply as a list of lines for a writer."""
     _factories[channel] = factory
     if reply_rules is not None:
         _reply_rules[channel] = reply_rules
     else:
         _reply_rules.pop(channel, None)
+    _reply_guidelines[channel] = reply_guidelines
+
+
+def channel_reply_guidelines(channel: str) -> str:
+    """The channel's rules for a reply, in words (empty when it declares none)."""
+    return _reply_guidelines.get(channel, "")
 
 
 def channel_reply_violations(channel: str, text: str) -> list[PolicyViolation]:

@@ -32,7 +32,19 @@ from typing import NamedTuple
 
 from tickets.channels import PolicyViolation
 
-__all__ = ["reply_violations"]
+__all__ = ["REPLY_GUIDELINES", "reply_violations"]
+
+# Amazon's rules for a reply, in words, for whoever writes one (the AI drafter gives them to the
+# model). The first four are what `reply_violations` checks; the rest are Amazon's messaging
+# guidelines, which no pattern can check.
+REPLY_GUIDELINES = """\
+- No e-mail addresses, not even spelled out ("name at example dot com").
+- No links or web addresses, except to Amazon's own sites.
+- No phone numbers.
+- No HTML or other markup: plain text only.
+- Never ask for a review or for positive feedback, and offer nothing in exchange for one.
+- No marketing, promotions, coupons or links to other products.
+- Never ask the buyer to contact the seller outside Amazon."""
 
 LINK = "link"
 EMAIL_ADDRESS = "email_address"

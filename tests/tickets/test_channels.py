@@ -12,6 +12,7 @@ from tickets.channels import (
     SendResult,
     channel_adapter,
     channel_register,
+    channel_reply_guidelines,
     channel_reply_violations,
 )
 
@@ -27,6 +28,8 @@ class Recorder:
 def registry(monkeypatch):
     """A copy of the registry, so a test's registrations end with it."""
     monkeypatch.setattr(channels, "_factories", dict(channels._factories))
+    monkeypatch.setattr(channels, "_reply_rules", dict(channels._reply_rules))
+    monkeypatch.setattr(channels, "_reply_guidelines", dict(channels._reply_guidelines))
 
 
 def test_a_channel_nobody_registered_refuses_replies_with_a_reason(registry):
@@ -41,6 +44,14 @@ def test_a_registered_factory_is_asked_each_time(registry):
     assert channel_adapter("EBAY").send_reply(None, None).external_id == "r-1"
     channel_adapter("EBAY")
     assert made == [1, 1]  # configuration changes apply at the next run, without a restart
+
+
+def test_a_channel_says_its_rules_in_words_for_the_ai_drafter(registry):
+    assert "No e-mail addresses" in channel_reply_guidelines("AMAZON")  # the marketplaces app's
+    channel_register("EBAY", Recorder)
+    assert channel_reply_guidelines("EBAY") == ""
+    channel_register("EBAY", Recorder, reply_guidelines="- Be brief.")
+    assert channel_reply_guidelines("EBAY") == "- Be brief."
 
 
 def test_the_amazon_channel_is_registered_by_the_marketplaces_app(settings):
