@@ -359,7 +359,10 @@ TICKETS_SEND_BACKOFF_MAX_SECONDS = env.int("TICKETS_SEND_BACKOFF_MAX_SECONDS", d
 # How long a worker holds a claimed reply; a crashed worker's replies are retried after it.
 # Must stay well above a channel adapter's own network timeout.
 TICKETS_SEND_LEASE_SECONDS = env.int("TICKETS_SEND_LEASE_SECONDS", default=300)
+# A run sends at most BATCH_SIZE replies (`--limit`), leasing them CLAIM_BATCH at a time and
+# claiming again as it goes: several sender hosts started together all get a share of the queue.
 TICKETS_SEND_BATCH_SIZE = env.int("TICKETS_SEND_BATCH_SIZE", default=100)
+TICKETS_SEND_CLAIM_BATCH = env.int("TICKETS_SEND_CLAIM_BATCH", default=10)
 # Dotted path of the real Amazon reply adapter (the relay-mailbox work plugs it in here). Empty and
 # AMAZON_USE_MOCK off: Amazon replies fail with "No Amazon sender configured".
 TICKETS_AMAZON_ADAPTER = env.str("TICKETS_AMAZON_ADAPTER", default="")
