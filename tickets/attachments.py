@@ -20,17 +20,28 @@ import mimetypes
 from dataclasses import dataclass
 from uuid import UUID
 
+from boto3.exceptions import Boto3Error
 from botocore.exceptions import BotoCoreError, ClientError
 from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
+from s3transfer.exceptions import RetriesExceededError, S3DownloadFailedError, S3UploadFailedError
 
 from keybuzz.errors import ServiceUnavailableError
 
 logger = logging.getLogger("tickets.attachments")
 
 # What a store that cannot answer raises: the disk (OSError), or S3 through botocore (a network
-# error, a timeout, a refused signature or a 5xx are all its exceptions).
-_STORAGE_ERRORS = (OSError, BotoCoreError, ClientError)
+# error, a timeout, a refused signature or a 5xx are all its exceptions), and the transfers that
+# boto3 and s3transfer run for a body (their own wrappers once their retries are spent).
+_STORAGE_ERRORS = (
+    OSError,
+    BotoCoreError,
+    ClientError,
+    Boto3Error,
+    RetriesExceededError,
+    S3DownloadFailedError,
+    S3UploadFailedError,
+)
 
 
 class StorageUnavailable(ServiceUnavailableError):
@@ -93,12 +104,20 @@ def attachment_open(storage_name: str) -> File:
     store failing mid-download then fails this call, and never a response whose headers are sent."""
     try:
         stored = default_storage.open(storage_name, "rb")
-        stored.file  # noqa: B018 - on S3, the download; on disk, the open file
-        return stored
     except FileNotFoundError:
         raise StoredFileMissing(storage_name) from None
     except _STORAGE_ERRORS as exc:
         logger.warning("Attachment storage unavailable while opening %s: %s", storage_name, _reason(exc))
+        raise StorageUnavailable(exc) from None
+    try:
+        stored.file  # noqa: B018 - on S3, the download; on disk, the open file
+        return stored
+    except FileNotFoundError:  # deleted between the lookup and the download
+        stored.close()
+        raise StoredFileMissing(storage_name) from None
+    except _STORAGE_ERRORS as exc:
+        stored.close()
+        logger.warning("Attachment storage unavailable while reading %s: %s", storage_name, _reason(exc))
         raise StorageUnavailable(exc) from None
 
 

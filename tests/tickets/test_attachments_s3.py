@@ -15,7 +15,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import requests
 from django.conf import settings as django_settings
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from marketplaces.models import Mailbox
@@ -94,8 +96,6 @@ def test_the_bucket_objects_are_private(admin, mailbox_user, s3_storage: S3Serve
     grants = s3_storage.client.get_object_acl(Bucket=s3_storage.bucket, Key=key)["Grants"]
     assert all(grant["Grantee"].get("Type") == "CanonicalUser" for grant in grants), grants
 
-    import requests
-
     unsigned = requests.get(f"{s3_storage.endpoint_url}/{s3_storage.bucket}/{key}", timeout=5)
     assert unsigned.status_code == 403
 
@@ -116,6 +116,14 @@ def test_an_agents_upload_is_in_the_bucket_and_its_purge_deletes_it(admin_client
     assert not Attachment.objects.filter(pk=upload_id).exists()
     assert s3_storage.keys() == []
     assert files_under_media_root() == []
+
+
+def test_an_object_deleted_from_the_bucket_is_a_404_attachment_missing(admin_client, admin, s3_storage: S3Server):
+    ticket = make_ticket(admin.tenant)
+    upload_id = uploaded(admin_client, ticket.id, PNG, "label.png")
+    (key,) = s3_storage.keys()
+    s3_storage.client.delete_object(Bucket=s3_storage.bucket, Key=key)
+    assert_api_error(admin_client.get(download_url(ticket.id, upload_id)), 404, "attachment_missing")
 
 
 def test_a_reply_carries_its_upload_read_back_from_the_bucket(admin_client, admin, s3_storage: S3Server, settings):
@@ -158,9 +166,7 @@ def test_a_storage_outage_during_a_download_is_a_503_never_a_500(admin_client, a
     assert files_under_media_root() == []
 
 
-def _png_file(name: str):
-    from django.core.files.uploadedfile import SimpleUploadedFile
-
+def _png_file(name: str) -> SimpleUploadedFile:
     return SimpleUploadedFile(name, PNG + b"2", content_type="image/png")
 
 
