@@ -325,7 +325,7 @@ if ATTACHMENTS_S3_BUCKET:
         server_side_encryption=env.str("ATTACHMENTS_S3_SSE", default=""),
         kms_key_id=env.str("ATTACHMENTS_S3_SSE_KMS_KEY_ID", default=""),
         verify=_s3_ca_bundle or True,
-        timeout_seconds=env.float("ATTACHMENTS_S3_TIMEOUT", default=10.0),
+        timeout_seconds=env.float("ATTACHMENTS_S3_TIMEOUT", default=5.0),
     )
 STORAGES = _storages_setting(s3=_ATTACHMENTS_S3)
 

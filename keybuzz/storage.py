@@ -30,8 +30,8 @@ class S3Options:
     server_side_encryption: str = ""  # "AES256", "aws:kms" or empty (the bucket's default)
     kms_key_id: str = ""
     verify: bool | str = True  # False, or a CA bundle's path for a private endpoint
-    timeout_seconds: float = 10.0
-    max_attempts: int = 3
+    timeout_seconds: float = 5.0
+    max_attempts: int = 2
 
 
 def s3_storage_options(options: S3Options) -> dict[str, Any]:
@@ -60,7 +60,8 @@ def s3_storage_options(options: S3Options) -> dict[str, Any]:
         # in memory up to 2 MB, on disk (FILE_UPLOAD_TEMP_DIR, never MEDIA_ROOT) above.
         "max_memory_size": 2 * 1024 * 1024,
         # An unreachable store answers within seconds (the API's 503, the poller's retry), rather
-        # than after botocore's default 60-second timeouts and 5 attempts.
+        # than after botocore's default 60-second timeouts: a download's two calls (lookup, body)
+        # stay well inside gunicorn's 60-second request timeout.
         "client_config": Config(
             connect_timeout=options.timeout_seconds,
             read_timeout=options.timeout_seconds,
