@@ -96,4 +96,3 @@ def test_three_sender_processes_send_every_reply_exactly_once_and_share_the_work
     assert sum(s["sent"] for s in summaries) == CONNECTIONS * TICKETS_EACH, summaries
     assert sum(s["lost"] + s["failed"] + s["retrying"] for s in summaries) == 0, summaries
     assert sum(1 for s in summaries if s["sent"] > 0) >= 2, summaries
-    print("sent per process:", [s["sent"] for s in summaries])
