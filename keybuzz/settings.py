@@ -298,8 +298,9 @@ STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "static")))
 # default (one host, or a shared volume); S3-compatible object storage (AWS, MinIO, Ceph, Scaleway,
 # OVH…) when ATTACHMENTS_S3_BUCKET is set, which several hosts share (keybuzz/storage.py).
 # Never served by the web server nor by a bucket URL: only the tickets API hands a file to a member
-# of its tenant. Credentials: ATTACHMENTS_S3_ACCESS_KEY_ID/SECRET_ACCESS_KEY, or both empty for
-# boto3's own chain (an instance role, AWS_* variables, a shared credentials file).
+# of its tenant. Credentials: ATTACHMENTS_S3_ACCESS_KEY_ID/SECRET_ACCESS_KEY, or the secret store
+# at ATTACHMENTS_S3_CREDENTIALS_PATH, or neither for boto3's own chain (an instance role, AWS_*
+# variables, a shared credentials file).
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 from keybuzz.storage import S3Options as _S3Options  # noqa: E402
 from keybuzz.storage import storages_setting as _storages_setting  # noqa: E402
@@ -309,10 +310,18 @@ _ATTACHMENTS_S3: _S3Options | None = None
 if ATTACHMENTS_S3_BUCKET:
     _s3_access_key_id = env.str("ATTACHMENTS_S3_ACCESS_KEY_ID", default="")
     _s3_secret_access_key = env.str("ATTACHMENTS_S3_SECRET_ACCESS_KEY", default="")
+    # Or the key pair in the secret store (keys access_key_id, secret_access_key), e.g. at
+    # keybuzz/storage/attachments_s3.
+    _s3_credentials_path = env.str("ATTACHMENTS_S3_CREDENTIALS_PATH", default="").strip("/")
     if bool(_s3_access_key_id) != bool(_s3_secret_access_key):
         raise ImproperlyConfigured(
             "ATTACHMENTS_S3_ACCESS_KEY_ID and ATTACHMENTS_S3_SECRET_ACCESS_KEY go together: set both, or neither "
             "(boto3's own credentials: an instance role, AWS_* variables)"
+        )
+    if _s3_credentials_path and _s3_access_key_id:
+        raise ImproperlyConfigured(
+            "ATTACHMENTS_S3_CREDENTIALS_PATH (the secret store) and ATTACHMENTS_S3_ACCESS_KEY_ID/SECRET_ACCESS_KEY "
+            "(the environment) are two ways to give the same key pair: set one"
         )
     _s3_ca_bundle = env.str("ATTACHMENTS_S3_CA_BUNDLE", default="")
     _ATTACHMENTS_S3 = _S3Options(
@@ -322,6 +331,7 @@ if ATTACHMENTS_S3_BUCKET:
         prefix=env.str("ATTACHMENTS_S3_PREFIX", default=""),
         access_key_id=_s3_access_key_id,
         secret_access_key=_s3_secret_access_key,
+        credentials_path=_s3_credentials_path,
         server_side_encryption=env.str("ATTACHMENTS_S3_SSE", default=""),
         kms_key_id=env.str("ATTACHMENTS_S3_SSE_KMS_KEY_ID", default=""),
         verify=_s3_ca_bundle or True,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 S3_BACKEND = "storages.backends.s3.S3Storage"
+SECRET_STORE_S3_BACKEND = "keybuzz.storage_backends.SecretStoreS3Storage"
 LOCAL_BACKEND = "django.core.files.storage.FileSystemStorage"
 
 
@@ -27,6 +28,7 @@ class S3Options:
     prefix: str = ""  # a folder in the bucket, e.g. "keybuzz/production"
     access_key_id: str = ""  # both empty: boto3's own chain (an instance role, AWS_* variables…)
     secret_access_key: str = ""
+    credentials_path: str = ""  # or the key pair from the secret store, at this path
     server_side_encryption: str = ""  # "AES256", "aws:kms" or empty (the bucket's default)
     kms_key_id: str = ""
     verify: bool | str = True  # False, or a CA bundle's path for a private endpoint
@@ -74,7 +76,10 @@ def s3_storage_options(options: S3Options) -> dict[str, Any]:
         result["endpoint_url"] = options.endpoint_url
     if options.region:
         result["region_name"] = options.region
-    if options.access_key_id or options.secret_access_key:
+    if options.credentials_path:
+        # Empty here, so that no AWS_* variable is picked up instead: read from the store.
+        result.update(credentials_path=options.credentials_path, access_key="", secret_key="")
+    elif options.access_key_id or options.secret_access_key:
         result["access_key"] = options.access_key_id
         result["secret_key"] = options.secret_access_key
     return result
@@ -83,9 +88,10 @@ def s3_storage_options(options: S3Options) -> dict[str, Any]:
 def storages_setting(*, s3: S3Options | None) -> dict[str, Any]:
     """Django's STORAGES: attachments in S3 when `s3` is given, else under MEDIA_ROOT (read when
     the storage is first used, so a test's MEDIA_ROOT applies)."""
-    default: dict[str, Any] = (
-        {"BACKEND": S3_BACKEND, "OPTIONS": s3_storage_options(s3)} if s3 is not None else {"BACKEND": LOCAL_BACKEND}
-    )
+    default: dict[str, Any] = {"BACKEND": LOCAL_BACKEND}
+    if s3 is not None:
+        backend = SECRET_STORE_S3_BACKEND if s3.credentials_path else S3_BACKEND
+        default = {"BACKEND": backend, "OPTIONS": s3_storage_options(s3)}
     return {
         "default": default,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

@@ -27,13 +27,16 @@ from django.core.files.storage import default_storage
 from s3transfer.exceptions import RetriesExceededError, S3DownloadFailedError, S3UploadFailedError
 
 from keybuzz.errors import ServiceUnavailableError
+from keybuzz.secrets import SecretStoreError
 
 logger = logging.getLogger("tickets.attachments")
 
 # What a store that cannot answer raises: the disk (OSError), or S3 through botocore (a network
 # error, a timeout, a refused signature or a 5xx are all its exceptions), and the transfers that
-# boto3 and s3transfer run for a body (their own wrappers once their retries are spent).
+# boto3 and s3transfer run for a body (their own wrappers once their retries are spent), and the
+# secret store when the bucket's key pair is read from it (ATTACHMENTS_S3_CREDENTIALS_PATH).
 _STORAGE_ERRORS = (
+    SecretStoreError,
     OSError,
     BotoCoreError,
     ClientError,

@@ -20,13 +20,15 @@ from django.conf import settings as django_settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
+from keybuzz.secrets import get_secret_store
+from keybuzz.storage import storages_setting
 from marketplaces.models import Mailbox
 from tests.factories import api_client, make_connection, make_member
 from tests.marketplaces.mailbox.helpers import corpus_mail, mailbox_connect, poll
-from tests.storage_server import SECRET_ACCESS_KEY, S3Server
+from tests.storage_server import ACCESS_KEY_ID, SECRET_ACCESS_KEY, S3Server
 from tests.tickets.factories import make_ticket
 from tests.tickets.test_attachments_api import PDF, PHOTOS, attachments_of, download_url, file_mails, ticket_of
-from tests.tickets.test_reply_uploads import PNG, uploaded
+from tests.tickets.test_reply_uploads import PNG, upload, uploaded
 from tickets.delivery import replies_send_due
 from tickets.models import Attachment, Ticket
 
@@ -124,6 +126,24 @@ def test_an_object_deleted_from_the_bucket_is_a_404_attachment_missing(admin_cli
     (key,) = s3_storage.keys()
     s3_storage.client.delete_object(Bucket=s3_storage.bucket, Key=key)
     assert_api_error(admin_client.get(download_url(ticket.id, upload_id)), 404, "attachment_missing")
+
+
+def test_the_key_pair_may_come_from_the_secret_store(admin_client, admin, s3_server: S3Server, settings):
+    path = "keybuzz/storage/attachments_s3"
+    settings.STORAGES = storages_setting(
+        s3=s3_server.options(access_key_id="", secret_access_key="", credentials_path=path)
+    )
+    ticket = make_ticket(admin.tenant)
+    # Not in the store yet: the storage cannot be used, and says so in the API's shape.
+    assert_api_error(upload(admin_client, ticket.id, PNG), 503, "storage_unavailable")
+    assert s3_server.keys() == []
+
+    get_secret_store().write(path, {"access_key_id": ACCESS_KEY_ID, "secret_access_key": SECRET_ACCESS_KEY})
+    upload_id = uploaded(admin_client, ticket.id, PNG, "label.png")
+    assert len(s3_server.keys()) == 1
+    response = admin_client.get(download_url(ticket.id, upload_id))
+    assert response.status_code == 200 and b"".join(response.streaming_content) == PNG
+    assert files_under_media_root() == []
 
 
 def test_a_reply_carries_its_upload_read_back_from_the_bucket(admin_client, admin, s3_storage: S3Server, settings):
@@ -247,6 +267,22 @@ def test_attachments_are_local_by_default_and_in_s3_when_a_bucket_is_set():
         "params": {"ServerSideEncryption": "AES256"},
     }
     assert "scw-secret-value" not in s3.stdout + s3.stderr
+
+
+def test_the_secret_store_path_replaces_the_key_pair_in_the_environment():
+    result = _settings_of({"ATTACHMENTS_S3_BUCKET": "b", "ATTACHMENTS_S3_CREDENTIALS_PATH": "keybuzz/storage/s3"})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["backend"] == "SecretStoreS3Storage"
+    both = _settings_of(
+        {
+            "ATTACHMENTS_S3_BUCKET": "b",
+            "ATTACHMENTS_S3_CREDENTIALS_PATH": "keybuzz/storage/s3",
+            "ATTACHMENTS_S3_ACCESS_KEY_ID": "id",
+            "ATTACHMENTS_S3_SECRET_ACCESS_KEY": "the-secret-value",
+        }
+    )
+    assert both.returncode != 0 and "set one" in both.stderr
+    assert "the-secret-value" not in both.stderr
 
 
 def test_half_of_the_s3_credentials_stops_start_up_naming_both():
