@@ -13,7 +13,6 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
-from moto.server import ThreadedMotoServer
 
 from keybuzz.storage import S3Options, storages_setting
 from tests.net import HOST, free_port
@@ -28,7 +27,7 @@ class S3Server:
         self.port = free_port()
         self.endpoint_url = f"http://{HOST}:{self.port}"
         self.bucket = f"keybuzz-{uuid.uuid4().hex[:12]}"
-        self._server: ThreadedMotoServer | None = None
+        self._server: Any = None
         self.client: Any = boto3.client(
             "s3",
             endpoint_url=self.endpoint_url,
@@ -39,6 +38,8 @@ class S3Server:
         )
 
     def start(self) -> None:
+        from moto.server import ThreadedMotoServer  # half a second to import: only where a test needs it
+
         # moto keeps its buckets in this process: a restarted server on the same port has them back.
         self._server = ThreadedMotoServer(ip_address=HOST, port=self.port, verbose=False)
         self._server.start()
