@@ -302,10 +302,50 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "static")))
-# Attachments (buyers' photos, agents' files) go through Django's storage API: this folder by
-# default; S3-compatible storage when django-storages is installed and STORAGES["default"] points at it.
-# Never served by the web server: only the tickets API hands a file to a member of its tenant.
+# Attachments (buyers' photos, agents' files) go through Django's storage API: MEDIA_ROOT by
+# default (one host, or a shared volume); S3-compatible object storage (AWS, MinIO, Ceph, Scaleway,
+# OVH…) when ATTACHMENTS_S3_BUCKET is set, which several hosts share (keybuzz/storage.py).
+# Never served by the web server nor by a bucket URL: only the tickets API hands a file to a member
+# of its tenant. Credentials: ATTACHMENTS_S3_ACCESS_KEY_ID/SECRET_ACCESS_KEY, or the secret store
+# at ATTACHMENTS_S3_CREDENTIALS_PATH, or neither for boto3's own chain (an instance role, AWS_*
+# variables, a shared credentials file).
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
+from keybuzz.storage import S3Options as _S3Options  # noqa: E402
+from keybuzz.storage import storages_setting as _storages_setting  # noqa: E402
+
+ATTACHMENTS_S3_BUCKET = env.str("ATTACHMENTS_S3_BUCKET", default="").strip()
+_ATTACHMENTS_S3: _S3Options | None = None
+if ATTACHMENTS_S3_BUCKET:
+    _s3_access_key_id = env.str("ATTACHMENTS_S3_ACCESS_KEY_ID", default="")
+    _s3_secret_access_key = env.str("ATTACHMENTS_S3_SECRET_ACCESS_KEY", default="")
+    # Or the key pair in the secret store (keys access_key_id, secret_access_key), e.g. at
+    # keybuzz/storage/attachments_s3.
+    _s3_credentials_path = env.str("ATTACHMENTS_S3_CREDENTIALS_PATH", default="").strip("/")
+    if bool(_s3_access_key_id) != bool(_s3_secret_access_key):
+        raise ImproperlyConfigured(
+            "ATTACHMENTS_S3_ACCESS_KEY_ID and ATTACHMENTS_S3_SECRET_ACCESS_KEY go together: set both, or neither "
+            "(boto3's own credentials: an instance role, AWS_* variables)"
+        )
+    if _s3_credentials_path and _s3_access_key_id:
+        raise ImproperlyConfigured(
+            "ATTACHMENTS_S3_CREDENTIALS_PATH (the secret store) and ATTACHMENTS_S3_ACCESS_KEY_ID/SECRET_ACCESS_KEY "
+            "(the environment) are two ways to give the same key pair: set one"
+        )
+    _s3_ca_bundle = env.str("ATTACHMENTS_S3_CA_BUNDLE", default="")
+    _ATTACHMENTS_S3 = _S3Options(
+        bucket=ATTACHMENTS_S3_BUCKET,
+        endpoint_url=env.str("ATTACHMENTS_S3_ENDPOINT_URL", default=""),
+        region=env.str("ATTACHMENTS_S3_REGION", default=""),
+        prefix=env.str("ATTACHMENTS_S3_PREFIX", default=""),
+        access_key_id=_s3_access_key_id,
+        secret_access_key=_s3_secret_access_key,
+        credentials_path=_s3_credentials_path,
+        server_side_encryption=env.str("ATTACHMENTS_S3_SSE", default=""),
+        kms_key_id=env.str("ATTACHMENTS_S3_SSE_KMS_KEY_ID", default=""),
+        verify=_s3_ca_bundle or True,
+        timeout_seconds=env.float("ATTACHMENTS_S3_TIMEOUT", default=5.0),
+    )
+STORAGES = _storages_setting(s3=_ATTACHMENTS_S3)
 
 # --- Logging ----------------------------------------------------------------------------------
 # One line per event on stderr (journald for the service, the log file for cron jobs): time, level,
@@ -337,7 +377,10 @@ TICKETS_SEND_BACKOFF_MAX_SECONDS = env.int("TICKETS_SEND_BACKOFF_MAX_SECONDS", d
 # How long a worker holds a claimed reply; a crashed worker's replies are retried after it.
 # Must stay well above a channel adapter's own network timeout.
 TICKETS_SEND_LEASE_SECONDS = env.int("TICKETS_SEND_LEASE_SECONDS", default=300)
+# A run sends at most BATCH_SIZE replies (`--limit`), leasing them CLAIM_BATCH at a time and
+# claiming again as it goes: several sender hosts started together all get a share of the queue.
 TICKETS_SEND_BATCH_SIZE = env.int("TICKETS_SEND_BATCH_SIZE", default=100)
+TICKETS_SEND_CLAIM_BATCH = env.int("TICKETS_SEND_CLAIM_BATCH", default=10)
 # Dotted path of the real Amazon reply adapter (the relay-mailbox work plugs it in here). Empty and
 # AMAZON_USE_MOCK off: Amazon replies fail with "No Amazon sender configured".
 TICKETS_AMAZON_ADAPTER = env.str("TICKETS_AMAZON_ADAPTER", default="")

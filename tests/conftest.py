@@ -3,8 +3,9 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-# The real mail servers (Dovecot, an aiosmtpd sink) and their throwaway CA: tests.mail_servers.fixtures.
-pytest_plugins = ["tests.mail_servers.fixtures"]
+# The real mail servers (Dovecot, an aiosmtpd sink) and their throwaway CA: tests.mail_servers.fixtures;
+# a real S3-compatible server (moto) for attachments in object storage: tests.storage_server.
+pytest_plugins = ["tests.mail_servers.fixtures", "tests.storage_server"]
 
 
 @pytest.fixture(autouse=True)

@@ -43,7 +43,13 @@ def send_lease() -> timedelta:
 
 
 def send_batch_size() -> int:
+    """The most replies one run sends (`--limit` overrides it)."""
     return int(getattr(settings, "TICKETS_SEND_BATCH_SIZE", 100))
+
+
+def send_claim_batch() -> int:
+    """Replies leased per claim within a run: small, so that concurrent senders share the queue."""
+    return max(1, int(getattr(settings, "TICKETS_SEND_CLAIM_BATCH", 10)))
 
 
 def upload_max_bytes() -> int:

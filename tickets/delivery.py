@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import F, Max, Q, QuerySet
@@ -80,10 +81,11 @@ def _due(now: datetime) -> QuerySet[TicketMessage]:
     )
 
 
-def replies_claim(*, worker: str, now: datetime, limit: int) -> list[TicketMessage]:
+def replies_claim(*, worker: str, now: datetime, limit: int, exclude: Collection[int] = ()) -> list[TicketMessage]:
     """Leases up to `limit` due QUEUED replies to `worker` (oldest due first), counting the attempt."""
+    due = _due(now).exclude(pk__in=list(exclude)) if exclude else _due(now)
     return REPLY_LEASE.claim(
-        _due(now),
+        due,
         worker=worker,
         until=now + conf.send_lease(),
         limit=limit,
@@ -248,27 +250,47 @@ def replies_send_due(
     limit: int | None = None,
     should_stop: StopCheck = lambda: False,
 ) -> SendSummary:
-    """Send the due QUEUED replies once: claim, deliver each, record SENT / retry / FAILED."""
+    """Send the due QUEUED replies once: claim, deliver each, record SENT / retry / FAILED.
+
+    Replies are leased `TICKETS_SEND_CLAIM_BATCH` at a time, claiming again as each batch is done,
+    up to `limit` (TICKETS_SEND_BATCH_SIZE) in the run: several senders started together each take
+    a small share and come back for more, so none idles while another holds a long queue, and a
+    reply's lease starts shortly before it is sent rather than when the run started."""
     started = time.monotonic()
     worker = worker or worker_name()
     run = _Run(worker=worker, now=now or timezone.now())
-    claimed = replies_claim(worker=worker, now=run.now, limit=limit or conf.send_batch_size())
-    run.summary.claimed = len(claimed)
-    for index, message in enumerate(claimed):
-        if should_stop():
-            # Give the rest back at once instead of letting their lease run out.
-            REPLY_LEASE.release(
-                TicketMessage.objects.filter(
-                    pk__in=[m.pk for m in claimed[index:]], delivery_status=DeliveryStatus.QUEUED
-                ),
-                worker=worker,
-                delivery_attempts=F("delivery_attempts") - 1,
-                next_attempt_at=run.now,
-                delivery_worker="",
-            )
-            run.summary.claimed = index
+    remaining = limit or conf.send_batch_size()
+    handled: list[int] = []  # a reply retried in this run (no backoff) waits for the next run
+    stopped = False
+    while remaining > 0 and not stopped:
+        if handled and should_stop():  # between two claims (before the first, the loop below asks)
             break
-        run.deliver(message)
+        # The run's clock moves on from `now` (a caller may pass another time than the real one).
+        claim_now = run.now + timedelta(seconds=time.monotonic() - started)
+        claimed = replies_claim(
+            worker=worker, now=claim_now, limit=min(conf.send_claim_batch(), remaining), exclude=handled
+        )
+        if not claimed:
+            break
+        remaining -= len(claimed)
+        run.summary.claimed += len(claimed)
+        handled += [message.pk for message in claimed]
+        for index, message in enumerate(claimed):
+            if should_stop():
+                # Give the rest back at once instead of letting their lease run out.
+                REPLY_LEASE.release(
+                    TicketMessage.objects.filter(
+                        pk__in=[m.pk for m in claimed[index:]], delivery_status=DeliveryStatus.QUEUED
+                    ),
+                    worker=worker,
+                    delivery_attempts=F("delivery_attempts") - 1,
+                    next_attempt_at=run.now,
+                    delivery_worker="",
+                )
+                run.summary.claimed -= len(claimed) - index
+                stopped = True
+                break
+            run.deliver(message)
     summary = run.summary
     summary.uploads_deleted = uploads_purge_unused(now=run.now)
     summary.seconds = round(time.monotonic() - started, 3)

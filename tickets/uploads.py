@@ -15,14 +15,13 @@ import unicodedata
 from datetime import datetime
 from pathlib import PurePosixPath, PureWindowsPath
 
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
 from keybuzz.errors import ApplicationError, NotFoundError
 from keybuzz.models import Tenant
 from tickets import conf
-from tickets.attachments import attachment_store
+from tickets.attachments import attachment_delete, attachment_store
 from tickets.models import Attachment, Ticket
 
 logger = logging.getLogger("tickets.uploads")
@@ -139,11 +138,8 @@ def uploads_purge_unused(*, now: datetime | None = None, limit: int = 500) -> in
         Attachment.objects.filter(pk__in=deleted_ids).delete()
     names = {name for pk, name in stale if pk in set(deleted_ids)}
     still_used = set(Attachment.objects.filter(storage_name__in=names).values_list("storage_name", flat=True))
-    for name in names - still_used:
-        try:
-            default_storage.delete(name)
-        except OSError:  # the row is gone either way; a leftover file is only disk space
-            logger.warning("Could not delete the stored bytes of an unused upload: %s", name)
+    for name in sorted(names - still_used):
+        attachment_delete(name)  # the row is gone either way; a leftover file is only space
     if deleted_ids:
         logger.info("Deleted %d upload(s) no reply used within %s", len(deleted_ids), conf.upload_keep())
     return len(deleted_ids)

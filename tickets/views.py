@@ -49,6 +49,7 @@ AUTH_ERRORS = {
     401: _error("`not_authenticated`, `token_not_valid`, `user_inactive`: missing, expired or invalid token."),
     403: _error("`membership_revoked`, `tenant_inactive`."),
 }
+STORAGE_DOWN = {503: _error("`storage_unavailable`: the file storage cannot be reached now; try again later.")}
 NOT_FOUND = {404: _error("`not_found`: no such ticket in the caller's tenant (other tenants' ids included).")}
 TICKET_ID = OpenApiParameter("ticket_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="Ticket id.")
 # What a multipart request adds around the file (boundaries, part headers, a long file name).
@@ -231,6 +232,7 @@ class TicketAttachmentUploadView(TenantAPIView):
             **AUTH_ERRORS,
             **NOT_FOUND,
             413: _error("`attachment_too_large` (details.max_bytes)."),
+            **STORAGE_DOWN,
         },
         tags=["tickets"],
     )
@@ -306,6 +308,7 @@ class TicketAttachmentView(TenantAPIView):
             (200, "application/octet-stream"): OpenApiTypes.BINARY,
             **AUTH_ERRORS,
             404: _error("`not_found`: no such file on a ticket of the caller's tenant (other tenants' ids included)."),
+            **STORAGE_DOWN,
         },
         tags=["tickets"],
     )

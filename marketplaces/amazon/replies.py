@@ -35,7 +35,7 @@ from marketplaces.models import ExternalMessage, Mailbox
 from marketplaces.orders.sync import spapi_client_for, spapi_usage_add
 from marketplaces.services.mailbox import mailbox_smtp_settings
 from marketplaces.services.messaging import action_target
-from tickets.attachments import StoredFileMissing, attachment_open
+from tickets.attachments import StorageUnavailable, StoredFileMissing, attachment_read
 from tickets.channels import (
     ChannelAdapter,
     ChannelError,
@@ -121,12 +121,13 @@ def _files(message: TicketMessage) -> tuple[ReplyFile, ...]:
     files = []
     for attachment in Attachment.objects.filter(message=message).order_by("id"):
         try:
-            with attachment_open(attachment.storage_name) as stored:
-                data = stored.read()
+            data = attachment_read(attachment.storage_name)
         except StoredFileMissing:
             raise PermanentChannelError(
                 f"The file {attachment.filename} of this reply is no longer in storage: upload it again"
             ) from None
+        except StorageUnavailable as exc:  # nothing was sent yet: retried like any temporary failure
+            raise TemporaryChannelError(exc.message) from None
         files.append(ReplyFile(filename=attachment.filename, content_type=attachment.content_type, data=data))
     return tuple(files)
 

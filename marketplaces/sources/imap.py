@@ -36,7 +36,7 @@ from marketplaces.sources.base import (
     ParsedMessage,
     SourceError,
 )
-from tickets.attachments import StoredFile, attachment_store
+from tickets.attachments import StorageUnavailable, StoredFile, attachment_store
 
 CURSOR_PREFIX = "imap:v1"
 PARSE_CHUNK, PARSE_CHUNK_BYTES = 50, 16 * 1024 * 1024  # mails handed to the parsing processes at once
@@ -132,6 +132,10 @@ class ImapSource:
             raise MailboxNeedsAttention(str(exc), code=exc.code) from None
         except MailboxError as exc:
             raise MailboxSourceError(str(exc), code=exc.code) from None
+        except StorageUnavailable as exc:
+            # Nothing of this batch is filed and the cursor stays: the same mails are read again
+            # on the next run, once the store answers.
+            raise MailboxSourceError(exc.message, code=exc.code) from None
 
     def _read(self, reader: ImapReader, connection: ConnectionSnapshot, cursor: ImapCursor) -> FetchResult:
         skipped_old = 0

@@ -427,6 +427,50 @@ def test_stopping_mid_run_gives_the_rest_back(admin, admin_client):
     assert replies_send_due().sent == 2
 
 
+class SecondHostAdapter(RecordingAdapter):
+    """While the first host sends its first reply, a second host's run starts."""
+
+    second: list = []
+
+    def send_reply(self, ticket, message) -> SendResult:
+        if not self.second:
+            self.second.append(None)
+            self.second[0] = replies_send_due(worker="host-b")
+        return super().send_reply(ticket, message)
+
+
+def test_a_run_leases_a_few_replies_at_a_time_so_a_second_host_gets_the_rest(admin, admin_client, settings):
+    """A sender does not lease its whole run up front: another sender started meanwhile finds the
+    replies the first has not reached yet (no host idles while replies are due)."""
+    settings.AMAZON_USE_MOCK = False
+    settings.TICKETS_AMAZON_ADAPTER = "tests.tickets.test_delivery.SecondHostAdapter"
+    settings.TICKETS_SEND_CLAIM_BATCH = 3
+    RecordingAdapter.sent.clear()
+    SecondHostAdapter.second.clear()
+    ticket = make_ticket(admin.tenant)
+    ids = [reply(admin_client, ticket, f"Reply {i}") for i in range(10)]
+
+    first = replies_send_due(worker="host-a")
+
+    (second,) = SecondHostAdapter.second
+    assert (first.claimed, first.sent) == (3, 3)  # its first lease; host-b had taken the rest meanwhile
+    assert (second.claimed, second.sent) == (7, 7)
+    assert RecordingAdapter.sent == Counter({pk: 1 for pk in ids})
+    assert set(TicketMessage.objects.filter(pk__in=ids).values_list("delivery_status", flat=True)) == {
+        DeliveryStatus.SENT
+    }
+
+
+def test_a_run_sends_at_most_its_limit_in_several_leases(admin, admin_client, settings):
+    settings.AMAZON_USE_MOCK = True
+    settings.TICKETS_SEND_CLAIM_BATCH = 2
+    settings.TICKETS_SEND_BATCH_SIZE = 5
+    ticket = make_ticket(admin.tenant)
+    for i in range(7):
+        reply(admin_client, ticket, f"Reply {i}")
+    assert (replies_send_due().sent, replies_send_due().sent, replies_send_due().claimed) == (5, 2, 0)
+
+
 # --- PostgreSQL: concurrent workers -----------------------------------------------------------------
 
 
