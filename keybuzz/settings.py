@@ -444,6 +444,9 @@ AMAZON_ORDER_REFRESH_HOURS = env.int("AMAZON_ORDER_REFRESH_HOURS", default=6)
 AMAZON_ORDER_RETRY_BASE_SECONDS = env.int("AMAZON_ORDER_RETRY_BASE_SECONDS", default=600)
 AMAZON_ORDER_RETRY_MAX_SECONDS = env.int("AMAZON_ORDER_RETRY_MAX_SECONDS", default=6 * 3600)
 AMAZON_ORDER_BATCH = env.int("AMAZON_ORDER_BATCH", default=100)
+# Orders leased per claim within a run (of at most AMAZON_ORDER_BATCH): small, so that several
+# sync_orders hosts started together all get a share.
+AMAZON_ORDER_CLAIM_BATCH = env.int("AMAZON_ORDER_CLAIM_BATCH", default=10)
 AMAZON_ORDER_LEASE_SECONDS = env.int("AMAZON_ORDER_LEASE_SECONDS", default=300)
 AMAZON_SPAPI_ENDPOINT = env.str("AMAZON_SPAPI_ENDPOINT", default="")
 AMAZON_SPAPI_TIMEOUT = env.float("AMAZON_SPAPI_TIMEOUT", default=15.0)

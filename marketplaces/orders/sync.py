@@ -290,14 +290,24 @@ def orders_sync_due(
     limit = limit or settings.AMAZON_ORDER_BATCH
     run = _Run(worker=worker, now=now, client_for=client_for)
     run.summary.discovered = orders_discover(now=now, limit=limit)
-    claimed = orders_claim(worker=worker, now=now, limit=limit)
-    run.summary.claimed = len(claimed)
-    for index, order in enumerate(claimed):
-        if should_stop():
-            ORDER_LEASE.release(AmazonOrder.objects.filter(pk__in=[o.pk for o in claimed[index:]]), worker=worker)
-            run.summary.claimed = index
+    # A few orders leased at a time, not the whole run's: a worker started meanwhile (another host)
+    # finds the orders this one has not reached, and each lease starts close to its fetch. A fetched
+    # order is due again only later (next_fetch_at moves past `now`), so no claim takes it twice.
+    batch = max(1, settings.AMAZON_ORDER_CLAIM_BATCH)
+    stopped = False
+    while not stopped and run.summary.claimed < limit:
+        claimed = orders_claim(worker=worker, now=now, limit=min(batch, limit - run.summary.claimed))
+        if not claimed:
             break
-        run.fetch(order)
+        run.summary.claimed += len(claimed)
+        for index, order in enumerate(claimed):
+            if should_stop():
+                rest = claimed[index:]
+                ORDER_LEASE.release(AmazonOrder.objects.filter(pk__in=[o.pk for o in rest]), worker=worker)
+                run.summary.claimed -= len(rest)
+                stopped = True
+                break
+            run.fetch(order)
     spapi_usage_add(day=timezone.localdate(now), calls=run.calls, throttled=run.throttled, failures=run.failures)
     summary = run.summary
     summary.seconds = round(time.monotonic() - started, 3)

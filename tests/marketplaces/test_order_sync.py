@@ -248,6 +248,49 @@ def test_with_the_mock_amazon_the_demo_shows_order_context(settings):
     assert ticket.order_context["items"][0]["asin"].startswith("B0")
 
 
+def test_a_run_leases_a_few_orders_at_a_time_so_a_second_host_gets_the_rest(settings):
+    """A worker does not lease its whole run up front: another worker started meanwhile (another
+    host) finds the orders the first has not reached yet, and no order is fetched twice."""
+    settings.AMAZON_USE_MOCK = False
+    settings.AMAZON_ORDER_CLAIM_BATCH = 3
+    connection = spapi_connection()
+    orders = [f"302-0000000-{n:07d}" for n in range(10)]
+    for order_id in orders:
+        amazon_ticket(connection, order_id=order_id)
+    fetched: list[tuple[str, str]] = []
+    second: list = []
+
+    class Recording(MockSpApiClient):
+        def __init__(self, host: str) -> None:
+            self.host = host
+
+        def get_order(self, order_id: str) -> Order:
+            if not second:  # while the first host fetches its first order, a second host's run starts
+                second.append(None)
+                second[0] = orders_sync_due(worker="host-b", client_for=lambda c, p: Recording("host-b"))
+            fetched.append((self.host, order_id))
+            return Order(order_id, "SHIPPED", "", "", "", "A1PA6795UKMFR9", "MERCHANT")
+
+    first = orders_sync_due(worker="host-a", client_for=lambda c, p: Recording("host-a"))
+
+    assert (first.claimed, second[0].claimed) == (3, 7)  # its first lease; host-b took the rest meanwhile
+    assert sorted(order for _, order in fetched) == orders  # each once
+    assert Ticket.objects.filter(order_context__status="SHIPPED").count() == 10
+
+
+def test_a_run_fetches_at_most_its_limit_in_several_leases(settings):
+    settings.AMAZON_USE_MOCK = False
+    settings.AMAZON_ORDER_CLAIM_BATCH = 2
+    connection = spapi_connection()
+    for n in range(7):
+        amazon_ticket(connection, order_id=f"302-0000000-{n:07d}")
+
+    def run() -> int:
+        return orders_sync_due(limit=5, client_for=lambda c, p: MockSpApiClient()).claimed
+
+    assert (run(), run(), run()) == (5, 2, 0)
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_workers_fetch_each_order_once(requires_postgres, settings):
