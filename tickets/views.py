@@ -11,7 +11,6 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRespo
 from rest_framework import serializers as drf_serializers
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import MultiPartParser
-from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
@@ -19,10 +18,13 @@ from rest_framework.utils.urls import replace_query_param
 from keybuzz.api import TenantAPIView
 from keybuzz.errors import ApplicationError, NotFoundError
 from keybuzz.models import Tenant
+from keybuzz.renderers import JSONRenderer
 from keybuzz.serializers import ErrorSerializer
 from tickets import conf, pagination, selectors, services, uploads
 from tickets.attachments import StoredFileMissing, attachment_open
 from tickets.serializers import (
+    TICKET_DETAIL_VALUES,
+    TICKET_ROW_VALUES,
     AttachmentSerializer,
     AttachmentUploadSerializer,
     TicketDetailSerializer,
@@ -30,9 +32,10 @@ from tickets.serializers import (
     TicketMessageCreateSerializer,
     TicketMessageSerializer,
     TicketPageSerializer,
-    TicketRowSerializer,
     TicketStatsSerializer,
     TicketUpdateSerializer,
+    ticket_detail_data,
+    ticket_rows_data,
 )
 
 logger = logging.getLogger("tickets.api")
@@ -65,11 +68,12 @@ def _validated(serializer: drf_serializers.Serializer, *, code: str = "invalid_i
 
 
 def _detail(tenant: Tenant, ticket_id: int) -> Response:
-    ticket = selectors.ticket_get(tenant=tenant, ticket_id=ticket_id)
-    if ticket is None:
+    # Plain rows and dicts, not TicketDetailSerializer (the documented shape): see ticket_detail_data.
+    row = selectors.ticket_row_get(tenant=tenant, ticket_id=ticket_id, fields=TICKET_DETAIL_VALUES)
+    if row is None:
         raise NotFoundError("No such ticket.")
-    messages = selectors.ticket_messages(tenant=tenant, ticket=ticket)
-    return Response(TicketDetailSerializer(ticket, context={"messages": messages}).data)
+    messages = selectors.ticket_messages(tenant=tenant, ticket_id=ticket_id)
+    return Response(ticket_detail_data(row, messages))
 
 
 class TicketListView(TenantAPIView):
@@ -101,8 +105,15 @@ class TicketListView(TenantAPIView):
         )
         ordering = params.get("ordering") or pagination.DEFAULT_ORDERING
         size = min(params.get("limit") or conf.page_size(), conf.page_size_max())
-        queryset = selectors.ticket_list(tenant=self.tenant, user_id=self.user.pk, filters=filters)
-        page = pagination.paginate(queryset, ordering=ordering, cursor_token=params.get("cursor"), size=size)
+        page = selectors.ticket_page(
+            tenant=self.tenant,
+            user_id=self.user.pk,
+            filters=filters,
+            ordering=ordering,
+            cursor_token=params.get("cursor"),
+            size=size,
+            fields=TICKET_ROW_VALUES,  # plain rows, see tickets.serializers.ticket_rows_data
+        )
         next_url = None
         if page.next_cursor:
             next_url = replace_query_param(request.build_absolute_uri(), "cursor", page.next_cursor)
@@ -110,7 +121,7 @@ class TicketListView(TenantAPIView):
             {
                 "next": next_url,
                 "next_cursor": page.next_cursor,
-                "results": TicketRowSerializer(page.rows, many=True).data,
+                "results": ticket_rows_data(page.rows),
             }
         )
 
