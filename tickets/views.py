@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -76,6 +77,11 @@ def _detail(tenant: Tenant, ticket_id: int) -> Response:
     return Response(ticket_detail_data(row, messages))
 
 
+@functools.cache
+def _list_defaults() -> dict[str, Any]:
+    return dict(_validated(TicketListQuerySerializer(data={})))
+
+
 class TicketListView(TenantAPIView):
     @extend_schema(
         operation_id="tickets_list",
@@ -94,7 +100,8 @@ class TicketListView(TenantAPIView):
         data: dict[str, Any] = {key: raw.get(key) for key in raw if key != "status"}
         if statuses:
             data["status"] = statuses
-        params = _validated(TicketListQuerySerializer(data=data), code="invalid_filter")
+        # The inbox's first page has no parameter: the serializer's defaults, without building it.
+        params = _validated(TicketListQuerySerializer(data=data), code="invalid_filter") if data else _list_defaults()
         filters = selectors.TicketFilters(
             statuses=params.get("status", []),
             channel=params.get("channel"),

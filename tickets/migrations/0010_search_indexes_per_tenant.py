@@ -15,13 +15,15 @@ from django.db import migrations, transaction
 
 logger = logging.getLogger("django.db.migrations")
 
-# old index (0007) -> (new index, table, column)
+# old index (0007) -> (new index, table, column). The tickets' first, then the messages': the order in
+# which the list's queries lock the two tables, so that a DROP INDEX (an exclusive lock until the
+# commit) cannot deadlock with a request reading both.
 INDEXES = {
-    "ticketmsg_body_trgm": ("ticketmsg_tenant_body_trgm", "tickets_ticketmessage", "body"),
     "ticket_subject_trgm": ("ticket_tenant_subject_trgm", "tickets_ticket", "subject"),
     "ticket_customer_name_trgm": ("ticket_tenant_customer_name_trgm", "tickets_ticket", "customer_name"),
     "ticket_customer_ref_trgm": ("ticket_tenant_customer_ref_trgm", "tickets_ticket", "customer_ref"),
     "ticket_order_id_trgm": ("ticket_tenant_order_id_trgm", "tickets_ticket", "order_id"),
+    "ticketmsg_body_trgm": ("ticketmsg_tenant_body_trgm", "tickets_ticketmessage", "body"),
 }
 
 
