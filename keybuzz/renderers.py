@@ -1,8 +1,7 @@
 """The API's JSON renderer: DRF's output, written by orjson.
 
-DRF's renderer runs `json.dumps` with a Python-level `default` for every datetime and UUID; a
-100-row ticket page took about 4 ms of it at 1M tickets. orjson writes the same JSON in a tenth of
-that. Same bytes in content: compact separators, UTF-8 rather than \\u escapes (DRF's UNICODE_JSON),
+DRF's renderer is `json.dumps` with DRF's Python encoder: 1.4 ms for a 100-row ticket page (91 kB)
+on the 2-core benchmark machine, where orjson writes the same JSON in 0.3 ms. Same bytes in content: compact separators, UTF-8 rather than \\u escapes (DRF's UNICODE_JSON),
 datetimes and anything else orjson does not know through DRF's own encoder (so `…Z` for UTC, as
 before), and U+2028/U+2029 escaped as DRF does. An indented answer (`Accept: application/json;
 indent=4`) and anything orjson refuses (an integer past 64 bits) are left to DRF's renderer.
