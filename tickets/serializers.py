@@ -187,7 +187,7 @@ class TicketRowSerializer(serializers.ModelSerializer):
 # The list's rows as plain dicts: TicketRowSerializer's output, written without DRF's field machinery.
 # A 100-row page through the nested ModelSerializer costs 48 ms of Python on the 2-core benchmark
 # machine (17 field objects and three nested serializers a row); this function 4 ms. TicketRowSerializer stays the
-# documented shape (OpenAPI) and tests/tickets/test_list.py checks the two agree.
+# documented shape (OpenAPI) and tests/tickets/test_fast_paths.py checks the two agree.
 TICKET_ROW_VALUES = (
     "id",
     "subject",
