@@ -251,7 +251,7 @@ AMAZON_HTTP_TIMEOUT = env.float("AMAZON_HTTP_TIMEOUT", default=10.0)  # seconds,
 AMAZON_HTTP_RETRIES = env.int("AMAZON_HTTP_RETRIES", default=2)  # on 5xx and connection failures
 
 # --- REST framework and OpenAPI ---------------------------------------------------------------
-_RENDERERS = ["rest_framework.renderers.JSONRenderer"]
+_RENDERERS = ["keybuzz.renderers.JSONRenderer"]  # DRF's JSON, written by orjson
 if DEBUG:
     _RENDERERS.append("rest_framework.renderers.BrowsableAPIRenderer")
 REST_FRAMEWORK = {

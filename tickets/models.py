@@ -78,12 +78,43 @@ class Ticket(models.Model):
                 name="ticket_unanswered_due",
             ),
             models.Index(fields=["tenant", "assignee", "status"], name="ticket_tenant_assignee"),
+            # The backlog by assignee (the inbox figures "unassigned" and "assigned to me"): OPEN and
+            # PENDING tickets only, so counting them reads the backlog, not the tenant's history.
+            models.Index(
+                fields=["tenant", "assignee"],
+                condition=Q(status__in=["OPEN", "PENDING"]),
+                name="ticket_active_assignee",
+            ),
             models.Index(fields=["channel", "created_at"], name="ticket_channel_created"),
             models.Index(fields=["assignee"], condition=Q(assignee__isnull=False), name="ticket_assignee"),
         ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.subject}"
+
+
+class TicketStatusCount(models.Model):
+    """How many of a tenant's tickets have each status: the inbox figures' `by_status` and `total`
+    without counting the tenant's history on every request (474 ms for a 200,000-ticket tenant).
+
+    Kept by the database itself (triggers of migration tickets 0009) on every insert, status change
+    and delete of a ticket, whatever writes it: the poller's INSERT … ON CONFLICT reopening, an
+    agent's change, a failed reply's reopening, the admin, a tenant's deletion. On PostgreSQL one
+    statement-level trigger a statement adds the statement's net change per (tenant, status) with
+    INSERT … ON CONFLICT DO UPDATE SET count = count + n: atomic under concurrent writers (the row
+    lock orders them) and in the writer's transaction, so a rollback takes it back too."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+", db_index=False)
+    status = models.CharField(max_length=16, choices=TicketStatus.choices)
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "status"], name="ticketstatuscount_unique_tenant_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.status}: {self.count}"
 
 
 class Direction(models.TextChoices):

@@ -101,7 +101,8 @@ class Page:
 
 
 def paginate(queryset: QuerySet, *, ordering: str, cursor_token: str | None, size: int) -> Page:
-    """One page of `queryset` (one query: size + 1 rows tell whether there is a next page)."""
+    """One page of `queryset`, models or `.values()` dicts (one query: size + 1 rows tell whether
+    there is a next page)."""
     if cursor_token:
         queryset = after(queryset, decode_cursor(cursor_token, ordering=ordering))
     rows = list(order(queryset, ordering=ordering)[: size + 1])
@@ -110,5 +111,6 @@ def paginate(queryset: QuerySet, *, ordering: str, cursor_token: str | None, siz
         rows = rows[:size]
         field, _ = ORDERINGS[ordering]
         last = rows[-1]
-        next_cursor = encode_cursor(Cursor(ordering=ordering, value=getattr(last, field), last_id=last.pk))
+        value, last_id = (last[field], last["id"]) if isinstance(last, dict) else (getattr(last, field), last.pk)
+        next_cursor = encode_cursor(Cursor(ordering=ordering, value=value, last_id=last_id))
     return Page(rows=rows, next_cursor=next_cursor)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -11,7 +12,6 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRespo
 from rest_framework import serializers as drf_serializers
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import MultiPartParser
-from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
@@ -19,10 +19,13 @@ from rest_framework.utils.urls import replace_query_param
 from keybuzz.api import TenantAPIView
 from keybuzz.errors import ApplicationError, NotFoundError
 from keybuzz.models import Tenant
+from keybuzz.renderers import JSONRenderer
 from keybuzz.serializers import ErrorSerializer
 from tickets import assist, conf, pagination, selectors, services, uploads
 from tickets.attachments import StoredFileMissing, attachment_open
 from tickets.serializers import (
+    TICKET_DETAIL_VALUES,
+    TICKET_ROW_VALUES,
     AttachmentSerializer,
     AttachmentUploadSerializer,
     ReplyDraftSerializer,
@@ -31,11 +34,12 @@ from tickets.serializers import (
     TicketMessageCreateSerializer,
     TicketMessageSerializer,
     TicketPageSerializer,
-    TicketRowSerializer,
     TicketStatsSerializer,
     TicketUpdateSerializer,
     TranslateInputSerializer,
     TranslationSerializer,
+    ticket_detail_data,
+    ticket_rows_data,
 )
 
 logger = logging.getLogger("tickets.api")
@@ -69,11 +73,17 @@ def _validated(serializer: drf_serializers.Serializer, *, code: str = "invalid_i
 
 
 def _detail(tenant: Tenant, ticket_id: int) -> Response:
-    ticket = selectors.ticket_get(tenant=tenant, ticket_id=ticket_id)
-    if ticket is None:
+    # Plain rows and dicts, not TicketDetailSerializer (the documented shape): see ticket_detail_data.
+    row = selectors.ticket_row_get(tenant=tenant, ticket_id=ticket_id, fields=TICKET_DETAIL_VALUES)
+    if row is None:
         raise NotFoundError("No such ticket.")
-    messages = selectors.ticket_messages(tenant=tenant, ticket=ticket)
-    return Response(TicketDetailSerializer(ticket, context={"messages": messages}).data)
+    messages = selectors.ticket_messages(tenant=tenant, ticket_id=ticket_id)
+    return Response(ticket_detail_data(row, messages))
+
+
+@functools.cache
+def _list_defaults() -> dict[str, Any]:
+    return dict(_validated(TicketListQuerySerializer(data={})))
 
 
 class TicketListView(TenantAPIView):
@@ -94,7 +104,8 @@ class TicketListView(TenantAPIView):
         data: dict[str, Any] = {key: raw.get(key) for key in raw if key != "status"}
         if statuses:
             data["status"] = statuses
-        params = _validated(TicketListQuerySerializer(data=data), code="invalid_filter")
+        # The inbox's first page has no parameter: the serializer's defaults, without building it.
+        params = _validated(TicketListQuerySerializer(data=data), code="invalid_filter") if data else _list_defaults()
         filters = selectors.TicketFilters(
             statuses=params.get("status", []),
             channel=params.get("channel"),
@@ -105,8 +116,15 @@ class TicketListView(TenantAPIView):
         )
         ordering = params.get("ordering") or pagination.DEFAULT_ORDERING
         size = min(params.get("limit") or conf.page_size(), conf.page_size_max())
-        queryset = selectors.ticket_list(tenant=self.tenant, user_id=self.user.pk, filters=filters)
-        page = pagination.paginate(queryset, ordering=ordering, cursor_token=params.get("cursor"), size=size)
+        page = selectors.ticket_page(
+            tenant=self.tenant,
+            user_id=self.user.pk,
+            filters=filters,
+            ordering=ordering,
+            cursor_token=params.get("cursor"),
+            size=size,
+            fields=TICKET_ROW_VALUES,  # plain rows, see tickets.serializers.ticket_rows_data
+        )
         next_url = None
         if page.next_cursor:
             next_url = replace_query_param(request.build_absolute_uri(), "cursor", page.next_cursor)
@@ -114,7 +132,7 @@ class TicketListView(TenantAPIView):
             {
                 "next": next_url,
                 "next_cursor": page.next_cursor,
-                "results": TicketRowSerializer(page.rows, many=True).data,
+                "results": ticket_rows_data(page.rows),
             }
         )
 

@@ -293,12 +293,15 @@ def test_the_list_costs_a_constant_number_of_queries(admin, admin_client):
 
     assert with_5 == with_50
     assert with_50 <= 2  # the token's membership, then the page
-    # A search adds one query (the matching ids, through the trigram indexes), however many match.
+    # A search adds one query (the next tickets of the page order, among which the page is then
+    # tested: fewer than the walk's window here), however many match; none when no ticket is left
+    # to test (every ticket here is assigned).
+    assert _list_queries(admin_client, {"limit": 100, "q": "reply"}) == with_50 + 1
     assert (
         _list_queries(
             admin_client, {"limit": 100, "q": "reply", "overdue": "false", "assignee": "none", "status": "OPEN,PENDING"}
         )
-        == with_50 + 1
+        == with_50
     )
 
 

@@ -1,0 +1,266 @@
+"""The API's fast paths answer exactly what the DRF serializers they replace would: the list's and
+the detail's plain dicts, the orjson renderer, the search's walk before its index lookup, and the
+status counters the database keeps for the inbox figures."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import connection, transaction
+from django.db.models import Count
+from django.utils import timezone
+from rest_framework.renderers import JSONRenderer as DRFJSONRenderer
+
+from keybuzz.models import Role
+from keybuzz.renderers import JSONRenderer
+from tests.factories import make_member, make_tenant
+from tests.tickets.factories import add_message, make_ticket
+from tickets import selectors, services
+from tickets.ingest import InboundMessage, inbound_messages_file
+from tickets.models import DeliveryStatus, Direction, Ticket, TicketStatus, TicketStatusCount
+from tickets.serializers import (
+    TICKET_DETAIL_VALUES,
+    TICKET_ROW_VALUES,
+    TicketDetailSerializer,
+    TicketRowSerializer,
+    ticket_detail_data,
+    ticket_rows_data,
+)
+
+URL = "/api/v1/tickets/"
+
+
+def _varied_tickets(tenant, admin):
+    named = make_member(tenant, role=Role.AGENT).user
+    named.first_name, named.last_name = "Ana", "Lopez"
+    named.save()
+    now = timezone.now()
+    plain = make_ticket(tenant, at=now - timedelta(hours=30), connection_id=uuid.uuid4())  # overdue
+    add_message(plain, direction=Direction.NOTE, body="Note \u2018quoted\u2019 \u2028 line", author=admin.user)
+    replied = make_ticket(tenant, assignee=named, status=TicketStatus.PENDING, at=now.replace(microsecond=0))
+    add_message(replied, direction=Direction.OUTBOUND, body="Sent", author=admin.user, at=now + timedelta(seconds=1))
+    add_message(replied, direction=Direction.OUTBOUND, body="Lost", delivery_status=DeliveryStatus.FAILED)
+    add_message(
+        replied,
+        direction=Direction.OUTBOUND,
+        body="Anyway",
+        acknowledged_violations=[{"rule": "link", "text": "http://x", "start": 0, "end": 8, "message": "No links"}],
+        channel_action="confirmDeliveryDetails",
+        origin="amazon_messaging",
+    )
+    Ticket.objects.filter(pk=replied.pk).update(
+        order_context={"orderId": "1", "status": "Shipped", "items": []}, order_context_at=now
+    )
+    empty = make_ticket(tenant, inbound=None, assignee=admin.user, status=TicketStatus.CLOSED, customer_name="Zoë")
+    return [plain.pk, replied.pk, empty.pk]
+
+
+def test_list_rows_are_what_the_row_serializer_gives(admin):
+    ids = _varied_tickets(admin.tenant, admin)
+    queryset = selectors.ticket_queryset(tenant=admin.tenant).filter(pk__in=ids).order_by("pk")
+    expected = json.loads(json.dumps(TicketRowSerializer(list(queryset), many=True).data, default=str))
+    fast = ticket_rows_data(list(queryset.values(*TICKET_ROW_VALUES)))
+    assert fast == expected
+    assert [list(row) for row in fast] == [list(row) for row in expected]  # the same keys in the same order
+    assert any(row["assignee"] and row["assignee"]["name"] == "Ana Lopez" for row in fast)
+
+
+def test_the_detail_is_what_the_detail_serializer_gives(admin, admin_client):
+    for ticket_id in _varied_tickets(admin.tenant, admin):
+        ticket = selectors.ticket_get(tenant=admin.tenant, ticket_id=ticket_id)
+        messages = selectors.ticket_messages(tenant=admin.tenant, ticket_id=ticket_id)
+        expected = TicketDetailSerializer(ticket, context={"messages": messages}).data
+        row = selectors.ticket_row_get(tenant=admin.tenant, ticket_id=ticket_id, fields=TICKET_DETAIL_VALUES)
+        assert row is not None
+        fast = ticket_detail_data(row, messages)
+        assert json.loads(json.dumps(fast)) == json.loads(json.dumps(expected, default=str))
+        assert list(fast) == list(expected)
+        answered = admin_client.get(f"{URL}{ticket_id}/")
+        assert answered.status_code == 200
+        assert answered.json() == json.loads(json.dumps(expected, default=str))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"a": 1, "b": [1.5, None, True, "\u00e9 \u2018x\u2019 \u2028 \u2029 \U0001f600"], "c": {"d": "e"}},
+        {
+            "when": datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
+            "whole": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+            "id": uuid.UUID(int=5),
+            "price": Decimal("2.50"),
+            "big": 2**70,
+        },
+        [],
+        "text",
+    ],
+)
+def test_the_orjson_renderer_writes_drfs_json(data):
+    assert JSONRenderer().render(data) == DRFJSONRenderer().render(data)
+
+
+def test_the_orjson_renderer_leaves_indented_answers_to_drf():
+    data = {"a": [1, 2]}
+    assert JSONRenderer().render(data, "application/json; indent=2") == DRFJSONRenderer().render(
+        data, "application/json; indent=2"
+    )
+
+
+@pytest.mark.parametrize("walk_per_row", [1, 8, 1000])
+@pytest.mark.parametrize("ids_max", [2, 2000])
+def test_every_search_path_pages_the_same_tickets(admin, admin_client, monkeypatch, walk_per_row, ids_max):
+    """The walk of the next tickets (filling the page, or covering every ticket left), the trigram ids
+    and the unbounded test per ticket answer the same pages."""
+    monkeypatch.setattr("tickets.selectors.SEARCH_WALK_PER_ROW", walk_per_row)
+    monkeypatch.setattr("tickets.selectors.SEARCH_IDS_MAX", ids_max)
+    tenant = admin.tenant
+    now = timezone.now()
+    expected = []
+    for i in range(12):
+        at = now - timedelta(hours=i)
+        if i % 3 == 0:
+            expected.append(make_ticket(tenant, inbound=f"My lamp {i} is broken", at=at).pk)
+        elif i == 4:
+            expected.append(make_ticket(tenant, subject="LAMP question", at=at).pk)
+        elif i == 5:
+            expected.append(make_ticket(tenant, order_id="405-1234567-7654321", at=at, inbound="x").pk)
+        else:
+            make_ticket(tenant, inbound="Where is my parcel?", at=at)
+    make_ticket(make_tenant(), inbound="My lamp is broken too")  # another tenant's
+
+    def pages(q: str) -> list[int]:
+        found, response = [], admin_client.get(URL, {"q": q, "limit": 2}).json()
+        while True:
+            found += [row["id"] for row in response["results"]]
+            if not response["next"]:
+                return found
+            response = admin_client.get(response["next"]).json()
+
+    lamp = [pk for pk in expected if pk != expected[3]]  # the order id's ticket mentions no lamp
+    assert pages("lamp") == lamp
+    assert pages("567-765") == [expected[3]]  # part of an order id
+    assert pages("xylophone") == []
+
+
+# --- The status counters (TicketStatusCount), kept by the database --------------------------------
+
+
+def _counted(tenant) -> dict[str, int]:
+    return {s: n for s, n in TicketStatusCount.objects.filter(tenant=tenant).values_list("status", "count") if n}
+
+
+def _actual(tenant) -> dict[str, int]:
+    rows = Ticket.objects.filter(tenant=tenant).values("status").annotate(n=Count("pk")).order_by()
+    return {row["status"]: row["n"] for row in rows}
+
+
+def test_the_status_counts_follow_every_write(admin, settings):
+    settings.AMAZON_USE_MOCK = True
+    tenant = admin.tenant
+    other = make_tenant()
+    make_ticket(other)
+    tickets = [make_ticket(tenant) for _ in range(3)]
+    assert _counted(tenant) == {"OPEN": 3} == _actual(tenant)
+
+    services.ticket_update(tenant=tenant, ticket_id=tickets[0].pk, actor=admin, status=TicketStatus.RESOLVED)
+    services.ticket_update(tenant=tenant, ticket_id=tickets[1].pk, actor=admin, status=TicketStatus.CLOSED)
+    assert _counted(tenant) == {"OPEN": 1, "RESOLVED": 1, "CLOSED": 1} == _actual(tenant)
+
+    # The poller: new tickets and a follow-up that reopens a closed one, in one upsert.
+    connection_id = uuid.uuid4()
+    Ticket.objects.filter(pk=tickets[1].pk).update(connection_id=connection_id, thread_key="t-1")
+    now = timezone.now()
+    with transaction.atomic():
+        inbound_messages_file(
+            tenant_id=tenant.pk,
+            connection_id=connection_id,
+            channel="AMAZON",
+            messages=[
+                InboundMessage(external_message_id=9001, thread_key="t-1", sent_at=now, body="Again"),
+                InboundMessage(external_message_id=9002, thread_key="t-2", sent_at=now, body="New"),
+            ],
+        )
+    assert _counted(tenant) == {"OPEN": 3, "RESOLVED": 1} == _actual(tenant)
+
+    Ticket.objects.filter(pk=tickets[2].pk).update(status=TicketStatus.PENDING)  # the admin, a bulk update
+    Ticket.objects.filter(pk=tickets[0].pk).delete()
+    assert _counted(tenant) == {"OPEN": 2, "PENDING": 1} == _actual(tenant)
+    with transaction.atomic():
+        Ticket.objects.filter(tenant=tenant).update(status=TicketStatus.CLOSED)
+        transaction.set_rollback(True)  # a rolled-back write leaves the counts as they were
+    assert _counted(tenant) == {"OPEN": 2, "PENDING": 1}
+    assert _counted(other) == {"OPEN": 1}
+
+    tenant.delete()  # its tickets and its counters go
+    assert not TicketStatusCount.objects.filter(tenant_id=admin.tenant_id).exists()
+    assert _counted(other) == {"OPEN": 1}
+
+
+def test_the_stats_read_the_counters(admin, admin_client):
+    make_ticket(admin.tenant)
+    make_ticket(admin.tenant, status=TicketStatus.RESOLVED)
+    stats = admin_client.get("/api/v1/tickets/stats/").json()
+    assert stats["by_status"] == {"OPEN": 1, "PENDING": 0, "RESOLVED": 1, "CLOSED": 0}
+    assert stats["total"] == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_status_counts_stay_exact_under_concurrent_writers(requires_postgres):
+    """Agents changing statuses and pollers filing tickets at once, in their own transactions."""
+    tenant = make_tenant()
+    admin = make_member(tenant, role=Role.ADMIN)
+    tickets = [make_ticket(tenant).pk for _ in range(40)]
+    start = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def agent(mine: list[int]) -> None:
+        try:
+            start.wait()
+            for pk in mine:
+                services.ticket_update(tenant=tenant, ticket_id=pk, actor=admin, status=TicketStatus.RESOLVED)
+                services.ticket_update(tenant=tenant, ticket_id=pk, actor=admin, status=TicketStatus.OPEN)
+                services.ticket_update(tenant=tenant, ticket_id=pk, actor=admin, status=TicketStatus.PENDING)
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def poller(offset: int) -> None:
+        try:
+            start.wait()
+            connection_id = uuid.uuid4()
+            for batch in range(10):
+                with transaction.atomic():
+                    inbound_messages_file(
+                        tenant_id=tenant.pk,
+                        connection_id=connection_id,
+                        channel="AMAZON",
+                        messages=[
+                            InboundMessage(
+                                external_message_id=offset + batch * 10 + i,
+                                thread_key=f"p{offset}-{i}",  # the same threads again: reopened
+                                sent_at=timezone.now(),
+                                body="Hello",
+                            )
+                            for i in range(5)
+                        ],
+                    )
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=agent, args=(tickets[i::2],)) for i in range(2)]
+    threads += [threading.Thread(target=poller, args=(offset,)) for offset in (100_000, 200_000)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors
+    assert _counted(tenant) == _actual(tenant) == {"PENDING": 40, "OPEN": 10}
