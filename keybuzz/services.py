@@ -156,6 +156,13 @@ def token_revoke(*, refresh: str) -> None:
 
 
 @transaction.atomic
+def tenant_settings_check_role(*, actor: Membership) -> None:
+    """Raises 403 `role_forbidden` unless `actor` may change the tenant's settings (checked before
+    the input, so an agent learns that first)."""
+    if not actor.is_admin:
+        raise ForbiddenError("Changing the tenant's settings needs the owner or admin role.", code="role_forbidden")
+
+
 def tenant_settings_update(
     *,
     tenant: Tenant,
@@ -166,8 +173,7 @@ def tenant_settings_update(
 ) -> Tenant:
     """Changes the tenant's settings for AI help (None: unchanged). Owners and admins only: the
     signature and tone speak for the seller in every draft."""
-    if not actor.is_admin:
-        raise ForbiddenError("Changing the tenant's settings needs the owner or admin role.", code="role_forbidden")
+    tenant_settings_check_role(actor=actor)
     locked = Tenant.objects.select_for_update().get(pk=tenant.pk)
     fields: list[str] = []
     if reply_tone is not None:

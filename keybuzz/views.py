@@ -165,6 +165,7 @@ class TenantSettingsView(TenantAPIView):
         tags=["tenant"],
     )
     def patch(self, request: Request) -> Response:
+        services.tenant_settings_check_role(actor=self.membership)
         serializer = TenantSettingsUpdateSerializer(data=request.data)
         if not serializer.is_valid():
             field, problems = next(iter(serializer.errors.items()))

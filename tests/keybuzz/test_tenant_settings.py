@@ -49,6 +49,9 @@ def test_agents_cannot_change_them(tenant):
     assert response.status_code == 403
     assert response.json()["code"] == "role_forbidden"
     assert Tenant.objects.get(pk=tenant.pk).ai_enabled is True
+    # The role first: an agent is not told how to fix an input it may not send at all.
+    response = client_for(tenant, Role.AGENT).patch(URL, {"replyTone": "shouty"}, format="json")
+    assert (response.status_code, response.json()["code"]) == (403, "role_forbidden")
 
 
 def test_a_change_stays_in_its_tenant(tenant):
