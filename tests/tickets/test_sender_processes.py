@@ -6,22 +6,19 @@ exactly once, every reply is SENT, and the work is shared (no process idles whil
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections import Counter
 from email import message_from_bytes, policy
-from pathlib import Path
 
 import pytest
 
 from tests.factories import api_client, make_connection, make_member
+from tests.faults.test_kills import send_replies
 from tests.marketplaces.mailbox.helpers import poll, relay_mail, smtp_connect
 from tests.marketplaces.test_poller_processes import poller_env
 from tickets.models import DeliveryStatus, Direction, Ticket, TicketMessage
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parents[2]
 CONNECTIONS, TICKETS_EACH = 3, 50
 SENDERS = 3
 
@@ -66,17 +63,7 @@ def test_three_sender_processes_send_every_reply_exactly_once_and_share_the_work
         TICKETS_AMAZON_ADAPTER="",
         TICKETS_SEND_CLAIM_BATCH="3",  # small leases: the processes come back for more, in turn
     )
-    senders = [
-        subprocess.Popen(
-            [sys.executable, "manage.py", "send_replies", "--once", "--json"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(SENDERS)
-    ]
+    senders = [send_replies(env) for _ in range(SENDERS)]
     summaries = []
     for sender in senders:
         out, err = sender.communicate(timeout=300)
