@@ -1,6 +1,9 @@
-from django.contrib import admin
+from typing import Any
 
-from keybuzz.models import Membership, Tenant
+from django.contrib import admin
+from django.http import HttpRequest
+
+from keybuzz.models import AiUsage, Membership, Tenant
 
 
 class MembershipInline(admin.TabularInline[Membership, Tenant]):
@@ -28,3 +31,22 @@ class MembershipAdmin(admin.ModelAdmin[Membership]):
     search_fields = ["user__username", "user__email", "tenant__slug"]
     autocomplete_fields = ["user", "tenant"]
     list_select_related = ["user", "tenant"]
+
+
+@admin.register(AiUsage)
+class AiUsageAdmin(admin.ModelAdmin[AiUsage]):
+    """Each tenant's AI gateway calls per UTC day, as the daily limit counts them: read only (the
+    quota service alone writes them)."""
+
+    list_display = ["tenant", "day", "calls"]
+    list_filter = ["day"]
+    search_fields = ["tenant__slug"]
+    list_select_related = ["tenant"]
+    date_hierarchy = "day"
+    readonly_fields = ["tenant", "day", "calls"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -1,7 +1,9 @@
+from typing import Any
+
 from django.contrib import admin
 from django.http import HttpRequest
 
-from tickets.models import Attachment, Ticket, TicketMessage
+from tickets.models import Attachment, MessageTranslation, Ticket, TicketMessage
 
 MESSAGE_FIELDS = (
     "direction",
@@ -129,4 +131,22 @@ class TicketMessageAdmin(admin.ModelAdmin[TicketMessage]):
     ]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(MessageTranslation)
+class MessageTranslationAdmin(admin.ModelAdmin[MessageTranslation]):
+    """The AI translations cached on messages: read only (a wrong one is deleted, and the next
+    request translates again)."""
+
+    list_display = ["message", "language", "tenant", "model", "created_at"]
+    list_filter = ["language"]
+    search_fields = ["tenant__slug", "message__ticket__id"]
+    list_select_related = ["tenant", "message"]
+    readonly_fields = ["tenant", "message", "language", "text", "model", "created_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 from django.utils import timezone
 
-from keybuzz.models import Role
+from keybuzz.models import AiUsage, Role
 from marketplaces.models import (
     ConnectionStatus,
     ExternalMessage,
@@ -20,13 +20,14 @@ from marketplaces.models import (
     QuarantinedMessage,
 )
 from tests.factories import make_member, make_tenant, make_user
-from tickets.models import Direction, Ticket, TicketMessage
+from tickets.models import Direction, MessageTranslation, Ticket, TicketMessage
 
 pytestmark = pytest.mark.django_db
 
 MODELS = [
     ("keybuzz", "tenant"),
     ("keybuzz", "membership"),
+    ("keybuzz", "aiusage"),
     ("marketplaces", "marketplaceconnection"),
     ("marketplaces", "oauthstate"),
     ("marketplaces", "externalmessage"),
@@ -35,6 +36,7 @@ MODELS = [
     ("marketplaces", "mailboxactivity"),
     ("tickets", "ticket"),
     ("tickets", "ticketmessage"),
+    ("tickets", "messagetranslation"),
 ]
 
 
@@ -107,7 +109,7 @@ def data():
         order_id="402-1",
         last_message_at=now,
     )
-    TicketMessage.objects.create(
+    inbound = TicketMessage.objects.create(
         tenant=tenant,
         ticket=ticket,
         direction=Direction.INBOUND,
@@ -115,6 +117,8 @@ def data():
         external_message_id=message.id,
         sent_at=now,
     )
+    MessageTranslation.objects.create(tenant=tenant, message=inbound, language="de", text="Hallo", model="m")
+    AiUsage.objects.create(tenant=tenant, day=now.date(), calls=3)
     return {"tenant": tenant, "member": member, "connection": connection, "ticket": ticket}
 
 
