@@ -30,12 +30,10 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 import requests
@@ -44,6 +42,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 import keybuzz
+from keybuzz.http_retry import full_jitter, retry_after_seconds
 from keybuzz.secrets import SecretNotFound, SecretStoreError, get_secret_store
 
 logger = logging.getLogger("keybuzz.ai")
@@ -205,20 +204,6 @@ def ai_gateway() -> HttpAiGateway:
 # --- Client ---------------------------------------------------------------------------------------
 
 
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After", "").strip()
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-
-
 def _safe_code(body: Any) -> str:
     """The OpenAI error body's `code` or `type`, if it is a short identifier: never its `message`,
     which may quote the request (or, for a refused key, the key)."""
@@ -309,10 +294,10 @@ class HttpAiGateway:
                 failure = self._failure(response)
                 if response.status_code not in RETRYABLE_STATUSES:
                     raise failure
-                wait_hint = _retry_after(response)
+                wait_hint = retry_after_seconds(response)
             if attempt > self.max_retries:
                 raise failure
-            wait = random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)))  # noqa: S311
+            wait = full_jitter(attempt - 1, base=BACKOFF_BASE, cap=BACKOFF_CAP)
             if wait_hint is not None:
                 if wait_hint > RETRY_AFTER_CAP:
                     raise failure

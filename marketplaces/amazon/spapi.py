@@ -57,19 +57,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-import random
 import re
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
 import requests
 
 import keybuzz
+from keybuzz.http_retry import full_jitter, retry_after_seconds
 from keybuzz.logging import redact
 from marketplaces.amazon.regions import EU, FE, NA, normalize_region
 
@@ -654,7 +653,7 @@ class SpApiClient:
             known: dict[str, Any] = {"status": status, "amazon_code": amazon_code, "request_id": request_id}
 
             if status == 429:
-                retry_after = _retry_after(response)
+                retry_after = retry_after_seconds(response)
                 if retry_after is not None and retry_after > BACKOFF_CAP:
                     # Amazon asks for a longer pause than a worker should sit through: give the call back.
                     raise SpApiThrottled(message, retry_after=retry_after, **known)
@@ -782,23 +781,7 @@ def _scrub_url(text: str, url: str) -> str:
 
 
 def _backoff(retry: int) -> float:
-    """Full jitter: anywhere between 0 and the exponential ceiling, so retrying workers spread out."""
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2**retry)
-    return random.uniform(0, ceiling)  # noqa: S311 - spreading retries, not a secret
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After", "").strip()
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:  # the HTTP-date form
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError, OverflowError):
-        return None
+    return full_jitter(retry, base=BACKOFF_BASE, cap=BACKOFF_CAP)
 
 
 def _network_reason(exc: requests.exceptions.RequestException, timeout: float) -> str:

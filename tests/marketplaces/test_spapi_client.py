@@ -18,6 +18,7 @@ import responses
 from responses import matchers
 
 import keybuzz
+from keybuzz import http_retry
 from marketplaces.amazon import spapi
 from marketplaces.amazon.regions import UnknownRegion
 from marketplaces.amazon.spapi import (
@@ -882,7 +883,7 @@ def test_429_backoff_ceilings_double_with_full_jitter(amazon, make, sleeps, monk
         ceilings.append((low, high))
         return high / 2
 
-    monkeypatch.setattr(spapi.random, "uniform", uniform)
+    monkeypatch.setattr(http_retry.random, "uniform", uniform)
     for _ in range(5):
         amazon.get(ORDER_URL, status=429, json=THROTTLED)
     with pytest.raises(SpApiThrottled):
