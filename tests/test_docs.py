@@ -36,9 +36,18 @@ def test_every_link_leads_somewhere_in_the_repository(page):
             assert anchor in anchors(resolved), f"{page.name}: no heading for #{anchor} in {resolved.name}"
 
 
-def test_nothing_points_outside_the_repository():
+RELATIVE_PATH = re.compile(r"(?<![\w/.])((?:\.\./)+[\w.\-/]*)")
+
+
+def test_no_path_in_the_text_leads_outside_the_repository():
+    """Besides links (checked above): a relative path written anywhere in a page (a command, a code
+    block) must stay inside the repository, which is all a reader has, whether it is read from the
+    page's folder or from the repository's root (where commands run)."""
     for page in PAGES:
-        assert "../shared" not in page.read_text(), page.name
+        text = LINK.sub("]", page.read_text())
+        for path in RELATIVE_PATH.findall(text):
+            for base in (page.parent, REPO):
+                assert (base / path).resolve().is_relative_to(REPO), f"{page.name} points outside: {path}"
 
 
 def test_the_readme_stays_short_and_starts_with_the_two_commands():
