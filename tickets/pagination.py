@@ -105,7 +105,11 @@ def paginate(queryset: QuerySet, *, ordering: str, cursor_token: str | None, siz
     there is a next page)."""
     if cursor_token:
         queryset = after(queryset, decode_cursor(cursor_token, ordering=ordering))
-    rows = list(order(queryset, ordering=ordering)[: size + 1])
+    return page_of(list(order(queryset, ordering=ordering)[: size + 1]), ordering=ordering, size=size)
+
+
+def page_of(rows: list[Any], *, ordering: str, size: int) -> Page:
+    """The page of up to size + 1 rows read in `ordering`: the extra row only says there is a next page."""
     next_cursor = None
     if len(rows) > size:
         rows = rows[:size]

@@ -20,37 +20,24 @@ from typing import Any
 
 from django.db import connection
 from django.db.models import (
-    BooleanField,
-    CharField,
-    Count,
-    DateTimeField,
     F,
-    Field,
-    IntegerField,
     OuterRef,
     Prefetch,
     Q,
     QuerySet,
     Subquery,
-    TextField,
-    Value,
 )
-from django.db.models.expressions import RawSQL
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from keybuzz.models import Tenant
-from tickets import pagination
+from tickets import pagination, rows
 from tickets.models import (
     Attachment,
-    Direction,
     Ticket,
     TicketMessage,
     TicketStatus,
-    TicketStatusCount,
 )
 
-PREVIEW_LENGTH = 160
 OLDEST_CANDIDATES = 20  # unanswered tickets with the earliest due times, among which the oldest wait is
 ACTIVE_STATUSES = (TicketStatus.OPEN, TicketStatus.PENDING)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -76,47 +63,14 @@ def _overdue_q(now: datetime) -> Q:
     return _unanswered_q() & Q(response_due_at__lt=now)
 
 
-# The list's per-ticket figures, as SQL of the page's one SELECT (SQLite's and PostgreSQL's alike).
-# Built from querysets (Subquery, Coalesce, Case), these eight expressions cost the ORM several
-# times the SQL's own time to build and compile on every request: cProfile at 1M tickets, about
-# 10 of a list's 30 ms, against 4 ms of SQL. Written out, they cost nothing to compile.
-_TICKET = '"tickets_ticket"'
-_LAST_OF_CONVERSATION = (
-    f"FROM tickets_ticketmessage m WHERE m.ticket_id = {_TICKET}.id AND m.direction IN ('INBOUND', 'OUTBOUND')"
-    " ORDER BY m.sent_at DESC, m.id DESC LIMIT 1"
-)
-_COUNT_MESSAGES = 'SELECT COUNT(*) FROM tickets_ticketmessage m WHERE m.ticket_id = "tickets_ticket".id AND {}'
-# `_overdue_q`, in SQL: an unanswered ticket (active, a buyer message after the last live reply)
-# whose response due time has passed.
-_OVERDUE = (
-    f"CASE WHEN {_TICKET}.status IN ('OPEN', 'PENDING') AND {_TICKET}.last_inbound_at IS NOT NULL"
-    f" AND ({_TICKET}.last_reply_at IS NULL OR {_TICKET}.last_reply_at < {_TICKET}.last_inbound_at)"
-    f" AND {_TICKET}.response_due_at < %s THEN TRUE ELSE FALSE END"
-)
-
-
-def _sql(sql: str, output_field: Field[Any, Any], *params: object) -> RawSQL:
-    # Only the constant SQL above reaches here; values go as parameters.
-    return RawSQL(sql, params, output_field)  # noqa: S611
-
-
 def ticket_queryset(*, tenant: Tenant, now: datetime | None = None) -> QuerySet[Ticket]:
     """The tenant's tickets with everything a list row or the detail header shows."""
     return _with_figures(Ticket.objects.filter(tenant=tenant), now=now or timezone.now())
 
 
 def _with_figures(queryset: QuerySet[Ticket], *, now: datetime) -> QuerySet[Ticket]:
-    return queryset.select_related("assignee").annotate(
-        preview_body=_sql(f"SELECT SUBSTR(m.body, 1, {PREVIEW_LENGTH}) {_LAST_OF_CONVERSATION}", TextField()),
-        preview_direction=_sql(f"SELECT m.direction {_LAST_OF_CONVERSATION}", CharField()),
-        preview_author_name=_sql(f"SELECT m.author_name {_LAST_OF_CONVERSATION}", CharField()),
-        preview_sent_at=_sql(f"SELECT m.sent_at {_LAST_OF_CONVERSATION}", DateTimeField()),
-        message_count=_sql(_COUNT_MESSAGES.format("m.direction IN ('INBOUND', 'OUTBOUND')"), IntegerField()),
-        note_count=_sql(_COUNT_MESSAGES.format("m.direction = 'NOTE'"), IntegerField()),
-        failed_count=_sql(_COUNT_MESSAGES.format("m.delivery_status = 'FAILED'"), IntegerField()),
-        # The parameter as the backend stores a datetime (SQLite compares text).
-        is_overdue=_sql(_OVERDUE, BooleanField(), connection.ops.adapt_datetimefield_value(now)),
-    )
+    # The figures' SQL lives in tickets.rows, which the list and the detail read without the ORM.
+    return queryset.select_related("assignee").annotate(**{name: rows.figure(name, now) for name in rows.FIGURES})
 
 
 def overdue_ticket_count(*, tenant: Tenant | None = None, now: datetime | None = None) -> int:
@@ -159,6 +113,21 @@ def ticket_page(
     there in full. Only a word too rare to fill the page goes on to the trigram indexes
     (`_search_q`), which then find few matches, each index scoped to the tenant (migration 0010)."""
     now = now or timezone.now()
+    if not filters.q:
+        where = rows.where_tenant(tenant.pk)
+        rows.where_filters(
+            where,
+            user_id=user_id,
+            statuses=filters.statuses,
+            channel=filters.channel,
+            assignee=filters.assignee,
+            connection_id=filters.connection_id,
+            overdue=filters.overdue,
+            now=now,
+        )
+        return rows.rows_page(
+            fields=fields, where=where, now=now, ordering=ordering, cursor_token=cursor_token, size=size
+        )
     queryset = _filtered(ticket_queryset(tenant=tenant, now=now), user_id=user_id, filters=filters, now=now)
     if filters.q:
         window = SEARCH_WALK_PER_ROW * (size + 1)
@@ -255,7 +224,11 @@ def ticket_row_get(
     *, tenant: Tenant, ticket_id: int, fields: Sequence[str], now: datetime | None = None
 ) -> dict[str, Any] | None:
     """`ticket_get` as a `.values(*fields)` row (what the detail answers), or None."""
-    return ticket_queryset(tenant=tenant, now=now).filter(pk=ticket_id).values(*fields).first()
+    now = now or timezone.now()
+    where = rows.where_tenant(tenant.pk)
+    where.add('"tickets_ticket".id = %s', ticket_id)
+    found = rows.rows_fetch(fields=fields, where=where, now=now)
+    return found[0] if found else None
 
 
 def ticket_messages(*, tenant: Tenant, ticket_id: int) -> QuerySet[TicketMessage]:
@@ -273,6 +246,28 @@ def attachment_get(*, tenant: Tenant, ticket_id: int, attachment_id: int) -> Att
     return Attachment.objects.filter(tenant=tenant, ticket_id=ticket_id, pk=attachment_id).first()
 
 
+_STATUS_COUNTS = "SELECT status, count FROM tickets_ticketstatuscount WHERE tenant_id = %s"
+# Counting the tenant column (never NULL), which the partial indexes hold, not the id, which they do
+# not: PostgreSQL then counts from the index alone (index-only scan).
+_BACKLOG = 'SELECT COUNT("tickets_ticket".tenant_id) FROM "tickets_ticket" WHERE "tickets_ticket".tenant_id = %s AND '
+_ACTIVE = f'"tickets_ticket".status IN {rows.ACTIVE_SQL}'
+_BACKLOG_COUNTS = (
+    f"SELECT ({_BACKLOG}{_ACTIVE} AND assignee_id IS NULL), ({_BACKLOG}{_ACTIVE} AND assignee_id = %s),"
+    f" ({_BACKLOG}{rows.UNANSWERED_SQL}), ({_BACKLOG}{rows.OVERDUE_SQL})"
+)
+# The buyer has been waiting since the first INBOUND message after the last live reply. The response
+# clock is that moment + 24 h, so the longest waits are among the earliest due times: the exact time
+# is computed for those few only (ticket_unanswered_due), not for every ticket.
+_OLDEST_UNANSWERED = (
+    "SELECT id, waiting_since FROM (SELECT c.id, (SELECT m.sent_at FROM tickets_ticketmessage m"  # noqa: S608
+    " WHERE m.ticket_id = c.id AND m.direction = 'INBOUND' AND m.sent_at > COALESCE(c.last_reply_at, %s)"
+    ' ORDER BY m.sent_at LIMIT 1) AS waiting_since FROM (SELECT "tickets_ticket".id, "tickets_ticket".last_reply_at'
+    f' FROM "tickets_ticket" WHERE "tickets_ticket".tenant_id = %s AND {rows.UNANSWERED_SQL}'
+    f' ORDER BY "tickets_ticket".response_due_at ASC NULLS LAST, "tickets_ticket".id LIMIT {OLDEST_CANDIDATES}) c) x'
+    " WHERE waiting_since IS NOT NULL ORDER BY waiting_since, id LIMIT 1"
+)
+
+
 @dataclass(frozen=True)
 class TicketStats:
     by_status: dict[str, int]
@@ -287,54 +282,31 @@ class TicketStats:
 
 
 def ticket_stats(*, tenant: Tenant, user_id: int, now: datetime | None = None) -> TicketStats:
-    """The inbox header's figures in four queries, each reading a counter or the backlog, never the
+    """The inbox header's figures in three queries, each reading a counter or the backlog, never the
     tenant's history: at 1M tickets, 474 ms for a 200,000-ticket tenant when they counted every ticket.
 
     `by_status` and `total` are the counters the database keeps (TicketStatusCount); the others read
     partial indexes that hold only OPEN and PENDING tickets (ticket_active_assignee) or only the
-    unanswered ones (ticket_unanswered_due), index-only."""
+    unanswered ones (ticket_unanswered_due), index-only. Written out like tickets.rows, for the same
+    reason: the ORM spent more time building these four queries than PostgreSQL answering them."""
     now = now or timezone.now()
-    counted = dict(TicketStatusCount.objects.filter(tenant=tenant).values_list("status", "count"))
+    tenant_id = rows.db_value("tenant_id", tenant.pk)
+    with connection.cursor() as cursor:
+        cursor.execute(_STATUS_COUNTS, [tenant_id])
+        counted = dict(cursor.fetchall())
+        cursor.execute(_BACKLOG_COUNTS, [tenant_id, tenant_id, user_id, tenant_id, tenant_id, rows.now_param(now)])
+        unassigned, assigned_to_me, unanswered, overdue = cursor.fetchone()
+        cursor.execute(_OLDEST_UNANSWERED, [rows.now_param(_EPOCH), tenant_id])
+        oldest = cursor.fetchone()
     by_status = {status.value: int(counted.get(status.value, 0)) for status in TicketStatus}
-    # Counting the tenant column (never NULL), which the partial indexes hold, not the id, which
-    # they do not: PostgreSQL then counts from the index alone (index-only scan).
-    active = Ticket.objects.filter(tenant=tenant, status__in=ACTIVE_STATUSES).aggregate(
-        unassigned=Count("tenant", filter=Q(assignee__isnull=True)),
-        assigned_to_me=Count("tenant", filter=Q(assignee_id=user_id)),
-    )
-    unanswered = Ticket.objects.filter(_unanswered_q(), tenant=tenant)
-    waiting = unanswered.aggregate(
-        unanswered=Count("tenant"), overdue=Count("tenant", filter=Q(response_due_at__lt=now))
-    )
-    # The buyer has been waiting since the first INBOUND message after the last live reply. The
-    # response clock is that moment + 24 h, so the longest waits are among the earliest due times:
-    # the exact time is computed for those few only (ticket_unanswered_due), not for every ticket.
-    first_unanswered = Subquery(
-        TicketMessage.objects.filter(
-            ticket=OuterRef("pk"),
-            direction=Direction.INBOUND,
-            sent_at__gt=Coalesce(OuterRef("last_reply_at"), Value(_EPOCH)),
-        )
-        .order_by("sent_at")
-        .values("sent_at")[:1]
-    )
-    earliest_due = unanswered.order_by(F("response_due_at").asc(nulls_last=True), "pk").values("pk")
-    oldest = (
-        Ticket.objects.filter(pk__in=earliest_due[:OLDEST_CANDIDATES])
-        .annotate(waiting_since=first_unanswered)
-        .filter(waiting_since__isnull=False)
-        .order_by("waiting_since", "pk")
-        .values_list("pk", "waiting_since")
-        .first()
-    )
-    oldest_id, oldest_since = oldest if oldest else (None, None)
+    oldest_id, oldest_since = (oldest[0], rows.datetime_from_db(oldest[1])) if oldest else (None, None)
     return TicketStats(
         by_status=by_status,
         total=sum(by_status.values()),
-        unassigned=active["unassigned"],
-        assigned_to_me=active["assigned_to_me"],
-        unanswered=waiting["unanswered"],
-        overdue=waiting["overdue"],
+        unassigned=unassigned,
+        assigned_to_me=assigned_to_me,
+        unanswered=unanswered,
+        overdue=overdue,
         oldest_unanswered_since=oldest_since,
         oldest_unanswered_ticket_id=oldest_id,
         oldest_unanswered_age_seconds=max(0, int((now - oldest_since).total_seconds())) if oldest_since else None,

@@ -20,7 +20,7 @@ from keybuzz.models import Role
 from keybuzz.renderers import JSONRenderer
 from tests.factories import make_member, make_tenant
 from tests.tickets.factories import add_message, make_ticket
-from tickets import selectors, services
+from tickets import pagination, selectors, services
 from tickets.ingest import InboundMessage, inbound_messages_file
 from tickets.models import DeliveryStatus, Direction, Ticket, TicketStatus, TicketStatusCount
 from tickets.serializers import (
@@ -83,6 +83,76 @@ def test_the_detail_is_what_the_detail_serializer_gives(admin, admin_client):
         answered = admin_client.get(f"{URL}{ticket_id}/")
         assert answered.status_code == 200
         assert answered.json() == json.loads(json.dumps(expected, default=str))
+
+
+def _orm_page(tenant, user_id, filters, ordering, cursor_token, size, now):
+    """The list's page as the ORM builds it: what tickets.rows writes out by hand must match."""
+    queryset = selectors._filtered(
+        selectors.ticket_queryset(tenant=tenant, now=now), user_id=user_id, filters=filters, now=now
+    )
+    return pagination.paginate(
+        queryset.values(*TICKET_ROW_VALUES), ordering=ordering, cursor_token=cursor_token, size=size
+    )
+
+
+@pytest.mark.parametrize("ordering", sorted(pagination.ORDERINGS))
+def test_the_written_out_list_query_pages_what_the_orm_pages(admin, ordering):
+    other = make_tenant("fast-other")
+    make_ticket(other, assignee=admin.user)  # never in admin's pages
+    ids = _varied_tickets(admin.tenant, admin)
+    connection_id = Ticket.objects.get(pk=ids[0]).connection_id
+    now = timezone.now()
+    for i in range(7):  # equal sort values and missing ones, so the keyset's ties and NULLs are walked
+        make_ticket(admin.tenant, at=now - timedelta(hours=i % 3), inbound=None if i % 4 == 0 else "Hi")
+    make_ticket(admin.tenant, at=now - timedelta(days=3), status=TicketStatus.PENDING)  # overdue
+    filter_sets = [
+        selectors.TicketFilters(),
+        selectors.TicketFilters(statuses=["OPEN", "PENDING"]),
+        selectors.TicketFilters(statuses=["CLOSED"], channel="amazon"),
+        selectors.TicketFilters(assignee="me"),
+        selectors.TicketFilters(assignee="none", overdue=False),
+        selectors.TicketFilters(assignee=admin.user.pk),
+        selectors.TicketFilters(connection_id=str(connection_id)),
+        selectors.TicketFilters(overdue=True),
+        selectors.TicketFilters(overdue=False),
+    ]
+    for filters in filter_sets:
+        for size in (1, 2, 50):
+            token, pages = None, 0
+            while True:
+                page = selectors.ticket_page(
+                    tenant=admin.tenant,
+                    user_id=admin.user.pk,
+                    filters=filters,
+                    ordering=ordering,
+                    cursor_token=token,
+                    size=size,
+                    fields=TICKET_ROW_VALUES,
+                    now=now,
+                )
+                expected = _orm_page(admin.tenant, admin.user.pk, filters, ordering, token, size, now)
+                assert page == expected, (filters, size, pages)
+                pages += 1
+                if not page.next_cursor:
+                    break
+                token = page.next_cursor
+            assert pages >= 1
+    all_rows = selectors.ticket_page(
+        tenant=admin.tenant, user_id=admin.user.pk, filters=selectors.TicketFilters(), ordering=ordering,
+        cursor_token=None, size=100, fields=TICKET_ROW_VALUES, now=now,
+    ).rows  # fmt: skip
+    assert len(all_rows) == Ticket.objects.filter(tenant=admin.tenant).count() == 11
+    assert any(row["is_overdue"] for row in all_rows) and not all(row["is_overdue"] for row in all_rows)
+
+
+def test_the_written_out_detail_row_is_the_orms(admin):
+    now = timezone.now()
+    for ticket_id in _varied_tickets(admin.tenant, admin):
+        expected = selectors.ticket_queryset(tenant=admin.tenant, now=now).filter(pk=ticket_id)
+        row = selectors.ticket_row_get(tenant=admin.tenant, ticket_id=ticket_id, fields=TICKET_DETAIL_VALUES, now=now)
+        assert row == expected.values(*TICKET_DETAIL_VALUES).get()
+    other = make_ticket(make_tenant("fast-detail-other"))
+    assert selectors.ticket_row_get(tenant=admin.tenant, ticket_id=other.pk, fields=TICKET_DETAIL_VALUES) is None
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,215 @@
+"""The list's and the detail's rows, as the SQL of one SELECT written out and built once per shape.
+
+The ORM rebuilt and recompiled the same query (eight figure subqueries, the assignee join, the
+filters, the keyset condition, the order) on every request: on the API benchmark's database that
+was 3.5 of a first list page's 8 ms in-process, twice what PostgreSQL spent answering it. Here the
+SELECT list is built once per tuple of fields (`_select`); a request only joins a few WHERE
+fragments and passes its values as parameters. The values come back converted exactly as
+`.values(*fields)` converts them (the backend's and the fields' converters, applied in the same
+order), and tests/tickets/test_fast_paths.py checks the rows against the ORM's.
+
+The ticket search keeps the ORM (selectors.ticket_page): it runs several queries whose shape
+depends on the words, and its cost is theirs, not the compilation's.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.db import connection
+from django.db.models import BooleanField, CharField, DateTimeField, Field, IntegerField, TextField
+from django.db.models.expressions import RawSQL
+
+from tickets import pagination
+from tickets.models import Ticket
+
+PREVIEW_LENGTH = 160
+ACTIVE_SQL = "('OPEN', 'PENDING')"  # TicketStatus.OPEN, PENDING: literal, so PostgreSQL matches the partial indexes
+
+_T = '"tickets_ticket"'
+_U = '"auth_user"'
+_LAST_OF_CONVERSATION = (
+    f"FROM tickets_ticketmessage m WHERE m.ticket_id = {_T}.id AND m.direction IN ('INBOUND', 'OUTBOUND')"
+    " ORDER BY m.sent_at DESC, m.id DESC LIMIT 1"
+)
+_COUNT_MESSAGES = f"SELECT COUNT(*) FROM tickets_ticketmessage m WHERE m.ticket_id = {_T}.id AND {{}}"  # noqa: S608
+# Unanswered: active, and a buyer message after the last live reply (selectors' module docstring);
+# the same text as the partial index ticket_unanswered_due's condition, so PostgreSQL uses it.
+UNANSWERED_SQL = (
+    f"{_T}.status IN {ACTIVE_SQL} AND {_T}.last_inbound_at IS NOT NULL"
+    f" AND ({_T}.last_reply_at IS NULL OR {_T}.last_reply_at < {_T}.last_inbound_at)"
+)
+OVERDUE_SQL = f"{UNANSWERED_SQL} AND {_T}.response_due_at < %s"  # one parameter: now
+
+# The list's per-ticket figures: name → (SQL of a scalar subquery or expression, output field).
+# `is_overdue` takes one parameter, now.
+FIGURES: dict[str, tuple[str, Field[Any, Any]]] = {
+    "preview_body": (f"SELECT SUBSTR(m.body, 1, {PREVIEW_LENGTH}) {_LAST_OF_CONVERSATION}", TextField()),
+    "preview_direction": (f"SELECT m.direction {_LAST_OF_CONVERSATION}", CharField()),
+    "preview_author_name": (f"SELECT m.author_name {_LAST_OF_CONVERSATION}", CharField()),
+    "preview_sent_at": (f"SELECT m.sent_at {_LAST_OF_CONVERSATION}", DateTimeField()),
+    "message_count": (_COUNT_MESSAGES.format("m.direction IN ('INBOUND', 'OUTBOUND')"), IntegerField()),
+    "note_count": (_COUNT_MESSAGES.format("m.direction = 'NOTE'"), IntegerField()),
+    "failed_count": (_COUNT_MESSAGES.format("m.delivery_status = 'FAILED'"), IntegerField()),
+    "is_overdue": (f"CASE WHEN {OVERDUE_SQL} THEN TRUE ELSE FALSE END", BooleanField()),
+}
+
+
+def now_param(now: datetime) -> Any:
+    """`now` as the backend compares it with a stored datetime (SQLite compares text)."""
+    return connection.ops.adapt_datetimefield_value(now)
+
+
+def figure(name: str, now: datetime) -> RawSQL:
+    """One of FIGURES as an ORM expression (for the querysets that still need one)."""
+    sql, output = FIGURES[name]
+    # Only the constant SQL above reaches here; the one value goes as a parameter.
+    return RawSQL(sql, [now_param(now)] if "%s" in sql else [], output)  # noqa: S611
+
+
+@functools.cache
+def _datetime_converters(vendor: str) -> tuple[Any, tuple[Any, ...]]:
+    expression = RawSQL("", [], DateTimeField())
+    return expression, tuple(connection.ops.get_db_converters(expression) + expression.get_db_converters(connection))
+
+
+def datetime_from_db(value: Any) -> datetime | None:
+    """A datetime column read with a plain cursor, as the ORM would give it (SQLite returns text)."""
+    expression, converters = _datetime_converters(connection.vendor)
+    for convert in converters:
+        value = convert(value, expression, connection)
+    return value
+
+
+@dataclass(frozen=True)
+class _Select:
+    sql: str  # SELECT … FROM tickets_ticket LEFT OUTER JOIN auth_user …, `now` parameters first
+    now_params: int  # how many times `now` is a parameter of the SELECT list
+    names: tuple[str, ...]
+    converters: tuple[tuple[Any, tuple[Any, ...]], ...]  # (expression, its converters) per column
+
+
+@functools.cache
+def _select(fields: tuple[str, ...], vendor: str) -> _Select:
+    ops = connection.ops
+    columns, converters, now_params = [], [], 0
+    for name in fields:
+        if name in FIGURES:
+            sql, output = FIGURES[name]
+            now_params += sql.count("%s")
+            expression: Any = RawSQL(sql, [], output)  # noqa: S611  (constant SQL)
+            columns.append(f"({sql}) AS {ops.quote_name(name)}")
+        else:
+            model, table, attname = (User, _U, name.split("__", 1)[1]) if "__" in name else (Ticket, _T, name)
+            field = next(f for f in model._meta.concrete_fields if f.attname == attname)
+            expression = field.get_col(model._meta.db_table)
+            columns.append(f"{table}.{ops.quote_name(str(field.column))}")
+        converters.append(
+            (expression, tuple(ops.get_db_converters(expression) + expression.get_db_converters(connection)))
+        )
+    # Names from the models' meta and the constant SQL above only: every value is a parameter.
+    sql = f"SELECT {', '.join(columns)} FROM {_T} LEFT OUTER JOIN {_U} ON ({_T}.assignee_id = {_U}.id)"  # noqa: S608
+    return _Select(sql=sql, now_params=now_params, names=fields, converters=tuple(converters))
+
+
+@dataclass
+class Where:
+    """WHERE fragments and their parameters, in order."""
+
+    sql: list[str]
+    params: list[Any]
+
+    def add(self, sql: str, *params: Any) -> None:
+        self.sql.append(sql)
+        self.params.extend(params)
+
+
+def where_tenant(tenant_id: Any) -> Where:
+    return Where([f"{_T}.tenant_id = %s"], [db_value("tenant_id", tenant_id)])
+
+
+def db_value(attname: str, value: Any) -> Any:
+    """A value of a ticket field as the backend stores it (a UUID on SQLite: its hex)."""
+    field = next(f for f in Ticket._meta.concrete_fields if f.attname == attname)
+    return field.get_db_prep_value(field.to_python(value), connection)
+
+
+def where_filters(where: Where, *, user_id: int, statuses: Sequence[str], channel: str | None,
+                  assignee: str | int | None, connection_id: str | None, overdue: bool | None,
+                  now: datetime) -> None:  # fmt: skip
+    """The list's filters but the search (selectors.TicketFilters, validated by the view)."""
+    if statuses:
+        where.add(f"{_T}.status IN ({', '.join(['%s'] * len(statuses))})", *statuses)
+    if channel:
+        where.add(f"{_T}.channel = %s", channel)
+    if assignee == "me":
+        where.add(f"{_T}.assignee_id = %s", user_id)
+    elif assignee == "none":
+        where.add(f"{_T}.assignee_id IS NULL")
+    elif assignee is not None:
+        where.add(f"{_T}.assignee_id = %s", int(assignee))
+    if connection_id:
+        where.add(f"{_T}.connection_id = %s", db_value("connection_id", connection_id))
+    if overdue is True:
+        where.add(f"({OVERDUE_SQL})", now_param(now))
+    elif overdue is False:  # not overdue, NULLs included: what `exclude()` of the condition means
+        where.add(f"NOT (CASE WHEN {OVERDUE_SQL} THEN TRUE ELSE FALSE END)", now_param(now))
+
+
+def _after(where: Where, cursor: pagination.Cursor) -> None:
+    """Rows strictly after the cursor's row in its ordering (NULLs last): pagination.after in SQL."""
+    name, descending = pagination.ORDERINGS[cursor.ordering]
+    column, beyond = f"{_T}.{connection.ops.quote_name(name)}", "<" if descending else ">"
+    if cursor.value is None:
+        where.add(f"{column} IS NULL AND {_T}.id {beyond} %s", cursor.last_id)
+        return
+    value = db_value(name, cursor.value)
+    where.add(
+        f"({column} {beyond} %s OR ({column} = %s AND {_T}.id {beyond} %s) OR {column} IS NULL)",
+        value,
+        value,
+        cursor.last_id,
+    )
+
+
+def _order_by(ordering: str) -> str:
+    name, descending = pagination.ORDERINGS[ordering]
+    direction = "DESC" if descending else "ASC"
+    return f"{_T}.{connection.ops.quote_name(name)} {direction} NULLS LAST, {_T}.id {direction}"
+
+
+def rows_fetch(
+    *, fields: Sequence[str], where: Where, now: datetime, order_by: str = "", limit: int = 0
+) -> list[dict[str, Any]]:
+    select = _select(tuple(fields), connection.vendor)
+    sql = f"{select.sql} WHERE {' AND '.join(where.sql)}"
+    if order_by:
+        sql += f" ORDER BY {order_by}"
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    params = [now_param(now)] * select.now_params + where.params
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        raw_rows = cursor.fetchall()
+    rows = []
+    for raw in raw_rows:
+        values = list(raw)
+        for i, (expression, converters) in enumerate(select.converters):
+            for convert in converters:
+                values[i] = convert(values[i], expression, connection)
+        rows.append(dict(zip(select.names, values, strict=True)))
+    return rows
+
+
+def rows_page(*, fields: Sequence[str], where: Where, now: datetime, ordering: str, cursor_token: str | None,
+              size: int) -> pagination.Page:  # fmt: skip
+    """pagination.paginate of these rows: size + 1 rows in `ordering`, after the cursor."""
+    if cursor_token:
+        _after(where, pagination.decode_cursor(cursor_token, ordering=ordering))
+    rows = rows_fetch(fields=fields, where=where, now=now, order_by=_order_by(ordering), limit=size + 1)
+    return pagination.page_of(rows, ordering=ordering, size=size)
