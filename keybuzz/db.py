@@ -66,6 +66,40 @@ def _cursor() -> Iterator[CursorWrapper]:
         yield cursor
 
 
+@functools.cache
+def _c_timestamptz_loader() -> type | None:
+    """psycopg's own timestamptz loader when its C implementation is installed (psycopg[binary])."""
+    from psycopg import adapters, pq
+
+    loader = adapters.get_loader(adapters.types["timestamptz"].oid, pq.Format.TEXT)
+    return loader if pq.__impl__ != "python" and loader is not None else None
+
+
+@contextmanager
+def read_cursor() -> Iterator[CursorWrapper]:
+    """A cursor for the API's hot reads (`tickets.rows`, the token's membership).
+
+    On PostgreSQL it binds its parameters on the server, so psycopg prepares a statement run five
+    times on the same connection and PostgreSQL stops planning it again; and it reads timestamps
+    with psycopg's C loader instead of the pure-Python one Django installs to force UTC: 0.27
+    against 1.63 ms of CPU for a 26-row page of the ticket list (7 timestamps a row). The session's
+    time zone is UTC (Django sets it with USE_TZ), so both give the same aware UTC datetimes. Else
+    (SQLite, psycopg without its C part) Django's cursor."""
+    db = _db()
+    loader = _c_timestamptz_loader() if db.vendor == "postgresql" else None
+    if loader is None or db.timezone_name != "UTC":
+        with db.cursor() as cursor:
+            yield cursor
+        return
+    import psycopg
+
+    db.ensure_connection()
+    raw = psycopg.Cursor(db.connection)
+    raw.adapters.register_loader("timestamptz", loader)  # this cursor only: Django's own keep its loader
+    with db._prepare_cursor(raw) as cursor:  # type: ignore[attr-defined]
+        yield cursor
+
+
 def _json_default(value: object) -> object:
     if isinstance(value, datetime | date | time):
         return value.isoformat()

@@ -25,6 +25,7 @@ from django.db import connection
 from django.db.models import BooleanField, CharField, DateTimeField, Field, IntegerField, TextField
 from django.db.models.expressions import RawSQL
 
+from keybuzz.db import read_cursor
 from tickets import pagination
 from tickets.models import Ticket
 
@@ -193,7 +194,7 @@ def rows_fetch(
     if limit:
         sql += f" LIMIT {int(limit)}"
     params = [now_param(now)] * select.now_params + where.params
-    with connection.cursor() as cursor:
+    with read_cursor() as cursor:
         cursor.execute(sql, params)
         raw_rows = cursor.fetchall()
     rows = []

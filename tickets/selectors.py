@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.db import connection
 from django.db.models import (
     F,
     OuterRef,
@@ -32,7 +31,7 @@ from django.db.models import (
 )
 from django.utils import timezone
 
-from keybuzz.db import model_columns, row_instances
+from keybuzz.db import model_columns, read_cursor, row_instances
 from keybuzz.models import Tenant
 from tickets import pagination, rows
 from tickets.models import (
@@ -240,7 +239,7 @@ def ticket_messages(*, tenant: Tenant, ticket_id: int) -> list[TicketMessage]:
 
     The messages and their authors come from one written-out query (see tickets.rows: the ORM's
     select_related query cost more to build than to run), the files from one more."""
-    with connection.cursor() as cursor:
+    with read_cursor() as cursor:
         cursor.execute(_messages_sql(), [rows.db_value("tenant_id", tenant.pk), ticket_id])
         found = cursor.fetchall()
     width = len(TicketMessage._meta.concrete_fields)
@@ -314,7 +313,7 @@ def ticket_stats(*, tenant: Tenant, user_id: int, now: datetime | None = None) -
     reason: the ORM spent more time building these four queries than PostgreSQL answering them."""
     now = now or timezone.now()
     tenant_id = rows.db_value("tenant_id", tenant.pk)
-    with connection.cursor() as cursor:
+    with read_cursor() as cursor:
         cursor.execute(_STATUS_COUNTS, [tenant_id])
         counted = dict(cursor.fetchall())
         cursor.execute(_BACKLOG_COUNTS, [tenant_id, tenant_id, user_id, tenant_id, tenant_id, rows.now_param(now)])
