@@ -273,9 +273,13 @@ _STATUS_COUNTS = "SELECT status, count FROM tickets_ticketstatuscount WHERE tena
 # not: PostgreSQL then counts from the index alone (index-only scan).
 _BACKLOG = 'SELECT COUNT("tickets_ticket".tenant_id) FROM "tickets_ticket" WHERE "tickets_ticket".tenant_id = %s AND '
 _ACTIVE = f'"tickets_ticket".status IN {rows.ACTIVE_SQL}'
+# The unanswered and the overdue come from one read of ticket_unanswered_due (the overdue are the
+# unanswered whose due time has passed).
 _BACKLOG_COUNTS = (
-    f"SELECT ({_BACKLOG}{_ACTIVE} AND assignee_id IS NULL), ({_BACKLOG}{_ACTIVE} AND assignee_id = %s),"
-    f" ({_BACKLOG}{rows.UNANSWERED_SQL}), ({_BACKLOG}{rows.OVERDUE_SQL})"
+    f"SELECT ({_BACKLOG}{_ACTIVE} AND assignee_id IS NULL), ({_BACKLOG}{_ACTIVE} AND assignee_id = %s), w.n, w.late"  # noqa: S608
+    ' FROM (SELECT COUNT("tickets_ticket".tenant_id) AS n, COUNT("tickets_ticket".tenant_id) FILTER (WHERE'
+    f' "tickets_ticket".response_due_at < %s) AS late FROM "tickets_ticket" WHERE "tickets_ticket".tenant_id = %s'
+    f" AND {rows.UNANSWERED_SQL}) w"
 )
 # The buyer has been waiting since the first INBOUND message after the last live reply. The response
 # clock is that moment + 24 h, so the longest waits are among the earliest due times: the exact time
@@ -316,7 +320,7 @@ def ticket_stats(*, tenant: Tenant, user_id: int, now: datetime | None = None) -
     with read_cursor() as cursor:
         cursor.execute(_STATUS_COUNTS, [tenant_id])
         counted = dict(cursor.fetchall())
-        cursor.execute(_BACKLOG_COUNTS, [tenant_id, tenant_id, user_id, tenant_id, tenant_id, rows.now_param(now)])
+        cursor.execute(_BACKLOG_COUNTS, [tenant_id, tenant_id, user_id, rows.now_param(now), tenant_id])
         unassigned, assigned_to_me, unanswered, overdue = cursor.fetchone()
         cursor.execute(_OLDEST_UNANSWERED, [rows.now_param(_EPOCH), tenant_id])
         oldest = cursor.fetchone()
