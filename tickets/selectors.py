@@ -22,11 +22,9 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.db.models import (
     F,
-    OuterRef,
     Prefetch,
     Q,
     QuerySet,
-    Subquery,
     prefetch_related_objects,
 )
 from django.utils import timezone
@@ -67,7 +65,9 @@ def _overdue_q(now: datetime) -> Q:
 
 
 def ticket_queryset(*, tenant: Tenant, now: datetime | None = None) -> QuerySet[Ticket]:
-    """The tenant's tickets with everything a list row or the detail header shows."""
+    """The tenant's tickets with everything a list row or the detail header shows, as model instances:
+    what the documented serializers (TicketRowSerializer, TicketDetailSerializer) read. The API
+    answers from tickets.rows; tests/tickets/test_fast_paths.py checks both agree."""
     return _with_figures(Ticket.objects.filter(tenant=tenant), now=now or timezone.now())
 
 
@@ -82,18 +82,6 @@ def overdue_ticket_count(*, tenant: Tenant | None = None, now: datetime | None =
     now = now or timezone.now()
     queryset = Ticket.objects.all() if tenant is None else Ticket.objects.filter(tenant=tenant)
     return queryset.filter(_overdue_q(now)).count()
-
-
-def ticket_list(
-    *, tenant: Tenant, user_id: int, filters: TicketFilters, now: datetime | None = None
-) -> QuerySet[Ticket]:
-    """The tenant's tickets matching `filters` (unordered: the paginator orders them)."""
-    now = now or timezone.now()
-    queryset = _filtered(ticket_queryset(tenant=tenant, now=now), user_id=user_id, filters=filters, now=now)
-    if filters.q:
-        found = _search_q(tenant=tenant, text=filters.q)
-        queryset = queryset.filter(_match_q(filters.q) if found is None else Q(pk__in=found))
-    return queryset
 
 
 def ticket_page(
@@ -116,8 +104,8 @@ def ticket_page(
     there in full. Only a word too rare to fill the page goes on to the trigram indexes
     (`_search_q`), which then find few matches, each index scoped to the tenant (migration 0010)."""
     now = now or timezone.now()
-    if not filters.q:
-        where = rows.where_tenant(tenant.pk)
+
+    def filtered(where: rows.Where) -> rows.Where:
         rows.where_filters(
             where,
             user_id=user_id,
@@ -128,51 +116,36 @@ def ticket_page(
             overdue=filters.overdue,
             now=now,
         )
+        return where
+
+    def page_of(where: rows.Where) -> pagination.Page:
         return rows.rows_page(
             fields=fields, where=where, now=now, ordering=ordering, cursor_token=cursor_token, size=size
         )
-    queryset = _filtered(ticket_queryset(tenant=tenant, now=now), user_id=user_id, filters=filters, now=now)
-    if filters.q:
-        window = SEARCH_WALK_PER_ROW * (size + 1)
-        candidates = _filtered(Ticket.objects.filter(tenant=tenant), user_id=user_id, filters=filters, now=now)
-        if cursor_token:
-            candidates = pagination.after(candidates, pagination.decode_cursor(cursor_token, ordering=ordering))
-        walk = list(pagination.order(candidates, ordering=ordering).values_list("pk", flat=True)[:window])
+
+    if not filters.q:
+        return page_of(filtered(rows.where_tenant(tenant.pk)))
+    window = SEARCH_WALK_PER_ROW * (size + 1)
+    walk = rows.ids_fetch(
+        where=filtered(rows.where_tenant(tenant.pk)), ordering=ordering, cursor_token=cursor_token, limit=window
+    )
+    page = pagination.Page(rows=[], next_cursor=None)
+    if walk:
         # By id alone (they are the tenant's): with `tenant_id =` too, PostgreSQL would also read the
         # tenant's entry of a trigram index (which leads with it), 30 ms for the largest tenant.
-        walked = _with_figures(Ticket.objects.filter(_match_q(filters.q), pk__in=walk), now=now)
-        page = pagination.paginate(walked.values(*fields), ordering=ordering, cursor_token=cursor_token, size=size)
-        if page.next_cursor or len(walk) < window:
-            return page
-        found = _search_q(tenant=tenant, text=filters.q)
-        if found is not None:  # the matching ids, each of the tenant: by id alone, as above
-            queryset = _filtered(
-                _with_figures(Ticket.objects.filter(pk__in=found), now=now), user_id=user_id, filters=filters, now=now
-            )
-        else:
-            queryset = queryset.filter(_match_q(filters.q))
-    return pagination.paginate(queryset.values(*fields), ordering=ordering, cursor_token=cursor_token, size=size)
-
-
-def _filtered(queryset: QuerySet[Ticket], *, user_id: int, filters: TicketFilters, now: datetime) -> QuerySet[Ticket]:
-    """`queryset` narrowed by every filter but the search."""
-    if filters.statuses:
-        queryset = queryset.filter(status__in=filters.statuses)
-    if filters.channel:
-        queryset = queryset.filter(channel=filters.channel)
-    if filters.assignee == "me":
-        queryset = queryset.filter(assignee_id=user_id)
-    elif filters.assignee == "none":
-        queryset = queryset.filter(assignee__isnull=True)
-    elif filters.assignee is not None:
-        queryset = queryset.filter(assignee_id=int(filters.assignee))
-    if filters.connection_id:
-        queryset = queryset.filter(connection_id=filters.connection_id)
-    if filters.overdue is True:
-        queryset = queryset.filter(_overdue_q(now))
-    elif filters.overdue is False:
-        queryset = queryset.exclude(_overdue_q(now))
-    return queryset
+        walked = rows.where_ids(walk)
+        rows.where_match(walked, filters.q)
+        page = page_of(walked)
+    if page.next_cursor or len(walk) < window:
+        return page
+    found = sorted(set(rows.search_ids(tenant_id=tenant.pk, text=filters.q, limit=SEARCH_IDS_MAX + 1)))
+    if len(found) > SEARCH_IDS_MAX:  # a common word: tested ticket by ticket in the page's order
+        everywhere = filtered(rows.where_tenant(tenant.pk))
+        rows.where_match(everywhere, filters.q)
+        return page_of(everywhere)
+    if not found:
+        return pagination.Page(rows=[], next_cursor=None)
+    return page_of(filtered(rows.where_ids(found)))  # the matching ids, each of the tenant: by id alone
 
 
 # A search first walks this many tickets per row of the page in the page's order (see ticket_page).
@@ -180,42 +153,6 @@ SEARCH_WALK_PER_ROW = 8
 # A search matching more tickets than this is "common": it is answered by walking the inbox in its
 # order and testing each ticket (a page fills after a few dozen), not by collecting every match.
 SEARCH_IDS_MAX = 2000
-
-
-def _fields_q(text: str) -> Q:
-    return (
-        Q(subject__icontains=text)
-        | Q(customer_name__icontains=text)
-        | Q(customer_ref__icontains=text)
-        | Q(order_id__icontains=text)
-    )
-
-
-def _match_q(text: str) -> Q:
-    """The ticket itself tested: `text` in its subject, customer, order id or one of its messages.
-
-    The messages' test is a scalar subquery (the ticket's id if one of its messages matches), not
-    EXISTS: PostgreSQL may run an EXISTS once for every matching message of every tenant and hash
-    the result (32 ms for a rare word at 1M tickets, far more for a common one), where this runs per
-    ticket tested, through the ticket's messages (ticketmsg_ticket_sent)."""
-    matching = TicketMessage.objects.filter(ticket=OuterRef("pk"), body__icontains=text).values("ticket_id")[:1]
-    return _fields_q(text) | Q(pk=Subquery(matching))
-
-
-def _search_q(*, tenant: Tenant, text: str) -> list[int] | None:
-    """The ids of the tenant's tickets with `text` in the subject, customer, order id or a message,
-    or None when there are more than SEARCH_IDS_MAX (then the test runs per ticket in the page's order).
-
-    One lookup per side through the trigram indexes, which lead with the tenant (migration tickets
-    0010: GIN on (tenant_id, UPPER(column) gin_trgm_ops), btree_gin for the tenant). With the tenant
-    in the index, GIN intersects the tenant's entry with the word's trigrams: a small tenant's few
-    matches no longer come after every other tenant's (a common word took 423 ms for an 8,000-ticket
-    tenant at 1M tickets with indexes on the text alone)."""
-    in_fields = Ticket.objects.filter(_fields_q(text), tenant=tenant).values_list("pk", flat=True)
-    in_messages = TicketMessage.objects.filter(tenant=tenant, body__icontains=text).values_list("ticket_id", flat=True)
-    # UNION ALL streams and stops at the limit (UNION would collect and deduplicate every match first).
-    ids = set(in_fields.union(in_messages, all=True)[: SEARCH_IDS_MAX + 1])
-    return sorted(ids) if len(ids) <= SEARCH_IDS_MAX else None
 
 
 def ticket_get(*, tenant: Tenant, ticket_id: int, now: datetime | None = None) -> Ticket | None:
