@@ -94,7 +94,7 @@ class _Select:
     sql: str  # SELECT … FROM tickets_ticket LEFT OUTER JOIN auth_user …, `now` parameters first
     now_params: int  # how many times `now` is a parameter of the SELECT list
     names: tuple[str, ...]
-    converters: tuple[tuple[Any, tuple[Any, ...]], ...]  # (expression, its converters) per column
+    converters: tuple[tuple[int, Any, tuple[Any, ...]], ...]  # (column, expression, its converters), where any
 
 
 @functools.cache
@@ -117,7 +117,9 @@ def _select(fields: tuple[str, ...], vendor: str) -> _Select:
         )
     # Names from the models' meta and the constant SQL above only: every value is a parameter.
     sql = f"SELECT {', '.join(columns)} FROM {_T} LEFT OUTER JOIN {_U} ON ({_T}.assignee_id = {_U}.id)"  # noqa: S608
-    return _Select(sql=sql, now_params=now_params, names=fields, converters=tuple(converters))
+    # Only the columns that have converters (JSON, and on SQLite datetimes and booleans) are visited per row.
+    needed = tuple((i, expression, found) for i, (expression, found) in enumerate(converters) if found)
+    return _Select(sql=sql, now_params=now_params, names=fields, converters=needed)
 
 
 @dataclass
@@ -266,7 +268,7 @@ def rows_fetch(
     rows = []
     for raw in raw_rows:
         values = list(raw)
-        for i, (expression, converters) in enumerate(select.converters):
+        for i, expression, converters in select.converters:
             for convert in converters:
                 values[i] = convert(values[i], expression, connection)
         rows.append(dict(zip(select.names, values, strict=True)))
