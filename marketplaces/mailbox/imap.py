@@ -25,6 +25,7 @@ from typing import Any
 from imapclient import IMAPClient
 from imapclient.datetime_util import parse_to_datetime
 from imapclient.exceptions import IMAPClientError, LoginError
+from imapclient.imapclient import join_message_ids, seq_to_parenstr_upper
 from imapclient.response_parser import parse_fetch_response
 from imapclient.util import to_unicode
 
@@ -224,11 +225,14 @@ class ImapReader:
 
     def _fetch_bodies(self, uids: list[int]) -> dict[int, FetchedMail]:
         """The mails by UID: read by `usual_fetch_answer` when the answer has the usual shape, else
-        by imapclient's parser (`fetch_answer`), as `IMAPClient.fetch` would."""
+        by imapclient's parser (`fetch_answer`). The command, and its errors, are IMAPClient.fetch's
+        own, step by step (imaplib's calls as it makes them); only the reading of the answer differs."""
         imap = self.client._imap
-        typ, data = imap.uid("FETCH", sequence_set(uids), f"({' '.join(BODY_ITEMS)})")
-        if typ != "OK":  # as IMAPClient.fetch says it
-            raise IMAPClientError(f"fetch failed: {to_unicode(data[0]) if data else ''}")
+        tag = imap._command("UID", "FETCH", join_message_ids(uids), seq_to_parenstr_upper(list(BODY_ITEMS)))
+        typ, data = imap._command_complete("FETCH", tag)
+        if typ != "OK":
+            raise IMAPClientError(f"fetch failed: {to_unicode(data[0])}")
+        typ, data = imap._untagged_response(typ, data, "FETCH")
         usual = usual_fetch_answer(data)
         return usual if usual is not None else fetch_answer(data)
 
