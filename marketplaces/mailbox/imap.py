@@ -13,6 +13,7 @@ seller (it names the host and the user, never the password).
 from __future__ import annotations
 
 import imaplib
+import re
 import socket
 import ssl
 from collections.abc import Iterator
@@ -22,7 +23,11 @@ from types import TracebackType
 from typing import Any
 
 from imapclient import IMAPClient
+from imapclient.datetime_util import parse_to_datetime
 from imapclient.exceptions import IMAPClientError, LoginError
+from imapclient.imapclient import join_message_ids, seq_to_parenstr_upper
+from imapclient.response_parser import parse_fetch_response
+from imapclient.util import to_unicode
 
 from marketplaces.mailbox.errors import (
     MailboxAuthError,
@@ -38,6 +43,13 @@ TLS, STARTTLS, NONE = "tls", "starttls", "none"
 # the mails weigh.
 FETCH_BYTES = 16 * 1024 * 1024
 FETCH_COUNT = 50
+BODY_ITEMS = ("BODY.PEEK[]", "INTERNALDATE", "RFC822.SIZE")
+_FETCH_ITEM = re.compile(rb'(UID|RFC822\.SIZE|INTERNALDATE) (?:(\d{1,20})|"([^"\\\r\n]{0,100})")', re.I)
+_USUAL_FETCH = re.compile(
+    rb'\d{1,20} \((?P<items>(?:(?:UID|RFC822\.SIZE) \d{1,20} |INTERNALDATE "[^"\\\r\n]{0,100}" ){0,3})'
+    rb"BODY\[\] \{(?P<literal>\d{1,20})\}",
+    re.I,
+)
 
 
 @dataclass(frozen=True)
@@ -175,14 +187,22 @@ class ImapReader:
         """The mails, oldest first within each size class, a few at a time; a mail over
         `max_mail_bytes` is not downloaded: its (uid, size) comes instead, for the caller to set aside.
 
-        The size classes come from two SEARCH … LARGER (tiny answers) rather than a FETCH of every
+        The size classes come from SEARCH … LARGER (tiny answers) rather than a FETCH of every
         mail's size: on the benchmark's 2,000 mails that saves a round trip per mailbox and 0.15 ms
-        of response parsing per mail. Small mails come FETCH_COUNT at a time, bigger ones one by
-        one, so at most about FETCH_BYTES (or one mail) is in memory."""
+        of response parsing per mail. One SEARCH finds the mails over a small mail's share of a
+        FETCH; a second, among those only and only when there are some, the ones over the limit
+        (a round trip fewer per mailbox in the usual case, where every mail is small). Small mails
+        come FETCH_COUNT at a time, bigger ones one by one, so at most about FETCH_BYTES (or one
+        mail) is in memory."""
         if not uids:
             return
-        too_large = set(self._larger(uids, max_mail_bytes))
-        big = set(self._larger(uids, FETCH_BYTES // FETCH_COUNT)) - too_large
+        share = FETCH_BYTES // FETCH_COUNT
+        over = set(self._larger(uids, min(share, max_mail_bytes)))
+        if max_mail_bytes <= share:  # every mail over the share is over the limit too
+            too_large = over
+        else:
+            too_large = set(self._larger(sorted(over), max_mail_bytes)) if over else set()
+        big = over - too_large
         if too_large:
             sizes = self._call(lambda: self.client.fetch(sorted(too_large), ["RFC822.SIZE"]))
             for uid in sorted(too_large):
@@ -197,18 +217,24 @@ class ImapReader:
         return list(self._call(lambda: self.client.search(["UID", sequence_set(uids), "LARGER", size])))
 
     def _bodies(self, uids: list[int]) -> Iterator[FetchedMail]:
-        answer = self._call(lambda: self.client.fetch(uids, ["BODY.PEEK[]", "INTERNALDATE", "RFC822.SIZE"]))
+        answer = self._call(lambda: self._fetch_bodies(uids))
         for uid in uids:
-            data = answer.get(uid)
-            if data is None:  # expunged meanwhile
-                continue
-            raw = data.get(b"BODY[]") or b""
-            yield FetchedMail(
-                uid=uid,
-                raw=raw,
-                internal_date=data.get(b"INTERNALDATE"),
-                size=int(data.get(b"RFC822.SIZE", len(raw))),
-            )
+            mail = answer.get(uid)
+            if mail is not None:  # else expunged meanwhile
+                yield mail
+
+    def _fetch_bodies(self, uids: list[int]) -> dict[int, FetchedMail]:
+        """The mails by UID: read by `usual_fetch_answer` when the answer has the usual shape, else
+        by imapclient's parser (`fetch_answer`). The command, and its errors, are IMAPClient.fetch's
+        own, step by step (imaplib's calls as it makes them); only the reading of the answer differs."""
+        imap = self.client._imap
+        tag = imap._command("UID", "FETCH", join_message_ids(uids), seq_to_parenstr_upper(list(BODY_ITEMS)))
+        typ, data = imap._command_complete("FETCH", tag)
+        if typ != "OK":
+            raise IMAPClientError(f"fetch failed: {to_unicode(data[0])}")
+        typ, data = imap._untagged_response(typ, data, "FETCH")
+        usual = usual_fetch_answer(data)
+        return usual if usual is not None else fetch_answer(data)
 
     def _call(self, operation: Any) -> Any:
         s = self.settings
@@ -232,6 +258,66 @@ class ImapReader:
                 client.shutdown()
             except Exception:  # noqa: S110  (already gone)
                 pass
+
+
+def fetch_answer(data: list[Any]) -> dict[int, FetchedMail]:
+    """The mails of any UID FETCH answer (imaplib's list), read by imapclient's parser."""
+    parsed: dict[int, Any] = parse_fetch_response(data, normalise_times=False, uid_is_key=True)
+    mails: dict[int, FetchedMail] = {}
+    for uid, found in parsed.items():
+        raw = found.get(b"BODY[]") or b""
+        mails[uid] = FetchedMail(
+            uid=uid,
+            raw=raw,
+            internal_date=found.get(b"INTERNALDATE"),
+            size=int(found.get(b"RFC822.SIZE", len(raw))),
+        )
+    return mails
+
+
+def usual_fetch_answer(data: list[Any]) -> dict[int, FetchedMail] | None:
+    """The mails of a UID FETCH answer of the usual shape (imaplib's list: for each mail, the line
+    `<seq> (UID <n> INTERNALDATE "<date>" RFC822.SIZE <n> BODY[] {<n>}` in any order of its items,
+    with the mail's bytes, then `)`); None for anything else (a server that puts BODY[] first, an
+    unsolicited FLAGS, a UID seen twice…), which `fetch_answer` reads then, with imapclient's parser.
+
+    Why not imapclient's parser every time: it lexes every byte of the answer outside the mails in
+    Python, under the interpreter lock all the polling threads share. Measured on a FETCH of 20 of
+    the benchmark's mails (benchmarks/imap_ingest.py) from its Dovecot: 1.1 ms there, 0.3 ms here
+    (most of it imapclient's own reading of the dates, kept so that they read the same)."""
+    mails: dict[int, FetchedMail] = {}
+    answer = iter(data)
+    for item in answer:
+        if not (isinstance(item, tuple) and len(item) == 2 and next(answer, None) == b")"):
+            return None
+        head, raw = item
+        found = _USUAL_FETCH.fullmatch(head) if isinstance(head, bytes) and isinstance(raw, bytes) else None
+        if found is None or int(found["literal"]) != len(raw):
+            return None
+        values: dict[bytes, bytes] = {}
+        for name, number, quoted in _FETCH_ITEM.findall(found["items"]):
+            if name.upper() in values:  # an item twice
+                return None
+            values[name.upper()] = number or quoted
+        uid = values.get(b"UID")
+        if uid is None or int(uid) in mails:
+            return None
+        date = values.get(b"INTERNALDATE")
+        size = values.get(b"RFC822.SIZE")
+        mails[int(uid)] = FetchedMail(
+            uid=int(uid),
+            raw=raw,
+            internal_date=_internal_date(date) if date is not None else None,
+            size=int(size) if size is not None else len(raw),
+        )
+    return mails
+
+
+def _internal_date(value: bytes) -> datetime | None:
+    try:  # as imapclient reads it (with normalise_times off): unreadable is None
+        return parse_to_datetime(value, normalise=False)
+    except ValueError:
+        return None
 
 
 def sequence_set(uids: list[int]) -> str:

@@ -331,6 +331,25 @@ def test_a_mail_too_large_to_read_is_quarantined_and_the_others_are_filed(mailbo
     assert "mail too large" in QuarantinedMessage.objects.get().reason
 
 
+def test_small_big_and_too_large_mails_are_each_read_or_set_aside(mailbox_user, settings):
+    # A limit above a small mail's share of a FETCH (FETCH_BYTES / FETCH_COUNT, 335 kB): the bigger
+    # mails are found among those over the share, and read one by one.
+    settings.AMAZON_MAILBOX_MAX_MAIL_BYTES = 600_000
+    server, user = mailbox_user.server, mailbox_user.username
+    server.append(user, relay_mail(1, padding=500_000))  # big: read alone
+    server.append(user, relay_mail(2))
+    server.append(user, relay_mail(3, padding=700_000))  # too large: quarantined unread
+    server.append(user, relay_mail(4, padding=400_000))
+    mailbox_connect(mailbox_user)
+
+    code, summary = poll()
+    assert code == 0
+
+    assert (summary["new_messages"], summary["quarantined"]) == (3, 1)
+    assert "mail too large" in QuarantinedMessage.objects.get().reason
+    assert sorted(ExternalMessage.objects.values_list("raw__uid", flat=True)) == [1, 2, 4]
+
+
 # --- Failures --------------------------------------------------------------------------------------
 
 
