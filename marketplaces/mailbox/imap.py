@@ -180,9 +180,6 @@ class ImapReader:
         # "n:*" also matches the highest UID when it is below n: keep only what is really new.
         return sorted(uid for uid in found if uid > after)
 
-    def count_before(self, day: date) -> int:
-        return len(self._call(lambda: self.client.search(["BEFORE", day])))
-
     def fetch(self, uids: list[int], *, max_mail_bytes: int) -> Iterator[FetchedMail | tuple[int, int]]:
         """The mails, oldest first within each size class, a few at a time; a mail over
         `max_mail_bytes` is not downloaded: its (uid, size) comes instead, for the caller to set aside.
