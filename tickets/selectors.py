@@ -22,10 +22,8 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.db.models import (
     F,
-    Prefetch,
     Q,
     QuerySet,
-    prefetch_related_objects,
 )
 from django.utils import timezone
 
@@ -172,10 +170,10 @@ def ticket_row_get(
 
 
 def ticket_messages(*, tenant: Tenant, ticket_id: int) -> list[TicketMessage]:
-    """The ticket's messages in conversation order (notes included), with their authors and files.
+    """The ticket's messages in conversation order (notes included), with their authors.
 
-    The messages and their authors come from one written-out query (see tickets.rows: the ORM's
-    select_related query cost more to build than to run), the files from one more."""
+    One written-out query (see tickets.rows: the ORM's select_related query cost more to build than
+    to run). Their files: `ticket_files`."""
     with read_cursor() as cursor:
         cursor.execute(_messages_sql(), [rows.db_value("tenant_id", tenant.pk), ticket_id])
         found = cursor.fetchall()
@@ -186,8 +184,23 @@ def ticket_messages(*, tenant: Tenant, ticket_id: int) -> list[TicketMessage]:
         assert isinstance(message, TicketMessage)
         message.author = None if message.author_id is None else row_instances(row[width:], (User,))[0]  # type: ignore[assignment]
         messages.append(message)
-    prefetch_related_objects(messages, Prefetch("attachments", queryset=Attachment.objects.order_by("id")))
     return messages
+
+
+def ticket_files(*, tenant: Tenant, ticket_id: int) -> dict[int, list[Attachment]]:
+    """The files of the ticket's messages, by message id, oldest first (attachment_ticket index).
+
+    Written out: Django's prefetch_related built this query in 1.3 of the detail's 3.5 ms (cProfile)."""
+    with read_cursor() as cursor:
+        cursor.execute(_files_sql(), [rows.db_value("tenant_id", tenant.pk), ticket_id])
+        found = cursor.fetchall()
+    files: dict[int, list[Attachment]] = {}
+    for row in found:
+        (attachment,) = row_instances(row, (Attachment,))
+        assert isinstance(attachment, Attachment)
+        if attachment.message_id is not None:  # else an upload no reply has taken yet
+            files.setdefault(attachment.message_id, []).append(attachment)
+    return files
 
 
 @functools.cache
@@ -197,6 +210,14 @@ def _messages_sql() -> str:
         f"SELECT {model_columns(TicketMessage, 'm')}, {model_columns(User, 'u')} FROM tickets_ticketmessage m"  # noqa: S608
         " LEFT OUTER JOIN auth_user u ON u.id = m.author_id WHERE m.tenant_id = %s AND m.ticket_id = %s"
         " ORDER BY m.sent_at, m.id"
+    )
+
+
+@functools.cache
+def _files_sql() -> str:
+    return (
+        f"SELECT {model_columns(Attachment, 'a')} FROM tickets_attachment a"  # noqa: S608
+        " WHERE a.tenant_id = %s AND a.ticket_id = %s ORDER BY a.id"
     )
 
 

@@ -282,7 +282,9 @@ def _ticket_row_data(row: dict[str, Any], zone: tzinfo) -> dict[str, Any]:
     }
 
 
-def ticket_detail_data(row: dict[str, Any], messages: Iterable[TicketMessage]) -> dict[str, Any]:
+def ticket_detail_data(
+    row: dict[str, Any], messages: Iterable[TicketMessage], files: dict[int, list[Attachment]]
+) -> dict[str, Any]:
     """TicketDetailSerializer's output for a row of `.values(*TICKET_DETAIL_VALUES)` and the ticket's
     messages (their author and attachments fetched with them)."""
     zone = timezone.get_current_timezone()
@@ -293,11 +295,11 @@ def ticket_detail_data(row: dict[str, Any], messages: Iterable[TicketMessage]) -
         "order": {**context, "fetchedAt": _iso(fetched_at, zone)}
         if isinstance(context, dict) and fetched_at is not None
         else None,
-        "messages": [_message_data(message, zone) for message in messages],
+        "messages": [_message_data(message, zone, files.get(message.pk, [])) for message in messages],
     }
 
 
-def _message_data(message: TicketMessage, zone: tzinfo) -> dict[str, Any]:
+def _message_data(message: TicketMessage, zone: tzinfo, files: list[Attachment]) -> dict[str, Any]:
     """TicketMessageSerializer's output, without its field objects."""
     author = message.author
     outbound = message.direction == Direction.OUTBOUND
@@ -322,8 +324,7 @@ def _message_data(message: TicketMessage, zone: tzinfo) -> dict[str, Any]:
         if outbound
         else None,
         "attachments": [
-            {"id": a.pk, "filename": a.filename, "contentType": a.content_type, "size": a.size}
-            for a in message.attachments.all()
+            {"id": a.pk, "filename": a.filename, "contentType": a.content_type, "size": a.size} for a in files
         ],
         "origin": message.origin or ("buyer" if message.direction == Direction.INBOUND else "keybuzz"),
         "action": message.channel_action,

@@ -78,7 +78,8 @@ def _detail(tenant: Tenant, ticket_id: int) -> Response:
     if row is None:
         raise NotFoundError("No such ticket.")
     messages = selectors.ticket_messages(tenant=tenant, ticket_id=ticket_id)
-    return Response(ticket_detail_data(row, messages))
+    files = selectors.ticket_files(tenant=tenant, ticket_id=ticket_id)
+    return Response(ticket_detail_data(row, messages, files))
 
 
 @functools.cache

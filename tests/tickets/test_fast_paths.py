@@ -77,7 +77,7 @@ def test_the_detail_is_what_the_detail_serializer_gives(admin, admin_client):
         expected = TicketDetailSerializer(ticket, context={"messages": messages}).data
         row = selectors.ticket_row_get(tenant=admin.tenant, ticket_id=ticket_id, fields=TICKET_DETAIL_VALUES)
         assert row is not None
-        fast = ticket_detail_data(row, messages)
+        fast = ticket_detail_data(row, messages, selectors.ticket_files(tenant=admin.tenant, ticket_id=ticket_id))
         assert json.loads(json.dumps(fast)) == json.loads(json.dumps(expected, default=str))
         assert list(fast) == list(expected)
         answered = admin_client.get(f"{URL}{ticket_id}/")
