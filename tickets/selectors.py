@@ -93,14 +93,15 @@ def ticket_page(
     fields: Sequence[str],
     now: datetime | None = None,
 ) -> pagination.Page:
-    """One page of the list (`ticket_list` in `ordering`, after the cursor), as `.values(*fields)` rows.
+    """One page of the tenant's tickets matching `filters`, in `ordering`, after the cursor, as rows of
+    `fields` (tickets.rows: what `.values(*fields)` of `ticket_queryset` gives).
 
     A search first takes the next SEARCH_WALK_PER_ROW x (size + 1) tickets of the page order (ids
     through the list's index) and tests them one by one (subject, customer, order id, messages). They
     are a prefix of the order, so the first matches among them are the page: a common word fills it
     there, in a few ms whatever the tenant's size, and a tenant with fewer tickets left is answered
     there in full. Only a word too rare to fill the page goes on to the trigram indexes
-    (`_search_q`), which then find few matches, each index scoped to the tenant (migration 0010)."""
+    (`rows.search_ids`), which then find few matches, each index scoped to the tenant (migration 0010)."""
     now = now or timezone.now()
 
     def filtered(where: rows.Where) -> rows.Where:
