@@ -77,6 +77,14 @@ class Ticket(models.Model):
                 & (Q(last_reply_at__isnull=True) | Q(last_reply_at__lt=F("last_inbound_at"))),
                 name="ticket_unanswered_due",
             ),
+            # The same tickets in the inbox's order (DESC NULLS LAST on PostgreSQL, migration tickets
+            # 0012): the overdue list reads them, not the tenant's whole history.
+            models.Index(
+                fields=["tenant", "-last_message_at", "-id"],
+                condition=Q(status__in=["OPEN", "PENDING"], last_inbound_at__isnull=False)
+                & (Q(last_reply_at__isnull=True) | Q(last_reply_at__lt=F("last_inbound_at"))),
+                name="ticket_unanswered_last_msg",
+            ),
             models.Index(fields=["tenant", "assignee", "status"], name="ticket_tenant_assignee"),
             # The backlog by assignee (the inbox figures "unassigned" and "assigned to me"): OPEN and
             # PENDING tickets only, so counting them reads the backlog, not the tenant's history.
