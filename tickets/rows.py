@@ -27,7 +27,7 @@ from django.db import connection
 from django.db.models import BooleanField, CharField, DateTimeField, Field, IntegerField, TextField
 from django.db.models.expressions import RawSQL
 
-from keybuzz.db import read_cursor
+from keybuzz.db import ConversionPlan, conversion_plan, converted, read_cursor
 from tickets import pagination
 from tickets.models import Ticket
 
@@ -99,17 +99,13 @@ def figure(name: str, now: datetime) -> RawSQL:
 
 
 @functools.cache
-def _datetime_converters(vendor: str) -> tuple[Any, tuple[Any, ...]]:
-    expression = RawSQL("", [], DateTimeField())
-    return expression, tuple(connection.ops.get_db_converters(expression) + expression.get_db_converters(connection))
+def _datetime_plan(vendor: str) -> ConversionPlan:
+    return conversion_plan([RawSQL("", [], DateTimeField())])
 
 
 def datetime_from_db(value: Any) -> datetime | None:
     """A datetime column read with a plain cursor, as the ORM would give it (SQLite returns text)."""
-    expression, converters = _datetime_converters(connection.vendor)
-    for convert in converters:
-        value = convert(value, expression, connection)
-    return value
+    return converted([value], _datetime_plan(connection.vendor))[0]
 
 
 @dataclass(frozen=True)
@@ -117,13 +113,13 @@ class _Select:
     sql: str  # SELECT … FROM tickets_ticket LEFT OUTER JOIN auth_user …, `now` parameters first
     now_params: int  # how many times `now` is a parameter of the SELECT list
     names: tuple[str, ...]
-    converters: tuple[tuple[int, Any, tuple[Any, ...]], ...]  # (column, expression, its converters), where any
+    converters: ConversionPlan
 
 
 @functools.cache
 def _select(fields: tuple[str, ...], vendor: str) -> _Select:
     ops = connection.ops
-    columns, converters, now_params, joins = [], [], 0, []
+    columns, expressions, now_params, joins = [], [], 0, []
     for name in fields:
         if name in FIGURES:
             sql, output = FIGURES[name]
@@ -137,18 +133,15 @@ def _select(fields: tuple[str, ...], vendor: str) -> _Select:
                 columns.append(f"({sql}) AS {ops.quote_name(name)}")
         else:
             model, table, attname = (User, _U, name.split("__", 1)[1]) if "__" in name else (Ticket, _T, name)
-            field = next(f for f in model._meta.concrete_fields if f.attname == attname)
+            field = model._meta.get_field(attname)  # by attribute name too ("assignee_id")
+            assert isinstance(field, Field)
             expression = field.get_col(model._meta.db_table)
             columns.append(f"{table}.{ops.quote_name(str(field.column))}")
-        converters.append(
-            (expression, tuple(ops.get_db_converters(expression) + expression.get_db_converters(connection)))
-        )
+        expressions.append(expression)
     # Names from the models' meta and the constant SQL above only: every value is a parameter.
     sql = f"SELECT {', '.join(columns)} FROM {_T} LEFT OUTER JOIN {_U} ON ({_T}.assignee_id = {_U}.id)"  # noqa: S608
     sql = " ".join([sql, *joins])
-    # Only the columns that have converters (JSON, and on SQLite datetimes and booleans) are visited per row.
-    needed = tuple((i, expression, found) for i, (expression, found) in enumerate(converters) if found)
-    return _Select(sql=sql, now_params=now_params, names=fields, converters=needed)
+    return _Select(sql=sql, now_params=now_params, names=fields, converters=conversion_plan(expressions))
 
 
 @dataclass
@@ -169,7 +162,8 @@ def where_tenant(tenant_id: Any) -> Where:
 
 def db_value(attname: str, value: Any) -> Any:
     """A value of a ticket field as the backend stores it (a UUID on SQLite: its hex)."""
-    field = next(f for f in Ticket._meta.concrete_fields if f.attname == attname)
+    field = Ticket._meta.get_field(attname)
+    assert isinstance(field, Field)
     return field.get_db_prep_value(field.to_python(value), connection)
 
 
@@ -294,14 +288,7 @@ def rows_fetch(
     with read_cursor() as cursor:
         cursor.execute(sql, params)
         raw_rows = cursor.fetchall()
-    rows = []
-    for raw in raw_rows:
-        values = list(raw)
-        for i, expression, converters in select.converters:
-            for convert in converters:
-                values[i] = convert(values[i], expression, connection)
-        rows.append(dict(zip(select.names, values, strict=True)))
-    return rows
+    return [dict(zip(select.names, converted(raw, select.converters), strict=True)) for raw in raw_rows]
 
 
 def rows_page(*, fields: Sequence[str], where: Where, now: datetime, ordering: str, cursor_token: str | None,
