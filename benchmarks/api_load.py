@@ -95,7 +95,9 @@ BULK_TABLES = ("tickets_ticket", "tickets_ticketmessage", "marketplaces_external
 RARE_WORD, COMMON_WORD, MISSING_WORD = "waterproof", "delivery", "xylophone"
 RARE_EVERY = 2000  # one buyer message in RARE_EVERY mentions the rare word
 DETAIL_IDS_PER_TENANT = 10
-PROFILE_REQUESTS, PROFILE_WARMUP = 20, 3
+# The warm-up reaches the steady state a gunicorn worker serves in: psycopg prepares a statement at its fifth
+# run (DATABASE_PREPARE_THRESHOLD) and PostgreSQL plans it five more times before it keeps a generic plan.
+PROFILE_REQUESTS, PROFILE_WARMUP = 20, 10
 
 
 class SetupError(Exception):

@@ -3,8 +3,28 @@ from __future__ import annotations
 from typing import Any
 
 from rest_framework import serializers
+from rest_framework.utils.serializer_helpers import BindingDict
 
 from keybuzz.models import SIGNATURE_MAX_LENGTH, Membership, ReplyTone, Role
+
+
+class QuerySerializer(serializers.Serializer):
+    """A serializer of query parameters whose fields are built once per class, not per request.
+
+    DRF deep-copies every declared field for each serializer it makes (Serializer.get_fields): for the
+    ticket list's eleven parameters that was 0.6 ms of a 5 ms request, more than its SQL. Such fields
+    keep nothing of a request (no instance, no context, no partial update), so every instance can
+    validate with the same ones; what a validation produces stays on the instance."""
+
+    @property
+    def fields(self) -> BindingDict:  # a property where DRF has a cached_property
+        cls = type(self)
+        built: BindingDict | None = cls.__dict__.get("_fields_built")
+        if built is None:
+            # Bound once (a field binds to one parent only), to a blank instance: no request's data stays referenced.
+            built = super(QuerySerializer, cls()).fields
+            cls._fields_built = built  # type: ignore[attr-defined]
+        return built
 
 
 class TokenObtainInputSerializer(serializers.Serializer):

@@ -11,6 +11,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from keybuzz.serializers import QuerySerializer
 from tickets.assist import LANGUAGES
 from tickets.models import Attachment, Channel, DeliveryStatus, Direction, Ticket, TicketMessage, TicketStatus
 from tickets.pagination import ORDERINGS
@@ -19,7 +20,7 @@ from tickets.services import MessageKind
 # --- Inputs -----------------------------------------------------------------------------------
 
 
-class TicketListQuerySerializer(serializers.Serializer):
+class TicketListQuerySerializer(QuerySerializer):
     """The list's query parameters; the OpenAPI schema documents them from here."""
 
     status = serializers.ListField(
