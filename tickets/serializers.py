@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -224,12 +224,20 @@ TICKET_ROW_VALUES = (
 TICKET_DETAIL_VALUES = (*TICKET_ROW_VALUES, "thread_key", "order_context_at")
 
 
-def _iso(value: datetime | None, zone: tzinfo) -> str | None:
-    """DRF's DateTimeField output: ISO 8601 in the current time zone, UTC written `Z`."""
-    if not value:
-        return None
-    text = value.astimezone(zone).isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
+def _in_zone(value: datetime | None, zone: tzinfo) -> datetime | None:
+    """DRF's DateTimeField output once rendered: the datetime in the current time zone, which the
+    API's renderer writes as DRF does (ISO 8601, UTC as `Z`). Left to orjson rather than formatted
+    here: 0.2 instead of 3.9 us each, and a ticket page holds 175 of them."""
+    if value is None or value.tzinfo is zone:
+        return value
+    return value.astimezone(zone)
+
+
+def _output_zone() -> tzinfo:
+    """The current time zone, as the very object the database's values come with when it is UTC
+    (the default), so that _in_zone leaves them as they are (0.8 us each otherwise)."""
+    zone = timezone.get_current_timezone()
+    return UTC if getattr(zone, "key", None) == "UTC" else zone
 
 
 def _user_name(username: str, first_name: str, last_name: str) -> str:
@@ -237,8 +245,8 @@ def _user_name(username: str, first_name: str, last_name: str) -> str:
 
 
 def ticket_rows_data(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """TicketRowSerializer(many=True).data for rows of `.values(*TICKET_ROW_VALUES)`."""
-    zone = timezone.get_current_timezone()
+    """TicketRowSerializer(many=True).data, once rendered, for rows of `.values(*TICKET_ROW_VALUES)`."""
+    zone = _output_zone()
     return [_ticket_row_data(row, zone) for row in rows]
 
 
@@ -270,30 +278,30 @@ def _ticket_row_data(row: dict[str, Any], zone: tzinfo) -> dict[str, Any]:
             "direction": direction,
             "author_name": row["preview_author_name"],
             "body": row["preview_body"],
-            "sent_at": _iso(row["preview_sent_at"], zone),
+            "sent_at": _in_zone(row["preview_sent_at"], zone),
         },
         "counts": {"messages": row["message_count"], "notes": row["note_count"], "failed": row["failed_count"]},
-        "last_message_at": _iso(row["last_message_at"], zone),
-        "last_inbound_at": _iso(row["last_inbound_at"], zone),
-        "last_reply_at": _iso(row["last_reply_at"], zone),
-        "response_due_at": _iso(row["response_due_at"], zone),
+        "last_message_at": _in_zone(row["last_message_at"], zone),
+        "last_inbound_at": _in_zone(row["last_inbound_at"], zone),
+        "last_reply_at": _in_zone(row["last_reply_at"], zone),
+        "response_due_at": _in_zone(row["response_due_at"], zone),
         "overdue": bool(row["is_overdue"]),
-        "created_at": _iso(row["created_at"], zone),
-        "updated_at": _iso(row["updated_at"], zone),
+        "created_at": _in_zone(row["created_at"], zone),
+        "updated_at": _in_zone(row["updated_at"], zone),
     }
 
 
 def ticket_detail_data(
     row: dict[str, Any], messages: Iterable[TicketMessage], files: dict[int, list[Attachment]]
 ) -> dict[str, Any]:
-    """TicketDetailSerializer's output for a row of `.values(*TICKET_DETAIL_VALUES)` and the ticket's
+    """TicketDetailSerializer's output, once rendered, for a row of `.values(*TICKET_DETAIL_VALUES)` and the ticket's
     messages (their author and attachments fetched with them)."""
-    zone = timezone.get_current_timezone()
+    zone = _output_zone()
     context, fetched_at = row["order_context"], row["order_context_at"]
     return {
         **_ticket_row_data(row, zone),
         "thread_key": row["thread_key"],
-        "order": {**context, "fetchedAt": _iso(fetched_at, zone)}
+        "order": {**context, "fetchedAt": _in_zone(fetched_at, zone)}
         if isinstance(context, dict) and fetched_at is not None
         else None,
         "messages": [_message_data(message, zone, files.get(message.pk, [])) for message in messages],
@@ -313,13 +321,13 @@ def _message_data(message: TicketMessage, zone: tzinfo, files: list[Attachment])
         else {"id": author.pk, "username": author.username, "name": author.get_full_name() or author.username},
         "author_name": message.author_name,
         "body": message.body,
-        "sent_at": _iso(message.sent_at, zone),
-        "created_at": _iso(message.created_at, zone),
+        "sent_at": _in_zone(message.sent_at, zone),
+        "created_at": _in_zone(message.created_at, zone),
         "delivery": {
             "status": message.delivery_status,
             "attempts": message.delivery_attempts,
-            "next_attempt_at": _iso(message.next_attempt_at, zone),
-            "delivered_at": _iso(message.delivered_at, zone),
+            "next_attempt_at": _in_zone(message.next_attempt_at, zone),
+            "delivered_at": _in_zone(message.delivered_at, zone),
             "error": message.delivery_error,
         }
         if outbound

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection, transaction
@@ -60,14 +61,22 @@ def _varied_tickets(tenant, admin):
     return [plain.pk, replied.pk, empty.pk]
 
 
-def test_list_rows_are_what_the_row_serializer_gives(admin):
+def _rendered(data, renderer=JSONRenderer):
+    """What the client reads: the API's renderer, or DRF's own."""
+    return json.loads(renderer().render(data))
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Paris"])  # TIME_ZONE, or one a request activated
+def test_list_rows_are_what_the_row_serializer_gives(admin, zone):
     ids = _varied_tickets(admin.tenant, admin)
     queryset = selectors.ticket_queryset(tenant=admin.tenant).filter(pk__in=ids).order_by("pk")
-    expected = json.loads(json.dumps(TicketRowSerializer(list(queryset), many=True).data, default=str))
-    fast = ticket_rows_data(list(queryset.values(*TICKET_ROW_VALUES)))
-    assert fast == expected
+    with timezone.override(zone):
+        expected = _rendered(TicketRowSerializer(list(queryset), many=True).data, DRFJSONRenderer)
+        fast = ticket_rows_data(list(queryset.values(*TICKET_ROW_VALUES)))
+    assert _rendered(fast) == expected
     assert [list(row) for row in fast] == [list(row) for row in expected]  # the same keys in the same order
     assert any(row["assignee"] and row["assignee"]["name"] == "Ana Lopez" for row in fast)
+    assert all(row["created_at"].endswith("Z") == (zone == "UTC") for row in expected)  # Paris: +01:00 or +02:00
 
 
 def test_the_detail_is_what_the_detail_serializer_gives(admin, admin_client):
@@ -78,7 +87,7 @@ def test_the_detail_is_what_the_detail_serializer_gives(admin, admin_client):
         row = selectors.ticket_row_get(tenant=admin.tenant, ticket_id=ticket_id, fields=TICKET_DETAIL_VALUES)
         assert row is not None
         fast = ticket_detail_data(row, messages, selectors.ticket_files(tenant=admin.tenant, ticket_id=ticket_id))
-        assert json.loads(json.dumps(fast)) == json.loads(json.dumps(expected, default=str))
+        assert _rendered(fast) == _rendered(expected, DRFJSONRenderer)
         assert list(fast) == list(expected)
         answered = admin_client.get(f"{URL}{ticket_id}/")
         assert answered.status_code == 200
@@ -183,6 +192,13 @@ def test_the_written_out_detail_row_is_the_orms(admin):
         {
             "when": datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
             "whole": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+            "utc_zone": datetime(2026, 1, 2, 3, 4, 5, 12, tzinfo=ZoneInfo("UTC")),
+            "london_winter": datetime(2026, 1, 2, 3, 4, 5, tzinfo=ZoneInfo("Europe/London")),  # +00:00: Z
+            "paris_summer": datetime(2026, 7, 2, 3, 4, 5, 500, tzinfo=ZoneInfo("Europe/Paris")),
+            "kolkata": datetime(2026, 7, 2, 3, 4, 5, tzinfo=ZoneInfo("Asia/Kolkata")),
+            "naive": datetime(2026, 7, 2, 3, 4, 5),
+            "day": date(2026, 7, 2),
+            "time": time(3, 4, 5, 678901),
             "id": uuid.UUID(int=5),
             "price": Decimal("2.50"),
             "big": 2**70,
