@@ -9,8 +9,9 @@ from django.http import HttpRequest
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.plumbing import build_bearer_security_scheme_object
 from rest_framework.request import Request
+from rest_framework_simplejwt import tokens as jwt_tokens
 from rest_framework_simplejwt.authentication import JWTAuthentication
-from rest_framework_simplejwt.exceptions import InvalidToken
+from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import Token
 
@@ -28,7 +29,33 @@ def membership_of(request: HttpRequest | Request) -> Membership:
     return membership
 
 
+# Access tokens already verified by this process, by their bytes (TenantJWTAuthentication.get_validated_token).
+_VERIFIED: dict[bytes, Token] = {}
+VERIFIED_TOKENS_MAX = 4096  # about 1 KB each; past it the dict starts again (a bound, not an LRU)
+
+
 class TenantJWTAuthentication(JWTAuthentication):
+    def get_validated_token(self, raw_token: bytes) -> Token:
+        """simplejwt's checks, made once per token and process: the same bytes carry the same claims
+        under the same key, and of the checks (signature, type, id, expiry) only the expiry depends on
+        the time, so a token seen before is only checked for expiry. Decoding it again (base64, JSON,
+        HMAC, and PyJWT examining the key anew for each token) was a tenth of a ticket list's CPU.
+        An expired token goes through simplejwt again, which refuses it with its own message. Access
+        tokens have no blacklist (simplejwt's is for refresh tokens), so nothing else can change."""
+        token = _VERIFIED.get(raw_token)
+        if token is not None:
+            try:
+                token.check_exp(current_time=jwt_tokens.aware_utcnow())  # simplejwt's clock
+            except TokenError:
+                _VERIFIED.pop(raw_token, None)
+            else:
+                return token
+        token = super().get_validated_token(raw_token)
+        if len(_VERIFIED) >= VERIFIED_TOKENS_MAX:
+            _VERIFIED.clear()
+        _VERIFIED[raw_token] = token
+        return token
+
     def authenticate(self, request: Request) -> tuple[Any, Token] | None:
         header = self.get_header(request)
         if header is None:

@@ -111,9 +111,12 @@ def test_an_access_token_is_not_a_refresh_token():
     assert response.json()["code"] == "token_not_valid"
 
 
-def test_expired_token_is_401(monkeypatch):
+@pytest.mark.parametrize("used_before", [False, True])  # True: the process has verified it already
+def test_expired_token_is_401(monkeypatch, used_before):
     member = make_member()
     access = obtain(username=member.user.username, password=PASSWORD).json()["access"]
+    if used_before:
+        assert bearer(access).get("/api/v1/me").status_code == 200
     later = timezone.now() + settings.SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"] + timedelta(seconds=5)
     # The clock is the boundary: simplejwt reads it through this function.
     monkeypatch.setattr("rest_framework_simplejwt.tokens.aware_utcnow", lambda: later)
