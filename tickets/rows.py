@@ -156,21 +156,20 @@ class Where:
         self.params.extend(params)
 
 
-def where_tenant(tenant_id: Any) -> Where:
-    return Where([f"{_T}.tenant_id = {_unplanned('uuid')}"], [db_value("tenant_id", tenant_id)])
+def where_tenant(tenant_id: Any, *, plan_for_tenant: bool = False) -> Where:
+    """The tenant's tickets. Its id reaches PostgreSQL as `(SELECT %s::uuid)`, run once per execution
+    before the scan (an InitPlan) and still an index key, but not seen by the planner: the statement
+    then has one plan for every tenant, so after five runs PostgreSQL keeps that generic plan instead
+    of planning each request again. Given the id, the largest tenant's statistics (a fifth of the
+    tickets) made each custom plan look cheaper than the generic one, which it never adopted:
+    planning was 0.6 ms of a 1.2 ms list query at 1M tickets, for the same plan (the inbox's index
+    walked in order until the page is full, whatever the tenant).
 
-
-def _unplanned(sql_type: str) -> str:
-    """A parameter PostgreSQL plans without looking at its value: `(SELECT %s::type)`, run once per
-    execution before the scan (an InitPlan), and still an index key.
-
-    The statement's plan is then the same for every value, so after five runs PostgreSQL keeps one
-    generic plan instead of planning each request again. Given the value, its estimates made each
-    custom plan look cheaper than the generic one, which it therefore never adopted: for the largest
-    tenant's list (its statistics say a fifth of the tickets) and for the overdue filter (how many
-    tickets are due before `now`). Planning was 0.6-0.9 ms of a 1.2-1.7 ms query at 1M tickets, for
-    the same plan: the inbox's index walked in order until the page is full, whatever the value."""
-    return f"(SELECT %s::{sql_type})" if connection.vendor == "postgresql" else "%s"
+    `plan_for_tenant`: the id is a plain parameter, for a statement whose best plan does depend on the
+    tenant's size (the overdue list: walking the unanswered in the inbox's order, or sorting the
+    overdue ones, is decided by the tenant's backlog). PostgreSQL plans it for each request."""
+    tenant = "%s" if plan_for_tenant or connection.vendor != "postgresql" else "(SELECT %s::uuid)"
+    return Where([f"{_T}.tenant_id = {tenant}"], [db_value("tenant_id", tenant_id)])
 
 
 def db_value(attname: str, value: Any) -> Any:
@@ -196,8 +195,8 @@ def where_filters(where: Where, *, user_id: int, statuses: Sequence[str], channe
         where.add(f"{_T}.assignee_id = %s", int(assignee))
     if connection_id:
         where.add(f"{_T}.connection_id = %s", db_value("connection_id", connection_id))
-    if overdue is True:  # OVERDUE_SQL with `now` unplanned
-        where.add(f"({UNANSWERED_SQL} AND {_T}.response_due_at < {_unplanned('timestamptz')})", now_param(now))
+    if overdue is True:
+        where.add(f"({OVERDUE_SQL})", now_param(now))
     elif overdue is False:  # not overdue, NULLs included: what `exclude()` of the condition means
         where.add(f"NOT (CASE WHEN {OVERDUE_SQL} THEN TRUE ELSE FALSE END)", now_param(now))
 

@@ -117,17 +117,18 @@ def ticket_page(
         )
         return where
 
+    def tenant_tickets() -> rows.Where:
+        return rows.where_tenant(tenant.pk, plan_for_tenant=filters.overdue is True)
+
     def page_of(where: rows.Where) -> pagination.Page:
         return rows.rows_page(
             fields=fields, where=where, now=now, ordering=ordering, cursor_token=cursor_token, size=size
         )
 
     if not filters.q:
-        return page_of(filtered(rows.where_tenant(tenant.pk)))
+        return page_of(filtered(tenant_tickets()))
     window = SEARCH_WALK_PER_ROW * (size + 1)
-    walk = rows.ids_fetch(
-        where=filtered(rows.where_tenant(tenant.pk)), ordering=ordering, cursor_token=cursor_token, limit=window
-    )
+    walk = rows.ids_fetch(where=filtered(tenant_tickets()), ordering=ordering, cursor_token=cursor_token, limit=window)
     page = pagination.Page(rows=[], next_cursor=None)
     if walk:
         # By id alone (they are the tenant's): with `tenant_id =` too, PostgreSQL would also read the
@@ -139,7 +140,7 @@ def ticket_page(
         return page
     found = sorted(set(rows.search_ids(tenant_id=tenant.pk, text=filters.q, limit=SEARCH_IDS_MAX + 1)))
     if len(found) > SEARCH_IDS_MAX:  # a common word: tested ticket by ticket in the page's order
-        everywhere = filtered(rows.where_tenant(tenant.pk))
+        everywhere = filtered(tenant_tickets())
         rows.where_match(everywhere, filters.q)
         return page_of(everywhere)
     if not found:
