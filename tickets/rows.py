@@ -165,10 +165,9 @@ def where_tenant(tenant_id: Any, *, plan_for_tenant: bool = False) -> Where:
     planning was 0.6 ms of a 1.2 ms list query at 1M tickets, for the same plan (the inbox's index
     walked in order until the page is full, whatever the tenant).
 
-    `plan_for_tenant`: the id is a plain parameter, for a statement whose best plan does depend on the
-    tenant's size (the overdue list: walking the unanswered in the inbox's order, or sorting the
-    overdue ones, is decided by the tenant's backlog). PostgreSQL plans it for each request."""
-    tenant = "%s" if plan_for_tenant or connection.vendor != "postgresql" else "(SELECT %s::uuid)"
+    `plan_for_tenant`: a plain parameter, for a statement whose best plan depends on the tenant (the
+    overdue list), run with `plan_each_run` so that PostgreSQL plans it for each request's values."""
+    tenant = "(SELECT %s::uuid)" if connection.vendor == "postgresql" and not plan_for_tenant else "%s"
     return Where([f"{_T}.tenant_id = {tenant}"], [db_value("tenant_id", tenant_id)])
 
 
@@ -255,12 +254,15 @@ def search_ids(*, tenant_id: Any, text: str, limit: int) -> list[int]:
         return [row[0] for row in cursor.fetchall()]
 
 
-def ids_fetch(*, where: Where, ordering: str, cursor_token: str | None, limit: int) -> list[int]:
-    """The ids of the first `limit` tickets after the cursor, in `ordering` (the list's index)."""
+def ids_fetch(
+    *, where: Where, ordering: str, cursor_token: str | None, limit: int, plan_each_run: bool = False
+) -> list[int]:
+    """The ids of the first `limit` tickets after the cursor, in `ordering` (the list's index;
+    `plan_each_run`: keybuzz.db.read_cursor's)."""
     if cursor_token:
         _after(where, pagination.decode_cursor(cursor_token, ordering=ordering))
     sql = f"SELECT {_T}.id FROM {_T} WHERE {' AND '.join(where.sql)} ORDER BY {_order_by(ordering)} LIMIT {int(limit)}"  # noqa: S608
-    with read_cursor() as cursor:
+    with read_cursor(plan_each_run=plan_each_run) as cursor:
         cursor.execute(sql, where.params)
         return [row[0] for row in cursor.fetchall()]
 
@@ -288,7 +290,13 @@ def _order_by(ordering: str) -> str:
 
 
 def rows_fetch(
-    *, fields: Sequence[str], where: Where, now: datetime, order_by: str = "", limit: int = 0
+    *,
+    fields: Sequence[str],
+    where: Where,
+    now: datetime,
+    order_by: str = "",
+    limit: int = 0,
+    plan_each_run: bool = False,
 ) -> list[dict[str, Any]]:
     select = _select(tuple(fields), connection.vendor)
     sql = f"{select.sql} WHERE {' AND '.join(where.sql)}"
@@ -297,16 +305,19 @@ def rows_fetch(
     if limit:
         sql += f" LIMIT {int(limit)}"
     params = [now_param(now)] * select.now_params + where.params
-    with read_cursor() as cursor:
+    with read_cursor(plan_each_run=plan_each_run) as cursor:
         cursor.execute(sql, params)
         raw_rows = cursor.fetchall()
     return [dict(zip(select.names, converted(raw, select.converters), strict=True)) for raw in raw_rows]
 
 
 def rows_page(*, fields: Sequence[str], where: Where, now: datetime, ordering: str, cursor_token: str | None,
-              size: int) -> pagination.Page:  # fmt: skip
-    """pagination.paginate of these rows: size + 1 rows in `ordering`, after the cursor."""
+              size: int, plan_each_run: bool = False) -> pagination.Page:  # fmt: skip
+    """pagination.paginate of these rows: size + 1 rows in `ordering`, after the cursor
+    (`plan_each_run`: keybuzz.db.read_cursor's)."""
     if cursor_token:
         _after(where, pagination.decode_cursor(cursor_token, ordering=ordering))
-    rows = rows_fetch(fields=fields, where=where, now=now, order_by=_order_by(ordering), limit=size + 1)
+    rows = rows_fetch(
+        fields=fields, where=where, now=now, order_by=_order_by(ordering), limit=size + 1, plan_each_run=plan_each_run
+    )
     return pagination.page_of(rows, ordering=ordering, size=size)

@@ -103,6 +103,12 @@ def ticket_page(
     there in full. Only a word too rare to fill the page goes on to the trigram indexes
     (`rows.search_ids`), which then find few matches, each index scoped to the tenant (migration 0010)."""
     now = now or timezone.now()
+    # The overdue page's best plan depends on the tenant's backlog (walk the unanswered tickets in the
+    # inbox's order, or sort the overdue ones): PostgreSQL plans it for each request, with its values.
+    per_request_plan = filters.overdue is True
+
+    def tenant_tickets() -> rows.Where:
+        return rows.where_tenant(tenant.pk, plan_for_tenant=per_request_plan)
 
     def filtered(where: rows.Where) -> rows.Where:
         rows.where_filters(
@@ -117,18 +123,27 @@ def ticket_page(
         )
         return where
 
-    def tenant_tickets() -> rows.Where:
-        return rows.where_tenant(tenant.pk, plan_for_tenant=filters.overdue is True)
-
     def page_of(where: rows.Where) -> pagination.Page:
         return rows.rows_page(
-            fields=fields, where=where, now=now, ordering=ordering, cursor_token=cursor_token, size=size
+            fields=fields,
+            where=where,
+            now=now,
+            ordering=ordering,
+            cursor_token=cursor_token,
+            size=size,
+            plan_each_run=per_request_plan,
         )
 
     if not filters.q:
         return page_of(filtered(tenant_tickets()))
     window = SEARCH_WALK_PER_ROW * (size + 1)
-    walk = rows.ids_fetch(where=filtered(tenant_tickets()), ordering=ordering, cursor_token=cursor_token, limit=window)
+    walk = rows.ids_fetch(
+        where=filtered(tenant_tickets()),
+        ordering=ordering,
+        cursor_token=cursor_token,
+        limit=window,
+        plan_each_run=per_request_plan,
+    )
     page = pagination.Page(rows=[], next_cursor=None)
     if walk:
         # By id alone (they are the tenant's): with `tenant_id =` too, PostgreSQL would also read the
