@@ -277,12 +277,20 @@ def conversion_plan(expressions: Sequence[Any]) -> ConversionPlan:
 
 def converted(row: Sequence[Any], plan: ConversionPlan) -> list[Any]:
     """The row's values as the ORM would give them (`plan`: `conversion_plan` of its columns)."""
+    return rows_converted([row], plan)[0]
+
+
+def rows_converted(rows: Sequence[Sequence[Any]], plan: ConversionPlan) -> list[list[Any]]:
+    """`converted` of each row, the connection looked up once (a thread-local read each time)."""
     db = _db()
-    values = list(row)
-    for i, expression, converters in plan:
-        for convert in converters:
-            values[i] = convert(values[i], expression, db)
-    return values
+    result = []
+    for row in rows:
+        values = list(row)
+        for i, expression, converters in plan:
+            for convert in converters:
+                values[i] = convert(values[i], expression, db)
+        result.append(values)
+    return result
 
 
 @functools.cache

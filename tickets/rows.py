@@ -27,7 +27,7 @@ from django.db import connection
 from django.db.models import BooleanField, CharField, DateTimeField, Field, IntegerField, TextField
 from django.db.models.expressions import RawSQL
 
-from keybuzz.db import ConversionPlan, conversion_plan, converted, read_cursor
+from keybuzz.db import ConversionPlan, conversion_plan, converted, read_cursor, rows_converted
 from tickets import pagination
 from tickets.models import Ticket
 
@@ -308,7 +308,8 @@ def rows_fetch(
     with read_cursor(plan_each_run=plan_each_run) as cursor:
         cursor.execute(sql, params)
         raw_rows = cursor.fetchall()
-    return [dict(zip(select.names, converted(raw, select.converters), strict=True)) for raw in raw_rows]
+    names = select.names
+    return [dict(zip(names, values, strict=True)) for values in rows_converted(raw_rows, select.converters)]
 
 
 def rows_page(*, fields: Sequence[str], where: Where, now: datetime, ordering: str, cursor_token: str | None,

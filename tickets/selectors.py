@@ -134,6 +134,21 @@ def ticket_page(
             plan_each_run=per_request_plan,
         )
 
+    if not filters.q and per_request_plan:
+        # The page's ids, planned for this request's values, then their rows through the one prepared
+        # statement by id: planning the whole SELECT (the assignee's join, two LATERAL joins) took
+        # 0.6-0.7 ms a request at 1M tickets, the ids' statement (one table) 0.2 ms.
+        ids = rows.ids_fetch(
+            where=filtered(tenant_tickets()),
+            ordering=ordering,
+            cursor_token=cursor_token,
+            limit=size + 1,
+            plan_each_run=True,
+        )
+        if not ids:
+            return pagination.Page(rows=[], next_cursor=None)
+        by_id = rows.where_ids(ids)
+        return rows.rows_page(fields=fields, where=by_id, now=now, ordering=ordering, cursor_token=None, size=size)
     if not filters.q:
         return page_of(filtered(tenant_tickets()))
     window = SEARCH_WALK_PER_ROW * (size + 1)

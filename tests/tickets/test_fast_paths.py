@@ -204,6 +204,7 @@ def test_the_written_out_detail_row_is_the_orms(admin):
             "price": Decimal("2.50"),
             "big": 2**70,
         },
+        {"errors": {0: ["Not a valid string."], 2: {"x": ["Required."]}}, "ok": True},  # a list field's errors
         [],
         "text",
     ],
@@ -217,6 +218,8 @@ def test_the_orjson_renderer_leaves_indented_answers_to_drf():
     assert JSONRenderer().render(data, "application/json; indent=2") == DRFJSONRenderer().render(
         data, "application/json; indent=2"
     )
+    indented = JSONRenderer().render(data, "application/json", {"indent": 4})
+    assert indented == DRFJSONRenderer().render(data, "application/json", {"indent": 4}) and b"\n    " in indented
 
 
 @pytest.mark.parametrize("walk_per_row", [1, 8, 1000])
@@ -392,4 +395,6 @@ def test_the_overdue_list_is_planned_for_each_request(requires_postgres, admin, 
     overdue_filter = re.compile(r"response_due_at < \$\d+\)")  # the filter; `is_overdue` says `< $1 THEN`
     assert any("LIMIT 26" in sql and not overdue_filter.search(sql) for sql in prepared)  # the inbox
     assert not [sql for sql in prepared if overdue_filter.search(sql)]
+    # The overdue page's rows, read by id once its ids are known, keep one prepared statement.
+    assert any("= ANY($" in sql and "LATERAL" in sql and "LIKE" not in sql for sql in prepared)
     assert connection.connection.prepare_threshold == threshold  # put back after each overdue page

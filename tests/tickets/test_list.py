@@ -303,6 +303,11 @@ def test_the_list_costs_a_constant_number_of_queries(admin, admin_client):
         )
         == with_50
     )
+    # The overdue page adds one: its ids (planned for the request's values), then their rows by id.
+    assert _list_queries(admin_client, {"limit": 100, "overdue": "true"}) == with_50  # none overdue: no rows to read
+    overdue = [make_ticket(tenant, at=timezone.now() - timedelta(hours=hours)) for hours in (30, 40)]
+    assert _list_queries(admin_client, {"limit": 100, "overdue": "true"}) == with_50 + 1
+    assert ids(admin_client.get(URL, {"overdue": "true"})) == [ticket.id for ticket in overdue]
 
 
 def test_list_only_shows_the_tokens_tenant(admin, admin_client):
