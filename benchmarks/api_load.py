@@ -29,8 +29,11 @@ authentication and no query. A third gunicorn (same config, `wsgi_app` a Django-
 returning those bytes) is the floor: what the load generator and gunicorn manage on their own.
 
 Load: each endpoint for --seconds (after a short unrecorded warm-up) with --connections concurrent clients,
---rounds times (rounds outermost, so a machine whose speed drifts weighs on every endpoint alike; the median
-round is reported). The generator is wrk when installed (a generated Lua script picks a random (path, token)
+--rounds times (rounds outermost; the median round is reported). The bare view is measured again after each
+API endpoint, and an endpoint's ratio in a round is its req/s over the mean of the bare view's just before
+and just after it: on a shared machine whose speed drifts by a third within minutes, a baseline measured
+once per round made the ratios of the same code move by as much. The reported ratio is the median of the
+rounds' ratios. The generator is wrk when installed (a generated Lua script picks a random (path, token)
 pair per request; req/s and status codes are then counted in gunicorn's access log, the answers completed
 within the measured window, because wrk only counts the answers to its own requests that arrive before it
 stops; its latencies include the warm-up), else Python processes with threads, one http.client connection per
@@ -39,7 +42,7 @@ a probe request waits its turn, so the next endpoint starts on a server with not
 spread over the 100 tenants' tokens (minted once per size with the project's token code, before the load; the
 largest tenant's owner also logs in once through POST /api/v1/auth/token, which checks the login path without
 tripping the login throttle); list and searches have a second row for the largest tenant alone. Per endpoint:
-req/s, ratio to the baseline's req/s, p50 and p99 latency, non-2xx responses and failed connections (any is
+req/s, ratio (above), p50 and p99 latency, non-2xx responses and failed connections (any is
 printed loudly and the exit status is 2), and the CPU the generator itself used (in cores): on a 2-core
 machine it competes with gunicorn and PostgreSQL, which is why the baseline is measured the same way and the
 ratio is the figure to compare.
@@ -116,10 +119,13 @@ class Endpoint:
     profile: bool = True  # also timed in-process (once per path: the "largest" rows reuse the "all" one)
 
 
+BASELINE = "baseline: bare Django view"
+
+
 def endpoints() -> list[Endpoint]:
     rows = [
         Endpoint("floor: bare WSGI, no Django", "/bare", "bare", server="floor", profile=False),
-        Endpoint("baseline: bare Django view", "/bare", "bare", server="bare", profile=False),
+        Endpoint(BASELINE, "/bare", "bare", server="bare", profile=False),
         Endpoint("list", "/api/v1/tickets/", "all"),
         Endpoint("list [largest]", "/api/v1/tickets/", "largest", profile=False),
         Endpoint("list overdue", "/api/v1/tickets/?overdue=true", "all"),
@@ -1255,6 +1261,46 @@ def table(size: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def load_round(
+    load: PythonLoad | WrkLoad,
+    servers: dict[str, Server],
+    rows: list[Endpoint],
+    tenants: Tenants,
+    results: dict[str, list[LoadResult]],
+    *,
+    seconds: float,
+    warmup: float,
+    label: str,
+) -> dict[str, float]:
+    """Every endpoint once, into `results`, the bare view again after each API endpoint; returns each
+    API endpoint's req/s over the mean of the bare view's just before and just after it."""
+
+    def measure(row: Endpoint) -> LoadResult:
+        progress(f"{label}: {row.name}")
+        result = load.run(servers[row.server], targets(row, tenants), seconds, warmup)
+        drain(servers[row.server])
+        results[row.name].append(result)
+        if result.errors:
+            progress(f"!!! {row.name}: {sum(result.errors.values())} errors {dict(result.errors)}")
+        return result
+
+    bare = next(row for row in rows if row.name == BASELINE)
+    ratios: dict[str, float] = {}
+    before = None
+    for row in rows:
+        if row.server != "api":
+            result = measure(row)
+            before = result if row is bare else before
+            continue
+        before = before or measure(bare)
+        rate = measure(row).rate
+        after = measure(bare)
+        bare_rate = (before.rate + after.rate) / 2
+        ratios[row.name] = rate / bare_rate if bare_rate else 0.0
+        before = after
+    return ratios
+
+
 def median_result(results: list[LoadResult]) -> dict[str, Any]:
     """The median round by req/s, with the errors of every round."""
     ordered = sorted(results, key=lambda r: r.rate)
@@ -1408,15 +1454,15 @@ def run(args: argparse.Namespace, processes: Processes, tmp: Path, url: str) -> 
             progress(f"!!! the machine is busy before the load ({idle:.0%} idle): other work competes for the CPUs")
         rows = endpoints()
         results: dict[str, list[LoadResult]] = {row.name: [] for row in rows}
+        # Per API endpoint and round: its req/s over the mean of the bare view's just before and just after.
+        paired: dict[str, list[float]] = {row.name: [] for row in rows}
         for round_ in range(args.rounds):
-            for row in rows:
-                server = servers[row.server]
-                progress(f"{size:,} tickets, round {round_ + 1}/{args.rounds}: {row.name}")
-                result = load.run(server, targets(row, tenants), args.seconds, warmup)
-                drain(server)
-                results[row.name].append(result)
-                if result.errors:
-                    progress(f"!!! {row.name}: {sum(result.errors.values())} errors {dict(result.errors)}")
+            ratios = load_round(
+                load, servers, rows, tenants, results, seconds=args.seconds, warmup=warmup,
+                label=f"{size:,} tickets, round {round_ + 1}/{args.rounds}",
+            )  # fmt: skip
+            for name, ratio in ratios.items():
+                paired[name].append(ratio)
         progress("timing single requests in-process")
         profiles: list[dict[str, Any]] = [
             {
@@ -1429,7 +1475,7 @@ def run(args: argparse.Namespace, processes: Processes, tmp: Path, url: str) -> 
             if row.profile
         ]
         by_path = {p["path"]: p for p in profiles}
-        baseline = median_result(results["baseline: bare Django view"])["req_s"]
+        baseline = median_result(results[BASELINE])["req_s"]
         load_rows = []
         for row in rows:
             measured = median_result(results[row.name])
@@ -1440,7 +1486,10 @@ def run(args: argparse.Namespace, processes: Processes, tmp: Path, url: str) -> 
                     "path": row.path,
                     "scope": row.scope,
                     **measured,
-                    "ratio": round(measured["req_s"] / baseline, 4) if baseline else 0.0,
+                    "ratio": round(statistics.median(paired[row.name]), 4)
+                    if paired[row.name]
+                    else (round(measured["req_s"] / baseline, 4) if baseline else 0.0),
+                    "ratio_rounds": [round(r, 4) for r in paired[row.name]],
                     "profile": (prof["largest"] if row.scope == "largest" else prof["typical"]) if prof else None,
                 }
             )
