@@ -48,9 +48,9 @@ machine it competes with gunicorn and PostgreSQL, which is why the baseline is m
 ratio is the figure to compare.
 
 Server time: every endpoint once more in-process (Django's test client on the same database and settings),
-for a typical tenant and for the largest one: the median over 20 requests after 3 warm-up ones of the time, of
-the queries' own time ("sql ms": the rest is Python, authentication, ORM compilation and serialization) and of
-the number of queries, and the query that takes the longest (--explain prints its plan, EXPLAIN ANALYZE, for
+for a typical tenant and for the largest one: the median over 20 requests after 10 warm-up ones of the time, of
+the queries' own time ("sql ms", timed around each query by an execute wrapper, round trip included: the rest
+is Python, authentication, serialization) and of the number of queries, and the query that takes the longest (--explain prints its plan, EXPLAIN ANALYZE, for
 the largest tenant). How idle the CPUs were over the 2 s before each size's load is printed too: work of
 others on the machine makes every figure noisy. --json prints all figures as one JSON object instead of the
 tables. --quick: sizes 10000, 5 s, 1 round unless given (a smoke run). Setup failures exit 1
@@ -161,7 +161,8 @@ class Profile:
     queries: int
     sql_ms: float  # the queries' own time (the rest is Python: auth, ORM compilation, serialization)
     slowest_ms: float
-    slowest_sql: str
+    slowest_sql: str  # its text, with placeholders
+    slowest_params: Any  # and its parameters (for --explain)
 
 
 # -- environment ----------------------------------------------------------------------------------
@@ -1154,40 +1155,53 @@ def _error_sample(port: int, pairs: list[tuple[str, str]]) -> str:
 # -- server time, in-process ----------------------------------------------------------------------
 
 
+class QueryTimer:
+    """A Django execute wrapper: each query's own time (perf_counter, in ms), text and parameters. Unlike
+    the debug cursor's log (times rounded to the ms), it also has the text of the prepared statements
+    keybuzz.db.read_cursor runs, for which Django keeps none."""
+
+    def __init__(self) -> None:
+        self.queries: list[tuple[float, str, Any]] = []
+
+    def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            self.queries.append(((time.perf_counter() - started) * 1000, sql, params))
+
+
 def profile(endpoint: Endpoint, tenants: Tenants, tenant: int) -> Profile:
     """Median time and query count of one request through Django's test client (the whole stack
     but the socket and gunicorn), and the query that took longest in the median request."""
     from django.db import connection
     from django.test import Client
-    from django.test.utils import CaptureQueriesContext
 
     client = Client(headers={"Authorization": f"Bearer {tenants.tokens[tenant]}"})
     ids = tenants.ticket_ids[tenant]
-    runs: list[tuple[float, list[dict[str, str]]]] = []  # (ms, the queries with their time)
+    runs: list[tuple[float, list[tuple[float, str, Any]]]] = []  # (ms, the queries with their time)
     for i in range(PROFILE_WARMUP + PROFILE_REQUESTS):
         path = endpoint.path.format(id=ids[i % len(ids)])
-        with CaptureQueriesContext(connection) as queries:
+        timer = QueryTimer()
+        with connection.execute_wrapper(timer):
             started = time.perf_counter()
             response = client.get(path)
             elapsed = (time.perf_counter() - started) * 1000
         if response.status_code != 200:
             raise SetupError(f"in-process GET {path} answered {response.status_code}: {response.content[:200]!r}")
         if i >= PROFILE_WARMUP:
-            runs.append((elapsed, list(queries.captured_queries)))
+            runs.append((elapsed, timer.queries))
     runs.sort(key=lambda run: run[0])
     median_ms, median_queries = runs[len(runs) // 2]
-    slowest = max(median_queries, key=lambda q: float(q["time"]), default={"time": "0", "sql": ""})
+    slowest_ms, slowest_sql, slowest_params = max(median_queries, key=lambda q: q[0], default=(0.0, "", None))
     return Profile(
         ms=median_ms,
         queries=int(statistics.median(len(q) for _, q in runs)),
-        sql_ms=statistics.median(sum(float(q["time"]) for q in queries) * 1000 for _, queries in runs),
-        slowest_ms=float(slowest["time"]) * 1000,
-        # Django keeps no text for a query psycopg ran as a prepared statement (keybuzz.db.read_cursor).
-        slowest_sql=slowest["sql"] or PREPARED,
+        sql_ms=statistics.median(sum(q[0] for q in queries) for _, queries in runs),
+        slowest_ms=slowest_ms,
+        slowest_sql=slowest_sql,
+        slowest_params=slowest_params,
     )
-
-
-PREPARED = "(a prepared statement: no text kept)"
 
 
 def sql_summary(sql: str) -> str:
@@ -1208,11 +1222,11 @@ def sql_summary(sql: str) -> str:
 _FROM = re.compile(r'\bFROM\s+"?(\w+)"?')
 
 
-def explain(sql: str) -> str:
+def explain(sql: str, params: Any) -> str:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql)
+        cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params)
         return "\n".join(row[0] for row in cursor.fetchall())
 
 
@@ -1519,11 +1533,12 @@ def run(args: argparse.Namespace, processes: Processes, tmp: Path, url: str) -> 
             )
         if args.explain and not args.json:
             for prof in profiles:
-                print(f"\n-- {prof['endpoint']}, largest tenant, slowest query:\n{prof['largest']['slowest_sql']}")
-                if prof["largest"]["slowest_sql"] != PREPARED:
-                    print(explain(prof["largest"]["slowest_sql"]))
+                slowest = prof["largest"]
+                print(f"\n-- {prof['endpoint']}, largest tenant, slowest query:\n{slowest['slowest_sql']}")
+                if slowest["slowest_sql"]:
+                    print(explain(slowest["slowest_sql"], slowest["slowest_params"]))
     if args.json:
-        print(json.dumps(report))
+        print(json.dumps(report, default=str))  # the queries' parameters: UUIDs, datetimes
     return 2 if failed else 0
 
 
