@@ -108,11 +108,13 @@ def paginate(queryset: QuerySet, *, ordering: str, cursor_token: str | None, siz
     return page_of(list(order(queryset, ordering=ordering)[: size + 1]), ordering=ordering, size=size)
 
 
-def page_of(rows: list[Any], *, ordering: str, size: int) -> Page:
-    """The page of up to size + 1 rows read in `ordering`: the extra row only says there is a next page."""
+def page_of(rows: list[Any], *, ordering: str, size: int, more: bool | None = None) -> Page:
+    """The page of up to size + 1 rows read in `ordering`: the extra row only says there is a next page
+    (`more`: whether there is one, when the rows were read after the query that knew it)."""
     next_cursor = None
-    if len(rows) > size:
-        rows = rows[:size]
+    more = len(rows) > size if more is None else more
+    rows = rows[:size]
+    if more and rows:
         field, _ = ORDERINGS[ordering]
         last = rows[-1]
         value, last_id = (last[field], last["id"]) if isinstance(last, dict) else (getattr(last, field), last.pk)

@@ -147,8 +147,7 @@ def ticket_page(
         )
         if not ids:
             return pagination.Page(rows=[], next_cursor=None)
-        by_id = rows.where_ids(ids)
-        return rows.rows_page(fields=fields, where=by_id, now=now, ordering=ordering, cursor_token=None, size=size)
+        return rows.rows_page_of_ids(fields=fields, ids=ids, now=now, ordering=ordering, size=size)
     if not filters.q:
         return page_of(filtered(tenant_tickets()))
     window = SEARCH_WALK_PER_ROW * (size + 1)

@@ -332,3 +332,25 @@ def test_a_search_matching_more_than_the_id_cap_still_pages_newest_first(admin, 
     second = admin_client.get(first["next"]).json()
 
     assert [t["id"] for t in first["results"] + second["results"]] == [t.id for t in matching]
+
+
+def test_an_overdue_ticket_deleted_while_its_page_is_read_loses_no_other(admin, admin_client):
+    """The overdue page reads its ids, then their rows: a ticket deleted in between leaves the page one
+    short, and the next page still starts after the last row shown (no later ticket is skipped)."""
+    overdue = [make_ticket(admin.tenant, at=timezone.now() - timedelta(hours=hours)) for hours in (30, 40, 50, 60)]
+    deleted = False
+
+    def delete_the_first_before_its_row_is_read(execute, sql, params, many, context):
+        nonlocal deleted
+        if not deleted and sql.startswith('SELECT "tickets_ticket"."id", "tickets_ticket"."subject"'):
+            deleted = True  # first, so the delete's own queries go straight through
+            overdue[0].delete()
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(delete_the_first_before_its_row_is_read):
+        first = admin_client.get(URL, {"overdue": "true", "limit": 2}).json()
+    assert deleted
+    assert [row["id"] for row in first["results"]] == [overdue[1].id, overdue[2].id]
+    assert first["next_cursor"]
+    rest = admin_client.get(URL, {"overdue": "true", "limit": 2, "cursor": first["next_cursor"]}).json()
+    assert [row["id"] for row in rest["results"]] == [overdue[3].id] and rest["next_cursor"] is None
