@@ -26,8 +26,8 @@ from rest_framework.utils.encoders import JSONEncoder
 _OPTIONS = orjson.OPT_UTC_Z
 _default = JSONEncoder().default
 # U+2028 and U+2029 in UTF-8, and the escapes DRF writes for them (JSON that is also JavaScript).
-_LINE_SEPARATORS = ((b"\xe2\x80\xa8", b"\\u2028"), (b"\xe2\x80\xa9", b"\\u2029"))
-_LINE_SEPARATOR = re.compile(b"\xe2\x80[\xa8\xa9]")
+_LINE_SEPARATORS = {b"\xe2\x80\xa8": b"\\u2028", b"\xe2\x80\xa9": b"\\u2029"}
+_LINE_SEPARATOR = re.compile(b"|".join(map(re.escape, _LINE_SEPARATORS)))
 
 
 class JSONRenderer(DRFJSONRenderer):
@@ -45,9 +45,8 @@ class JSONRenderer(DRFJSONRenderer):
             body = orjson.dumps(data, default=_default, option=_OPTIONS)
         except orjson.JSONEncodeError:
             return super().render(data, accepted_media_type, renderer_context)
-        # Looked for in two steps: CPython finds a single byte with memchr (0.2 us for a 23 kB ticket
-        # page) but scans for a longer one byte by byte (20 us); most answers have no 0xE2 at all.
-        if b"\xe2" in body and _LINE_SEPARATOR.search(body):
-            for raw, escaped in _LINE_SEPARATORS:
-                body = body.replace(raw, escaped)
+        # A single byte first: CPython finds it with memchr (0.2 us for a 23 kB ticket page) but scans
+        # for a longer one byte by byte (20 us); most answers have no 0xE2 at all.
+        if b"\xe2" in body:
+            body = _LINE_SEPARATOR.sub(lambda found: _LINE_SEPARATORS[found[0]], body)
         return body

@@ -317,7 +317,10 @@ def rows_page_of_ids(
 ) -> pagination.Page:
     """The page of `ids` (ids_fetch's, up to size + 1 in `ordering`) as rows, read by id through one
     prepared statement whatever the tenant. There is a next page when ids_fetch found more than
-    `size`, even if a ticket was deleted between the two reads (the page then ends one short)."""
+    `size`, even if a ticket was deleted between the two reads (the page then ends one short).
+    No ids: an empty page, without a query."""
+    if not ids:
+        return pagination.Page(rows=[], next_cursor=None)
     found = rows_fetch(fields=fields, where=where_ids(ids), now=now, order_by=_order_by(ordering), limit=size + 1)
     return pagination.page_of(found, ordering=ordering, size=size, more=len(ids) > size)
 
