@@ -60,6 +60,9 @@ def _cursor() -> Iterator[CursorWrapper]:
         return
     import psycopg
 
+    # What Django's own cursors do first: a persistent connection is checked once per request
+    # (CONN_HEALTH_CHECKS), so one the server has closed is replaced instead of failing the request.
+    db.close_if_health_check_failed()
     db.ensure_connection()
     # _prepare_cursor is how Django wraps any cursor it makes (private, stable since Django 1.x).
     with db._prepare_cursor(psycopg.Cursor(db.connection)) as cursor:  # type: ignore[attr-defined]

@@ -124,6 +124,10 @@ else:
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
 DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 DATABASES["default"]["TEST"] = {"NAME": env.str("TEST_DATABASE_NAME", default=None)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # The same backend, with a health check that asks the socket before it asks the server
+    # (keybuzz/backends/postgresql/base.py).
+    DATABASES["default"]["ENGINE"] = "keybuzz.backends.postgresql"
 if "postgresql" in DATABASES["default"]["ENGINE"]:
     # PostgreSQL's JIT compiles "expensive-looking" plans: on the inbox's queries it cost up to a
     # second per query at a million tickets and saved nothing (benchmarks/api_load.py). Off for
