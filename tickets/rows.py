@@ -354,8 +354,9 @@ def overdue_page_walked(
     overdue filter alone could sort every overdue ticket of a large tenant (37 ms at 100k tickets),
     which is why the other overdue pages are planned for each request (0.2 ms, and a third query).
     Here the order comes from the walk, and the filter only drops rows from it. The bound keeps the
-    walk short for a tenant with many unanswered tickets not yet due (about 0.5 ms for 500 at 1M
-    tickets). A short page costs a second statement: how far the walk went."""
+    walk short for a tenant with many unanswered tickets not yet due: walking 500 and counting them
+    took 0.6 ms for the largest tenant at 1M tickets. A short page costs that second statement: how
+    far the walk went."""
     walk = where_tenant(tenant_id)
     walk.add(UNANSWERED_SQL)
     if cursor_token:
