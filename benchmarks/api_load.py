@@ -113,7 +113,7 @@ class SetupError(Exception):
 @dataclass(frozen=True)
 class Endpoint:
     name: str
-    path: str  # "{id}": a ticket id of the requesting tenant
+    path: str  # "{id}": a ticket id of the requesting tenant; "{cursor}": the cursor to its middle page
     scope: str  # "all": requests spread over every tenant; "largest": the largest tenant only; "bare": no token
     server: str = "api"  # "api", "bare" (the bare Django view) or "floor" (the bare WSGI callable)
     profile: bool = True  # also timed in-process (once per path: the "largest" rows reuse the "all" one)
@@ -128,6 +128,8 @@ def endpoints() -> list[Endpoint]:
         Endpoint(BASELINE, "/bare", "bare", server="bare", profile=False),
         Endpoint("list", "/api/v1/tickets/", "all"),
         Endpoint("list [largest]", "/api/v1/tickets/", "largest", profile=False),
+        Endpoint("list, middle page", "/api/v1/tickets/?cursor={cursor}", "all"),
+        Endpoint("list, middle page [largest]", "/api/v1/tickets/?cursor={cursor}", "largest", profile=False),
         Endpoint("list overdue", "/api/v1/tickets/?overdue=true", "all"),
         Endpoint("detail", "/api/v1/tickets/{id}/", "all"),
     ]
@@ -849,6 +851,7 @@ def database_figures(url: str) -> dict[str, Any]:
 class Tenants:
     tokens: list[str]  # index 0: the largest tenant; 1: a typical one
     ticket_ids: list[list[int]]  # per tenant, a random sample for the detail endpoint
+    middle_cursors: list[str]  # per tenant, the cursor of the list's page halfway down its tickets
 
 
 def tenants_prepare(api: Server) -> Tenants:
@@ -858,6 +861,7 @@ def tenants_prepare(api: Server) -> Tenants:
 
     from keybuzz.models import Membership
     from keybuzz.services import _token_pair  # what POST /auth/token issues, without the password check
+    from tickets import pagination
 
     memberships = list(
         Membership.objects.select_related("user", "tenant")
@@ -884,7 +888,21 @@ def tenants_prepare(api: Server) -> Tenants:
             [max(DETAIL_IDS_PER_TENANT, PROFILE_REQUESTS)],
         )
         ids = [list(row[1]) for row in cursor.fetchall()]
-    return Tenants(tokens=tokens, ticket_ids=ids)
+        # The ticket halfway down each tenant's list, in the list's order: the page after it is as deep
+        # as a tenant's history goes (100,000 tickets for the largest at 1M).
+        cursor.execute(
+            "SELECT k.slug, x.last_message_at, x.id FROM (SELECT t.tenant_id, t.last_message_at, t.id,"
+            " row_number() OVER w AS r, count(*) OVER (PARTITION BY t.tenant_id) AS n FROM tickets_ticket t"
+            " WINDOW w AS (PARTITION BY t.tenant_id ORDER BY t.last_message_at DESC NULLS LAST, t.id DESC)) x"
+            " JOIN keybuzz_tenant k ON k.id = x.tenant_id WHERE x.r = x.n / 2 + 1 ORDER BY k.slug"
+        )
+        middle = [
+            pagination.encode_cursor(pagination.Cursor(ordering=pagination.DEFAULT_ORDERING, value=at, last_id=pk))
+            for _, at, pk in cursor.fetchall()
+        ]
+    if len(middle) != TENANTS:
+        raise SetupError(f"expected a middle page for each of the {TENANTS} bench tenants, found {len(middle)}")
+    return Tenants(tokens=tokens, ticket_ids=ids, middle_cursors=middle)
 
 
 def targets(endpoint: Endpoint, tenants: Tenants) -> list[tuple[str, str]]:
@@ -897,6 +915,8 @@ def targets(endpoint: Endpoint, tenants: Tenants) -> list[tuple[str, str]]:
         auth = f"Bearer {tenants.tokens[i]}"
         if "{id}" in endpoint.path:
             pairs += [(endpoint.path.format(id=t), auth) for t in tenants.ticket_ids[i][:DETAIL_IDS_PER_TENANT]]
+        elif "{cursor}" in endpoint.path:
+            pairs.append((endpoint.path.format(cursor=tenants.middle_cursors[i]), auth))
         else:
             pairs.append((endpoint.path, auth))
     return pairs
@@ -1181,7 +1201,7 @@ def profile(endpoint: Endpoint, tenants: Tenants, tenant: int) -> Profile:
     ids = tenants.ticket_ids[tenant]
     runs: list[tuple[float, list[tuple[float, str, Any]]]] = []  # (ms, the queries with their time)
     for i in range(PROFILE_WARMUP + PROFILE_REQUESTS):
-        path = endpoint.path.format(id=ids[i % len(ids)])
+        path = endpoint.path.format(id=ids[i % len(ids)], cursor=tenants.middle_cursors[tenant])
         timer = QueryTimer()
         with connection.execute_wrapper(timer):
             started = time.perf_counter()

@@ -164,6 +164,10 @@ class Where:
         self.sql.append(sql)
         self.params.extend(params)
 
+    def extended(self, sql: str, *params: Any) -> Where:
+        """A copy with one more fragment."""
+        return Where([*self.sql, sql], [*self.params, *params])
+
 
 def where_tenant(tenant_id: Any, *, plan_for_tenant: bool = False) -> Where:
     """The tenant's tickets. Its id reaches PostgreSQL as `(SELECT %s::uuid)`, run once per execution
@@ -268,28 +272,37 @@ def ids_fetch(
 ) -> list[int]:
     """The ids of the first `limit` tickets after the cursor, in `ordering` (the list's index;
     `plan_each_run`: keybuzz.db.read_cursor's)."""
-    if cursor_token:
-        _after(where, pagination.decode_cursor(cursor_token, ordering=ordering))
-    sql = f"SELECT {_T}.id FROM {_T} WHERE {' AND '.join(where.sql)} ORDER BY {_order_by(ordering)} LIMIT {int(limit)}"  # noqa: S608
-    with read_cursor(plan_each_run=plan_each_run) as cursor:
-        cursor.execute(sql, where.params)
-        return [row[0] for row in cursor.fetchall()]
+    ids: list[int] = []
+    for part in _after_parts(where, cursor_token, ordering):
+        sql = f"SELECT {_T}.id FROM {_T} WHERE {' AND '.join(part.sql)} ORDER BY {_order_by(ordering)} LIMIT {int(limit - len(ids))}"  # noqa: S608
+        with read_cursor(plan_each_run=plan_each_run) as cursor:
+            cursor.execute(sql, part.params)
+            ids += [row[0] for row in cursor.fetchall()]
+        if len(ids) >= limit:
+            break
+    return ids
 
 
-def _after(where: Where, cursor: pagination.Cursor) -> None:
-    """Rows strictly after the cursor's row in its ordering (NULLs last): pagination.after in SQL."""
+def _after_parts(where: Where, cursor_token: str | None, ordering: str) -> list[Where]:
+    """The tickets of `where` strictly after the cursor's row in `ordering` (NULLs last: what
+    pagination.after says through the ORM), as conditions to read one after the other until the page
+    is full: first those with a value beyond the cursor's, `(value, id) < (%s, %s)` (or `>`), then
+    those without a value, which sort last. PostgreSQL starts the index scan at a row comparison;
+    the same test written with OR (and `OR value IS NULL` in it) was only a filter, so a page 10,000
+    tickets deep read the 10,000 before it: 8 ms for the largest tenant at 1M tickets. A cursor
+    without a value is already among the last ones: one condition. No cursor: `where` itself."""
+    if not cursor_token:
+        return [where]
+    cursor = pagination.decode_cursor(cursor_token, ordering=ordering)
     name, descending = pagination.ORDERINGS[cursor.ordering]
     column, beyond = f"{_T}.{connection.ops.quote_name(name)}", "<" if descending else ">"
     if cursor.value is None:
-        where.add(f"{column} IS NULL AND {_T}.id {beyond} %s", cursor.last_id)
-        return
+        return [where.extended(f"{column} IS NULL AND {_T}.id {beyond} %s", cursor.last_id)]
     value = db_value(name, cursor.value)
-    where.add(
-        f"({column} {beyond} %s OR ({column} = %s AND {_T}.id {beyond} %s) OR {column} IS NULL)",
-        value,
-        value,
-        cursor.last_id,
-    )
+    return [
+        where.extended(f"({column}, {_T}.id) {beyond} (%s, %s)", value, cursor.last_id),
+        where.extended(f"{column} IS NULL"),
+    ]
 
 
 def _order_by(ordering: str) -> str:
@@ -357,10 +370,9 @@ def overdue_page_walked(
     walk short for a tenant with many unanswered tickets not yet due: walking 500 and counting them
     took 0.6 ms for the largest tenant at 1M tickets. A short page costs that second statement: how
     far the walk went."""
-    walk = where_tenant(tenant_id)
-    walk.add(UNANSWERED_SQL)
-    if cursor_token:
-        _after(walk, pagination.decode_cursor(cursor_token, ordering=pagination.DEFAULT_ORDERING))
+    unanswered = where_tenant(tenant_id)
+    unanswered.add(UNANSWERED_SQL)
+    walk, *rest = _after_parts(unanswered, cursor_token, pagination.DEFAULT_ORDERING)
     order_by = _order_by(pagination.DEFAULT_ORDERING)
     walked = f"FROM {_T} WHERE {' AND '.join(walk.sql)} ORDER BY {order_by} LIMIT {OVERDUE_WALK_MAX}"
     # The page reads the walk under the table's name: its rows arrive in the page's order, so there is
@@ -378,6 +390,8 @@ def overdue_page_walked(
         limit=size + 1,
     )
     if len(found) <= size:
+        if rest:  # tickets without a last message time may follow: the general way reads them too
+            return None
         with read_cursor() as cursor:
             cursor.execute(f"SELECT COUNT(*) FROM (SELECT {_T}.id {walked}) w", walk.params)  # noqa: S608
             (count,) = cursor.fetchone()
@@ -390,9 +404,16 @@ def rows_page(*, fields: Sequence[str], where: Where, now: datetime, ordering: s
               size: int, plan_each_run: bool = False) -> pagination.Page:  # fmt: skip
     """pagination.paginate of these rows: size + 1 rows in `ordering`, after the cursor
     (`plan_each_run`: keybuzz.db.read_cursor's)."""
-    if cursor_token:
-        _after(where, pagination.decode_cursor(cursor_token, ordering=ordering))
-    rows = rows_fetch(
-        fields=fields, where=where, now=now, order_by=_order_by(ordering), limit=size + 1, plan_each_run=plan_each_run
-    )
+    rows: list[dict[str, Any]] = []
+    for part in _after_parts(where, cursor_token, ordering):
+        rows += rows_fetch(
+            fields=fields,
+            where=part,
+            now=now,
+            order_by=_order_by(ordering),
+            limit=size + 1 - len(rows),
+            plan_each_run=plan_each_run,
+        )
+        if len(rows) > size:
+            break
     return pagination.page_of(rows, ordering=ordering, size=size)
