@@ -93,9 +93,8 @@ def _list_defaults() -> Mapping[str, Any]:
 def _list_params(query: tuple[tuple[str, str | tuple[str, ...]], ...]) -> Mapping[str, Any]:
     """The list's parameters validated, once per distinct query in this process: the same few come
     again and again (the overdue tab, a filter, a page size), and DRF's validation took 50 us a
-    request. Shared by the requests, hence read-only. A query with an error raises, which is not
-    kept, and each next page's cursor makes a query of its own, which the least recently used
-    give way to."""
+    request. Shared by the requests, hence read-only. A query with an error raises, and nothing is
+    kept. A next page's query is new (its cursor is), and takes the place of the least recently used."""
     data = {key: list(value) if isinstance(value, tuple) else value for key, value in query}
     return MappingProxyType(dict(_validated(TicketListQuerySerializer(data=data), code="invalid_filter")))
 

@@ -4,7 +4,8 @@ With CONN_HEALTH_CHECKS, Django checks a persistent connection before the first 
 request with `SELECT 1`: a round trip to the server, on every request. This backend first asks the
 socket: a connection the server has closed (a restart, `pg_terminate_backend`, an idle timeout) has
 its error message or its end of stream waiting to be read, and an idle healthy one has nothing to
-read. Only when there is something (that, or a rare notice) does it run Django's `SELECT 1`. A
+read. Only when there is something (that, or a rare notice) does it run Django's `SELECT 1`: 0.7 us
+instead of 29 us of round trip on an idle machine, and none of the server's time. A
 connection that is gone without a word (a host lost from the network) fails the same way under both
 checks: at its next query.
 
