@@ -110,15 +110,10 @@ def datetime_from_db(value: Any) -> datetime | None:
 
 @dataclass(frozen=True)
 class _Select:
-    columns: str  # the SELECT list, `now` parameters first
-    joins: str  # LEFT OUTER JOIN auth_user …, and on PostgreSQL the LATERAL joins
+    sql: str  # SELECT … FROM tickets_ticket LEFT OUTER JOIN auth_user …, `now` parameters first
     now_params: int  # how many times `now` is a parameter of the SELECT list
     names: tuple[str, ...]
     converters: ConversionPlan
-
-    def sql(self, source: str = "") -> str:
-        """SELECT … FROM tickets_ticket …; `source`: a subquery read under the table's name instead."""
-        return f"SELECT {self.columns} FROM {f'({source}) ' if source else ''}{_T} {self.joins}"  # noqa: S608
 
 
 @functools.cache
@@ -144,13 +139,9 @@ def _select(fields: tuple[str, ...], vendor: str) -> _Select:
             columns.append(f"{table}.{ops.quote_name(str(field.column))}")
         expressions.append(expression)
     # Names from the models' meta and the constant SQL above only: every value is a parameter.
-    return _Select(
-        columns=", ".join(columns),
-        joins=" ".join([f"LEFT OUTER JOIN {_U} ON ({_T}.assignee_id = {_U}.id)", *joins]),
-        now_params=now_params,
-        names=fields,
-        converters=conversion_plan(expressions),
-    )
+    sql = f"SELECT {', '.join(columns)} FROM {_T} LEFT OUTER JOIN {_U} ON ({_T}.assignee_id = {_U}.id)"  # noqa: S608
+    sql = " ".join([sql, *joins])
+    return _Select(sql=sql, now_params=now_params, names=fields, converters=conversion_plan(expressions))
 
 
 @dataclass
@@ -319,17 +310,14 @@ def rows_fetch(
     order_by: str = "",
     limit: int = 0,
     plan_each_run: bool = False,
-    source: Where | None = None,
 ) -> list[dict[str, Any]]:
-    """The rows of `fields` of the tickets in `where`; `source`: the tickets come from this subquery
-    (one SQL fragment and its parameters) instead of the table."""
     select = _select(tuple(fields), connection.vendor)
-    sql = f"{select.sql(' '.join(source.sql) if source else '')} WHERE {' AND '.join(where.sql)}"
+    sql = f"{select.sql} WHERE {' AND '.join(where.sql)}"
     if order_by:
         sql += f" ORDER BY {order_by}"
     if limit:
         sql += f" LIMIT {int(limit)}"
-    params = [now_param(now)] * select.now_params + (source.params if source else []) + where.params
+    params = [now_param(now)] * select.now_params + where.params
     with read_cursor(plan_each_run=plan_each_run) as cursor:
         cursor.execute(sql, params)
         raw_rows = cursor.fetchall()
@@ -348,56 +336,6 @@ def rows_page_of_ids(
         return pagination.Page(rows=[], next_cursor=None)
     found = rows_fetch(fields=fields, where=where_ids(ids), now=now, order_by=_order_by(ordering), limit=size + 1)
     return pagination.page_of(found, ordering=ordering, size=size, more=len(ids) > size)
-
-
-# The overdue tab walks at most this many of the tenant's unanswered tickets (overdue_page_walked).
-OVERDUE_WALK_MAX = 500
-
-
-def overdue_page_walked(
-    *, tenant_id: Any, fields: Sequence[str], now: datetime, cursor_token: str | None, size: int
-) -> pagination.Page | None:
-    """The overdue tab (overdue=true alone, the inbox's order) in one prepared statement: the tenant's
-    unanswered tickets after the cursor, newest first through ticket_unanswered_last_msg, at most
-    OVERDUE_WALK_MAX of them, and of those the overdue ones. The walk is a prefix of the order, so its
-    first size + 1 overdue tickets are the page's. None when the page is short and the walk stopped at
-    its bound: the rest of the backlog may hold more, and the caller plans a query for this tenant.
-
-    One statement whatever the tenant, so PostgreSQL keeps one plan for it: a generic plan of the
-    overdue filter alone could sort every overdue ticket of a large tenant (37 ms at 100k tickets),
-    which is why the other overdue pages are planned for each request (0.2 ms, and a third query).
-    Here the order comes from the walk, and the filter only drops rows from it. The bound keeps the
-    walk short for a tenant with many unanswered tickets not yet due: walking 500 and counting them
-    took 0.6 ms for the largest tenant at 1M tickets. A short page costs that second statement: how
-    far the walk went."""
-    unanswered = where_tenant(tenant_id)
-    unanswered.add(UNANSWERED_SQL)
-    walk, *rest = _after_parts(unanswered, cursor_token, pagination.DEFAULT_ORDERING)
-    order_by = _order_by(pagination.DEFAULT_ORDERING)
-    walked = f"FROM {_T} WHERE {' AND '.join(walk.sql)} ORDER BY {order_by} LIMIT {OVERDUE_WALK_MAX}"
-    # The page reads the walk under the table's name: its rows arrive in the page's order, so there is
-    # no sort, the filter drops rows as they come and the preview's and counts' joins run for the
-    # page's rows only (0.47 against 0.56 ms when the walk gave ids, read again by primary key).
-    # `now` as an InitPlan, like the tenant: with its value, each custom plan looked cheaper than the
-    # generic one (the same plan), which PostgreSQL then never adopted.
-    before = "(SELECT %s::timestamptz)" if connection.vendor == "postgresql" else "%s"
-    found = rows_fetch(
-        fields=fields,
-        source=Where([f"SELECT {_T}.* {walked}"], walk.params),
-        where=Where([f"{_T}.response_due_at < {before}"], [now_param(now)]),
-        now=now,
-        order_by=order_by,
-        limit=size + 1,
-    )
-    if len(found) <= size:
-        if rest:  # tickets without a last message time may follow: the general way reads them too
-            return None
-        with read_cursor() as cursor:
-            cursor.execute(f"SELECT COUNT(*) FROM (SELECT {_T}.id {walked}) w", walk.params)  # noqa: S608
-            (count,) = cursor.fetchone()
-        if count >= OVERDUE_WALK_MAX:
-            return None
-    return pagination.page_of(found, ordering=pagination.DEFAULT_ORDERING, size=size)
 
 
 def rows_page(*, fields: Sequence[str], where: Where, now: datetime, ordering: str, cursor_token: str | None,

@@ -103,9 +103,8 @@ def ticket_page(
     there in full. Only a word too rare to fill the page goes on to the trigram indexes
     (`rows.search_ids`), which then find few matches, each index scoped to the tenant (migration 0010)."""
     now = now or timezone.now()
-    # An overdue page's best plan depends on the tenant's backlog (walk the unanswered tickets in the
+    # The overdue page's best plan depends on the tenant's backlog (walk the unanswered tickets in the
     # inbox's order, or sort the overdue ones): PostgreSQL plans it for each request, with its values.
-    # The overdue tab first tries a bounded walk, one prepared statement (rows.overdue_page_walked).
     per_request_plan = filters.overdue is True
 
     def tenant_tickets() -> rows.Where:
@@ -138,12 +137,6 @@ def ticket_page(
     if not filters.q:
         if not per_request_plan:
             return page_of(filtered(tenant_tickets()))
-        if filters == TicketFilters(overdue=True) and ordering == pagination.DEFAULT_ORDERING:  # the overdue tab
-            tab = rows.overdue_page_walked(
-                tenant_id=tenant.pk, fields=fields, now=now, cursor_token=cursor_token, size=size
-            )
-            if tab is not None:
-                return tab
         # The page's ids, planned for this request's values, then their rows through the one prepared
         # statement by id: planning the whole SELECT (the assignee's join, two LATERAL joins) took
         # 0.6-0.7 ms a request at 1M tickets, the ids' statement (one table) 0.2 ms.
