@@ -49,8 +49,9 @@ def _get(app: WSGIHandler, path: str, token: str = "") -> str:
 
 def _server_closes_the_connection() -> None:
     pid = connection.connection.info.backend_pid
-    dsn = connection.connection.info.dsn  # no password: the tests' server trusts 127.0.0.1
-    with psycopg.connect(dsn, autocommit=True) as other:
+    dsn = connection.connection.info.dsn  # psycopg leaves the password out of it
+    password = connection.settings_dict.get("PASSWORD") or None
+    with psycopg.connect(dsn, password=password, autocommit=True) as other:
         other.execute("SELECT pg_terminate_backend(%s, 5000)", [pid])
 
 
