@@ -52,9 +52,9 @@ for a typical tenant and for the largest one: the median over 20 requests after 
 the queries' own time ("sql ms", timed around each query by an execute wrapper, round trip included: the rest
 is Python, authentication, serialization) and of the number of queries, and the query that takes the longest
 (--explain prints its plan, EXPLAIN ANALYZE, for the largest tenant). How idle the CPUs were over the 2 s
-before each size's load is printed too: work of others on the machine makes every figure noisy. --json prints all figures as one JSON object instead of the
-tables. --quick: sizes 10000, 5 s, 1 round unless given (a smoke run). Setup failures exit 1
-with one line.
+before each size's load is printed too: work of others on the machine makes every figure noisy. --json
+prints all figures as one JSON object instead of the tables. --quick: sizes 10000, 5 s, 1 round unless
+given (a smoke run). Setup failures exit 1 with one line.
 """
 
 from __future__ import annotations

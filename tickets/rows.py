@@ -17,10 +17,10 @@ compares exactly what the ORM compared and PostgreSQL still uses the trigram ind
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from django.contrib.auth.models import User
 from django.db import connection
@@ -263,15 +263,31 @@ def ids_fetch(
 ) -> list[int]:
     """The ids of the first `limit` tickets after the cursor, in `ordering` (the list's index;
     `plan_each_run`: keybuzz.db.read_cursor's)."""
-    ids: list[int] = []
-    for part in _after_parts(where, cursor_token, ordering):
-        sql = f"SELECT {_T}.id FROM {_T} WHERE {' AND '.join(part.sql)} ORDER BY {_order_by(ordering)} LIMIT {int(limit - len(ids))}"  # noqa: S608
+
+    def ids_of(part: Where, count: int) -> list[int]:
+        sql = f"SELECT {_T}.id FROM {_T} WHERE {' AND '.join(part.sql)}"  # noqa: S608
+        sql += f" ORDER BY {_order_by(ordering)} LIMIT {int(count)}"
         with read_cursor(plan_each_run=plan_each_run) as cursor:
             cursor.execute(sql, part.params)
-            ids += [row[0] for row in cursor.fetchall()]
-        if len(ids) >= limit:
+            return [row[0] for row in cursor.fetchall()]
+
+    return _after_cursor(where, cursor_token, ordering, limit, ids_of)
+
+
+_Found = TypeVar("_Found")
+
+
+def _after_cursor(
+    where: Where, cursor_token: str | None, ordering: str, limit: int, read: Callable[[Where, int], list[_Found]]
+) -> list[_Found]:
+    """Up to `limit` of the tickets of `where` after the cursor, in `ordering`: `read(part, count)` of
+    each of _after_parts' conditions in turn, until `limit` are found."""
+    found: list[_Found] = []
+    for part in _after_parts(where, cursor_token, ordering):
+        found += read(part, limit - len(found))
+        if len(found) >= limit:
             break
-    return ids
+    return found
 
 
 def _after_parts(where: Where, cursor_token: str | None, ordering: str) -> list[Where]:
@@ -342,16 +358,12 @@ def rows_page(*, fields: Sequence[str], where: Where, now: datetime, ordering: s
               size: int, plan_each_run: bool = False) -> pagination.Page:  # fmt: skip
     """pagination.paginate of these rows: size + 1 rows in `ordering`, after the cursor
     (`plan_each_run`: keybuzz.db.read_cursor's)."""
-    rows: list[dict[str, Any]] = []
-    for part in _after_parts(where, cursor_token, ordering):
-        rows += rows_fetch(
-            fields=fields,
-            where=part,
-            now=now,
-            order_by=_order_by(ordering),
-            limit=size + 1 - len(rows),
-            plan_each_run=plan_each_run,
+
+    def rows_of(part: Where, count: int) -> list[dict[str, Any]]:
+        order_by = _order_by(ordering)
+        return rows_fetch(
+            fields=fields, where=part, now=now, order_by=order_by, limit=count, plan_each_run=plan_each_run
         )
-        if len(rows) > size:
-            break
+
+    rows = _after_cursor(where, cursor_token, ordering, size + 1, rows_of)
     return pagination.page_of(rows, ordering=ordering, size=size)
