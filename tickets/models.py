@@ -20,6 +20,18 @@ class TicketStatus(models.TextChoices):
     CLOSED = "CLOSED", "Closed"
 
 
+# Every column the list's filters read (tickets.rows.where_filters, the overdue test included).
+LIST_FILTER_COLUMNS = [
+    "status",
+    "channel",
+    "assignee",
+    "connection_id",
+    "last_inbound_at",
+    "last_reply_at",
+    "response_due_at",
+]
+
+
 class Ticket(models.Model):
     # Foreign keys without an index of their own where a composite index or constraint leads with
     # them, or with a partial one where most rows are NULL: every index costs each poll a write.
@@ -64,10 +76,19 @@ class Ticket(models.Model):
         indexes = [
             # On PostgreSQL these two are built DESC NULLS LAST, the inbox's exact order (migration tickets
             # 0007; SQLite cannot say NULLS LAST in an index): in another NULLS order PostgreSQL would read
-            # and sort every ticket of the tenant for each page.
-            models.Index(fields=["tenant", "-last_message_at", "-id"], name="ticket_tenant_last_msg"),
+            # and sort every ticket of the tenant for each page. The first one also holds every column
+            # the list's filters read (INCLUDE, PostgreSQL only; migration 0013), so a page's ids come
+            # from the index alone whatever plan PostgreSQL settles on (tickets.rows.rows_fetch).
+            models.Index(
+                fields=["tenant", "-last_message_at", "-id"], include=LIST_FILTER_COLUMNS, name="ticket_tenant_last_msg"
+            ),
             models.Index(fields=["tenant", "status", "-last_message_at", "-id"], name="ticket_tenant_status_last"),
-            models.Index(fields=["tenant", "response_due_at"], name="ticket_tenant_due"),
+            # Most urgent first (ASC NULLS LAST on both databases), with the same columns (0013).
+            models.Index(
+                fields=["tenant", "response_due_at", "id"],
+                include=[name for name in LIST_FILTER_COLUMNS if name != "response_due_at"],
+                name="ticket_tenant_due",
+            ),
             # The unanswered tickets (tickets.selectors: active, a buyer message after the last live
             # reply), by due time: what the inbox figures count and the overdue list reads. Partial:
             # it holds the backlog, not the history.
@@ -78,11 +99,13 @@ class Ticket(models.Model):
                 name="ticket_unanswered_due",
             ),
             # The same tickets in the inbox's order (DESC NULLS LAST on PostgreSQL, migration tickets
-            # 0012): the overdue list reads them, not the tenant's whole history.
+            # 0012), with the filters' columns (0013): the overdue list reads them, not the tenant's
+            # whole history, and not the table.
             models.Index(
                 fields=["tenant", "-last_message_at", "-id"],
                 condition=Q(status__in=["OPEN", "PENDING"], last_inbound_at__isnull=False)
                 & (Q(last_reply_at__isnull=True) | Q(last_reply_at__lt=F("last_inbound_at"))),
+                include=LIST_FILTER_COLUMNS,
                 name="ticket_unanswered_last_msg",
             ),
             models.Index(fields=["tenant", "assignee", "status"], name="ticket_tenant_assignee"),

@@ -103,12 +103,9 @@ def ticket_page(
     there in full. Only a word too rare to fill the page goes on to the trigram indexes
     (`rows.search_ids`), which then find few matches, each index scoped to the tenant (migration 0010)."""
     now = now or timezone.now()
-    # The overdue page's best plan depends on the tenant's backlog (walk the unanswered tickets in the
-    # inbox's order, or sort the overdue ones): PostgreSQL plans it for each request, with its values.
-    per_request_plan = filters.overdue is True
 
     def tenant_tickets() -> rows.Where:
-        return rows.where_tenant(tenant.pk, plan_for_tenant=per_request_plan)
+        return rows.where_tenant(tenant.pk)
 
     def filtered(where: rows.Where) -> rows.Where:
         rows.where_filters(
@@ -131,31 +128,12 @@ def ticket_page(
             ordering=ordering,
             cursor_token=cursor_token,
             size=size,
-            plan_each_run=per_request_plan,
         )
 
     if not filters.q:
-        if not per_request_plan:
-            return page_of(filtered(tenant_tickets()))
-        # The page's ids, planned for this request's values, then their rows through the one prepared
-        # statement by id: planning the whole SELECT (the assignee's join, two LATERAL joins) took
-        # 0.6-0.7 ms a request at 1M tickets, the ids' statement (one table) 0.2 ms.
-        ids = rows.ids_fetch(
-            where=filtered(tenant_tickets()),
-            ordering=ordering,
-            cursor_token=cursor_token,
-            limit=size + 1,
-            plan_each_run=True,
-        )
-        return rows.rows_page_of_ids(fields=fields, ids=ids, now=now, ordering=ordering, size=size)
+        return page_of(filtered(tenant_tickets()))
     window = SEARCH_WALK_PER_ROW * (size + 1)
-    walk = rows.ids_fetch(
-        where=filtered(tenant_tickets()),
-        ordering=ordering,
-        cursor_token=cursor_token,
-        limit=window,
-        plan_each_run=per_request_plan,
-    )
+    walk = rows.ids_fetch(where=filtered(tenant_tickets()), ordering=ordering, cursor_token=cursor_token, limit=window)
     page = pagination.Page(rows=[], next_cursor=None)
     if walk:
         # By id alone (they are the tenant's): with `tenant_id =` too, PostgreSQL would also read the
