@@ -79,7 +79,7 @@ def _c_timestamptz_loader() -> type | None:
 
 
 @contextmanager
-def read_cursor(*, plan_each_run: bool = False) -> Iterator[CursorWrapper]:
+def read_cursor() -> Iterator[CursorWrapper]:
     """A cursor for the API's hot reads (tickets.rows and the ticket selectors, the token's membership).
 
     On PostgreSQL it binds its parameters on the server, so psycopg prepares a statement run five
@@ -90,26 +90,14 @@ def read_cursor(*, plan_each_run: bool = False) -> Iterator[CursorWrapper]:
     time zone is UTC (Django sets it with USE_TZ), so both give the same aware UTC datetimes. Else
     (SQLite) Django's cursor; without psycopg's C part, Django's timestamp loader.
 
-    `plan_each_run`: never prepared, so PostgreSQL plans each run for its values. For a statement whose
-    best plan depends on them: once prepared, PostgreSQL may settle on one generic plan, made for an
-    average value. The overdue list's generic plan collected and sorted every overdue ticket of the
-    tenant (37 ms for the largest at 100k tickets) where its own plan reads 46 (1.7 ms)."""
+    Once prepared, a statement may run one generic plan, made for average values: a statement whose
+    best plan depends on its values needs an index that keeps every plan cheap (tickets.rows.rows_fetch)."""
     db = _db()
     with _cursor() as cursor:
         loader = _c_timestamptz_loader() if db.vendor == "postgresql" else None
         if loader is not None and db.timezone_name == "UTC":
             cursor.cursor.adapters.register_loader("timestamptz", loader)  # this cursor only: Django's keep theirs
-        if not plan_each_run or db.vendor != "postgresql":
-            yield cursor
-            return
-        # psycopg prepares nothing while the threshold is None; Django's cursor wrapper has no way to
-        # pass execute(prepare=False) through.
-        threshold = db.connection.prepare_threshold
-        db.connection.prepare_threshold = None
-        try:
-            yield cursor
-        finally:
-            db.connection.prepare_threshold = threshold
+        yield cursor
 
 
 def _json_default(value: object) -> object:

@@ -169,18 +169,16 @@ class Where:
         return Where([*self.sql, sql], [*self.params, *params])
 
 
-def where_tenant(tenant_id: Any, *, plan_for_tenant: bool = False) -> Where:
+def where_tenant(tenant_id: Any) -> Where:
     """The tenant's tickets. Its id reaches PostgreSQL as `(SELECT %s::uuid)`, run once per execution
     before the scan (an InitPlan) and still an index key, but not seen by the planner: the statement
     then has one plan for every tenant, so after five runs PostgreSQL keeps that generic plan instead
     of planning each request again. Given the id, the largest tenant's statistics (a fifth of the
     tickets) made each custom plan look cheaper than the generic one, which it never adopted:
     planning was 0.6 ms of a 1.2 ms list query at 1M tickets, for the same plan (the inbox's index
-    walked in order until the page is full, whatever the tenant).
-
-    `plan_for_tenant`: a plain parameter, for a statement whose best plan depends on the tenant (the
-    overdue list), run with `plan_each_run` so that PostgreSQL plans it for each request's values."""
-    tenant = "(SELECT %s::uuid)" if connection.vendor == "postgresql" and not plan_for_tenant else "%s"
+    walked in order until the page is full, whatever the tenant). That one plan is made for the
+    table's average tenant: rows_fetch keeps it cheap for every tenant."""
+    tenant = "(SELECT %s::uuid)" if connection.vendor == "postgresql" else "%s"
     return Where([f"{_T}.tenant_id = {tenant}"], [db_value("tenant_id", tenant_id)])
 
 
@@ -267,16 +265,13 @@ def search_ids(*, tenant_id: Any, text: str, limit: int) -> list[int]:
         return [row[0] for row in cursor.fetchall()]
 
 
-def ids_fetch(
-    *, where: Where, ordering: str, cursor_token: str | None, limit: int, plan_each_run: bool = False
-) -> list[int]:
-    """The ids of the first `limit` tickets after the cursor, in `ordering` (the list's index;
-    `plan_each_run`: keybuzz.db.read_cursor's)."""
+def ids_fetch(*, where: Where, ordering: str, cursor_token: str | None, limit: int) -> list[int]:
+    """The ids of the first `limit` tickets after the cursor, in `ordering` (the list's index)."""
 
     def ids_of(part: Where, order_by: str, count: int) -> list[int]:
         sql = f"SELECT {_T}.id FROM {_T} WHERE {' AND '.join(part.sql)}"  # noqa: S608
         sql += f" ORDER BY {order_by} LIMIT {int(count)}"
-        with read_cursor(plan_each_run=plan_each_run) as cursor:
+        with read_cursor() as cursor:
             cursor.execute(sql, part.params)
             return [row[0] for row in cursor.fetchall()]
 
@@ -319,8 +314,8 @@ def _after_parts(where: Where, cursor_token: str | None, ordering: str) -> list[
     An ordering against its index's direction (oldest activity first, latest due time first) reads the
     index backwards, which gives the NULLs first: there the two parts are read apart even without a
     cursor, each ordered with the NULLs where the index has them (the same rows, since a part's values
-    are all NULL or none is). Else PostgreSQL read and sorted every ticket of the tenant: 13 ms for
-    the largest at 100k tickets. Other orderings without a cursor: `where` itself."""
+    are all NULL or none is). Else PostgreSQL read and sorted every ticket of the tenant: 300 ms for
+    the largest at 1M tickets. Other orderings without a cursor: `where` itself."""
     name, descending = pagination.ORDERINGS[ordering]
     backwards = descending != _INDEX_DESCENDING[name]
     order_by = _order_by(ordering, nulls_first=backwards)
@@ -353,13 +348,12 @@ def rows_fetch(
     now: datetime,
     order_by: str = "",
     limit: int = 0,
-    plan_each_run: bool = False,
 ) -> list[dict[str, Any]]:
     select = _select(tuple(fields), connection.vendor)
     condition = " AND ".join(where.sql)
     if order_by and limit:
         # The page's ids first, then their rows. Only the ids' query walks the tenant's tickets, through
-        # an index that holds every column it reads (tickets.models, migration 0015): whatever plan
+        # an index that holds every column it reads (tickets.models, migration 0013): whatever plan
         # PostgreSQL settles on for it, the joins and the LATERAL figures run for the page's rows alone.
         # In one statement, the prepared plan once followed the average tenant: with 20,000 one-ticket
         # tenants beside the benchmark's it became a scan of the whole tenant with both LATERAL joins
@@ -373,35 +367,19 @@ def rows_fetch(
         if limit:
             sql += f" LIMIT {int(limit)}"
     params = [now_param(now)] * select.now_params + where.params
-    with read_cursor(plan_each_run=plan_each_run) as cursor:
+    with read_cursor() as cursor:
         cursor.execute(sql, params)
         raw_rows = cursor.fetchall()
     names = select.names
     return [dict(zip(names, values, strict=True)) for values in rows_converted(raw_rows, select.converters)]
 
 
-def rows_page_of_ids(
-    *, fields: Sequence[str], ids: Sequence[int], now: datetime, ordering: str, size: int
-) -> pagination.Page:
-    """The page of `ids` (ids_fetch's, up to size + 1 in `ordering`) as rows, read by id through one
-    prepared statement whatever the tenant. There is a next page when ids_fetch found more than
-    `size`, even if a ticket was deleted between the two reads (the page then ends one short).
-    No ids: an empty page, without a query."""
-    if not ids:
-        return pagination.Page(rows=[], next_cursor=None)
-    found = rows_fetch(fields=fields, where=where_ids(ids), now=now, order_by=_order_by(ordering), limit=size + 1)
-    return pagination.page_of(found, ordering=ordering, size=size, more=len(ids) > size)
-
-
 def rows_page(*, fields: Sequence[str], where: Where, now: datetime, ordering: str, cursor_token: str | None,
-              size: int, plan_each_run: bool = False) -> pagination.Page:  # fmt: skip
-    """pagination.paginate of these rows: size + 1 rows in `ordering`, after the cursor
-    (`plan_each_run`: keybuzz.db.read_cursor's)."""
+              size: int) -> pagination.Page:  # fmt: skip
+    """pagination.paginate of these rows: size + 1 rows in `ordering`, after the cursor."""
 
     def rows_of(part: Where, order_by: str, count: int) -> list[dict[str, Any]]:
-        return rows_fetch(
-            fields=fields, where=part, now=now, order_by=order_by, limit=count, plan_each_run=plan_each_run
-        )
+        return rows_fetch(fields=fields, where=part, now=now, order_by=order_by, limit=count)
 
     rows = _after_cursor(where, cursor_token, ordering, size + 1, rows_of)
     return pagination.page_of(rows, ordering=ordering, size=size)

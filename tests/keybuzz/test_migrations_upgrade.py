@@ -81,3 +81,38 @@ def test_an_existing_database_upgrades_with_every_link_intact(database_url):
         if c["foreign_key"]
     }
     assert not [fk for fk in foreign_keys if fk[0].startswith("tickets_") and fk[2].startswith("marketplaces_")]
+
+
+@pytest.mark.postgres
+def test_the_list_indexes_are_swapped_even_after_an_interrupted_run(requires_postgres, database_url):
+    """tickets 0013 builds the list's covering indexes CONCURRENTLY under a temporary name, outside a
+    transaction: a run stopped half-way leaves such an index behind, and running the migration again
+    must still end with the three indexes, and nothing else left over. Back to 0012, the old ones."""
+    import psycopg
+
+    url = database_url()
+    run(url, "manage.py", "migrate", "tickets", "0012", "--no-input", "-v0")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute('CREATE INDEX "ticket_tenant_due_building" ON "tickets_ticket" ("id")')  # the leftover
+
+    def indexes() -> dict[str, str]:
+        with psycopg.connect(url) as conn:
+            rows = conn.execute(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'tickets_ticket'"
+                " AND (indexname LIKE '%building' OR indexname IN"
+                " ('ticket_tenant_last_msg', 'ticket_unanswered_last_msg', 'ticket_tenant_due'))"
+            ).fetchall()
+        return dict(rows)
+
+    run(url, "manage.py", "migrate", "--no-input", "-v0")
+    after = indexes()
+    assert sorted(after) == ["ticket_tenant_due", "ticket_tenant_last_msg", "ticket_unanswered_last_msg"]
+    assert "(tenant_id, response_due_at, id) INCLUDE (status, channel, assignee_id" in after["ticket_tenant_due"]
+    assert "(tenant_id, last_message_at DESC NULLS LAST, id DESC) INCLUDE (status" in after["ticket_tenant_last_msg"]
+    assert "INCLUDE (status" in after["ticket_unanswered_last_msg"] and "WHERE" in after["ticket_unanswered_last_msg"]
+
+    run(url, "manage.py", "migrate", "tickets", "0012", "--no-input", "-v0")
+    before = indexes()
+    assert sorted(before) == sorted(after)
+    assert not [definition for definition in before.values() if "INCLUDE" in definition]
+    assert "(tenant_id, last_message_at DESC NULLS LAST, id DESC)" in before["ticket_tenant_last_msg"]

@@ -6,19 +6,36 @@ was a bitmap scan of the tenant's tickets and a sort, which a tenant of 20,000 t
 on every page. With every column of the WHERE in the index, walking it in the page's order reads
 index entries only (an index-only scan), and PostgreSQL prefers it for small and large tenants
 alike: the overdue page's ids at 100k tickets went from a 5 ms bitmap scan and sort to 0.2 ms.
-Built without CONCURRENTLY (migrations run in a transaction): each index reads the tickets table
-once, a few seconds at a million tickets, during which ticket writes wait."""
+
+On PostgreSQL each index is built CONCURRENTLY under a new name, then swapped for the old one:
+ticket writes go on meanwhile (a plain CREATE INDEX held them for the 7 s this took at a million
+tickets). So this migration is not atomic; run again after a failure, it starts over cleanly.
+"""
 
 from django.db import migrations, models
 
-INCLUDED = '"status", "channel", "assignee_id", "connection_id", "last_inbound_at", "last_reply_at", "response_due_at"'
+# The list's NULLS order, which Django cannot say in an index (migrations 0007 and 0012).
+LAST_MESSAGE = '"tenant_id", "last_message_at" DESC NULLS LAST, "id" DESC'
 # The same condition as tickets.rows.UNANSWERED_SQL, so the planner matches it.
 UNANSWERED = (
     "\"status\" IN ('OPEN', 'PENDING') AND \"last_inbound_at\" IS NOT NULL"
     ' AND ("last_reply_at" IS NULL OR "last_reply_at" < "last_inbound_at")'
 )
-ORDER = '"tenant_id", "last_message_at" DESC NULLS LAST, "id" DESC'
 COLUMNS = ["status", "channel", "assignee", "connection_id", "last_inbound_at", "last_reply_at", "response_due_at"]
+INCLUDE = ", ".join(f'"{name}_id"' if name == "assignee" else f'"{name}"' for name in COLUMNS)
+INCLUDE_BUT_DUE = INCLUDE.replace(', "response_due_at"', "")
+
+# name → (columns, INCLUDE, WHERE), after and before this migration (PostgreSQL).
+AFTER = {
+    "ticket_tenant_last_msg": (LAST_MESSAGE, INCLUDE, ""),
+    "ticket_unanswered_last_msg": (LAST_MESSAGE, INCLUDE, UNANSWERED),
+    "ticket_tenant_due": ('"tenant_id", "response_due_at", "id"', INCLUDE_BUT_DUE, ""),
+}
+BEFORE = {
+    "ticket_tenant_last_msg": (LAST_MESSAGE, "", ""),
+    "ticket_unanswered_last_msg": (LAST_MESSAGE, "", UNANSWERED),
+    "ticket_tenant_due": ('"tenant_id", "response_due_at"', "", ""),
+}
 
 
 def _unanswered_q() -> models.Q:
@@ -27,52 +44,64 @@ def _unanswered_q() -> models.Q:
     )
 
 
-def _rebuild(*, include: bool):
-    def rebuild(apps, schema_editor):
-        if schema_editor.connection.vendor != "postgresql":
-            return  # SQLite has neither NULLS LAST nor INCLUDE in an index: the plain ones stay
-        covering = f" INCLUDE ({INCLUDED})" if include else ""
-        for name, where in (("ticket_tenant_last_msg", ""), ("ticket_unanswered_last_msg", f" WHERE {UNANSWERED}")):
-            schema_editor.execute(f'DROP INDEX IF EXISTS "{name}"')
-            schema_editor.execute(f'CREATE INDEX "{name}" ON "tickets_ticket" ({ORDER}){covering}{where}')
+def _indexes(*, after: bool) -> list[models.Index]:
+    """The three indexes as the model's state says them (SQLite builds these: no NULLS LAST, no INCLUDE)."""
+    include = COLUMNS if after else []
+    return [
+        models.Index(fields=["tenant", "-last_message_at", "-id"], include=include, name="ticket_tenant_last_msg"),
+        models.Index(
+            fields=["tenant", "-last_message_at", "-id"],
+            condition=_unanswered_q(),
+            include=include,
+            name="ticket_unanswered_last_msg",
+        ),
+        models.Index(
+            fields=["tenant", "response_due_at", "id"] if after else ["tenant", "response_due_at"],
+            include=[name for name in include if name != "response_due_at"],
+            name="ticket_tenant_due",
+        ),
+    ]
 
-    return rebuild
+
+def _swap(*, after: bool):
+    def swap(apps, schema_editor):
+        if schema_editor.connection.vendor != "postgresql":
+            model = apps.get_model("tickets", "Ticket")
+            for old, new in zip(_indexes(after=not after), _indexes(after=after), strict=True):
+                schema_editor.remove_index(model, old)
+                schema_editor.add_index(model, new)
+            return
+        for name, (columns, include, where) in (AFTER if after else BEFORE).items():
+            building = f"{name}_building"
+            schema_editor.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{building}"')  # a failed run's, invalid
+            schema_editor.execute(
+                f'CREATE INDEX CONCURRENTLY "{building}" ON "tickets_ticket" ({columns})'
+                + (f" INCLUDE ({include})" if include else "")
+                + (f" WHERE {where}" if where else "")
+            )
+            schema_editor.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"')
+            schema_editor.execute(f'ALTER INDEX "{building}" RENAME TO "{name}"')
+
+    return swap
 
 
 class Migration(migrations.Migration):
+    atomic = False  # CREATE INDEX CONCURRENTLY cannot run in a transaction
+
     dependencies = [
         ("tickets", "0012_unanswered_list_index"),
     ]
 
     operations = [
-        # Rolled back, this runs last: the indexes as 0012 left them, after the state's own reversal.
-        migrations.RunPython(migrations.RunPython.noop, _rebuild(include=False)),
-        # The model's state (include=); on PostgreSQL the indexes are then built by _rebuild, in the
-        # list's NULLS order, as 0007 and 0012 built them.
-        migrations.RemoveIndex(model_name="ticket", name="ticket_tenant_last_msg"),
-        migrations.AddIndex(
-            model_name="ticket",
-            index=models.Index(fields=["tenant", "-last_message_at", "-id"], include=COLUMNS, name="ticket_tenant_last_msg"),
+        migrations.SeparateDatabaseAndState(
+            state_operations=[
+                operation
+                for old, new in zip(_indexes(after=False), _indexes(after=True), strict=True)
+                for operation in (
+                    migrations.RemoveIndex(model_name="ticket", name=old.name),
+                    migrations.AddIndex(model_name="ticket", index=new),
+                )
+            ],
+            database_operations=[migrations.RunPython(_swap(after=True), _swap(after=False))],
         ),
-        migrations.RemoveIndex(model_name="ticket", name="ticket_unanswered_last_msg"),
-        migrations.AddIndex(
-            model_name="ticket",
-            index=models.Index(
-                fields=["tenant", "-last_message_at", "-id"],
-                condition=_unanswered_q(),
-                include=COLUMNS,
-                name="ticket_unanswered_last_msg",
-            ),
-        ),
-        # Most urgent first: ASC NULLS LAST is PostgreSQL's default, so Django builds this one as it is.
-        migrations.RemoveIndex(model_name="ticket", name="ticket_tenant_due"),
-        migrations.AddIndex(
-            model_name="ticket",
-            index=models.Index(
-                fields=["tenant", "response_due_at", "id"],
-                include=[name for name in COLUMNS if name != "response_due_at"],
-                name="ticket_tenant_due",
-            ),
-        ),
-        migrations.RunPython(_rebuild(include=True), migrations.RunPython.noop),
     ]
