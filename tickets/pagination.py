@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -77,35 +76,10 @@ def decode_cursor(token: str, *, ordering: str) -> Cursor:
     return cursor
 
 
-def order(queryset: QuerySet, *, ordering: str) -> QuerySet:
-    field, descending = ORDERINGS[ordering]
-    if descending:
-        return queryset.order_by(F(field).desc(nulls_last=True), "-id")
-    return queryset.order_by(F(field).asc(nulls_last=True), "id")
-
-
-def after(queryset: QuerySet, cursor: Cursor) -> QuerySet:
-    """Rows strictly after the cursor's row in the ordering (NULLs last)."""
-    field, descending = ORDERINGS[cursor.ordering]
-    beyond_id = Q(id__lt=cursor.last_id) if descending else Q(id__gt=cursor.last_id)
-    if cursor.value is None:
-        return queryset.filter(Q(**{f"{field}__isnull": True}) & beyond_id)
-    beyond_value = Q(**{f"{field}__lt" if descending else f"{field}__gt": cursor.value})
-    return queryset.filter(beyond_value | (Q(**{field: cursor.value}) & beyond_id) | Q(**{f"{field}__isnull": True}))
-
-
 @dataclass(frozen=True)
 class Page:
     rows: list[Any]
     next_cursor: str | None
-
-
-def paginate(queryset: QuerySet, *, ordering: str, cursor_token: str | None, size: int) -> Page:
-    """One page of `queryset`, models or `.values()` dicts (one query: size + 1 rows tell whether
-    there is a next page)."""
-    if cursor_token:
-        queryset = after(queryset, decode_cursor(cursor_token, ordering=ordering))
-    return page_of(list(order(queryset, ordering=ordering)[: size + 1]), ordering=ordering, size=size)
 
 
 def page_of(rows: list[Any], *, ordering: str, size: int, more: bool | None = None) -> Page:

@@ -303,8 +303,8 @@ _INDEX_DESCENDING = {"last_message_at": True, "response_due_at": False}
 
 
 def _after_parts(where: Where, cursor_token: str | None, ordering: str) -> list[tuple[Where, str]]:
-    """The tickets of `where` strictly after the cursor's row in `ordering` (NULLs last: what
-    pagination.after says through the ORM), as conditions to read one after the other until the page
+    """The tickets of `where` strictly after the cursor's row in `ordering` (NULLs last: the ORM's
+    keyset condition, which a test compares with), as conditions to read one after the other until the page
     is full, each with its ORDER BY: first those with a value beyond the cursor's, `(value, id) <
     (%s, %s)` (or `>`), then those without a value, which sort last. PostgreSQL starts the index scan
     at a row comparison; the same test written with OR (and `OR value IS NULL` in it) was only a
@@ -375,7 +375,7 @@ def rows_fetch(
 
 def rows_page(*, fields: Sequence[str], where: Where, now: datetime, ordering: str, cursor_token: str | None,
               size: int) -> pagination.Page:  # fmt: skip
-    """pagination.paginate of these rows: size + 1 rows in `ordering`, after the cursor."""
+    """A page of these rows: size + 1 rows in `ordering` after the cursor (the extra one says there is a next page)."""
 
     def rows_of(part: Where, order_by: str, count: int) -> list[dict[str, Any]]:
         return rows_fetch(fields=fields, where=part, now=now, order_by=order_by, limit=count)

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection, transaction
-from django.db.models import Count
+from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 from rest_framework.renderers import JSONRenderer as DRFJSONRenderer
 
@@ -115,14 +115,37 @@ def _orm_filtered(queryset, *, user_id, filters, now):
     return queryset
 
 
+# The ORM's keyset pagination: the reference the written-out list (tickets.rows) is compared with.
+def _orm_order(queryset: QuerySet, *, ordering: str) -> QuerySet:
+    field, descending = pagination.ORDERINGS[ordering]
+    if descending:
+        return queryset.order_by(F(field).desc(nulls_last=True), "-id")
+    return queryset.order_by(F(field).asc(nulls_last=True), "id")
+
+
+def _orm_after(queryset: QuerySet, cursor: pagination.Cursor) -> QuerySet:
+    """Rows strictly after the cursor's row in the ordering (NULLs last)."""
+    field, descending = pagination.ORDERINGS[cursor.ordering]
+    beyond_id = Q(id__lt=cursor.last_id) if descending else Q(id__gt=cursor.last_id)
+    if cursor.value is None:
+        return queryset.filter(Q(**{f"{field}__isnull": True}) & beyond_id)
+    beyond_value = Q(**{f"{field}__lt" if descending else f"{field}__gt": cursor.value})
+    return queryset.filter(beyond_value | (Q(**{field: cursor.value}) & beyond_id) | Q(**{f"{field}__isnull": True}))
+
+
+def _orm_paginate(queryset: QuerySet, *, ordering: str, cursor_token: str | None, size: int) -> pagination.Page:
+    if cursor_token:
+        queryset = _orm_after(queryset, pagination.decode_cursor(cursor_token, ordering=ordering))
+    rows = list(_orm_order(queryset, ordering=ordering)[: size + 1])
+    return pagination.page_of(rows, ordering=ordering, size=size)
+
+
 def _orm_page(tenant, user_id, filters, ordering, cursor_token, size, now):
     """The list's page as the ORM builds it: what tickets.rows writes out by hand must match."""
     queryset = _orm_filtered(
         selectors.ticket_queryset(tenant=tenant, now=now), user_id=user_id, filters=filters, now=now
     )
-    return pagination.paginate(
-        queryset.values(*TICKET_ROW_VALUES), ordering=ordering, cursor_token=cursor_token, size=size
-    )
+    return _orm_paginate(queryset.values(*TICKET_ROW_VALUES), ordering=ordering, cursor_token=cursor_token, size=size)
 
 
 @pytest.mark.parametrize("ordering", sorted(pagination.ORDERINGS))
