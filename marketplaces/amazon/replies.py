@@ -26,7 +26,7 @@ from django.utils.module_loading import import_string
 from keybuzz.errors import ApplicationError
 from keybuzz.secrets import SecretStoreError
 from marketplaces.amazon.reply_mail import ReplyFile, ReplyTarget, compose_reply, reply_message_id
-from marketplaces.amazon.spapi import MessageAttachment, SpApiError, SpApiThrottled, SpApiUnavailable
+from marketplaces.amazon.spapi import MessageAttachment, SpApiError, SpApiNotSent, SpApiThrottled, SpApiUnavailable
 from marketplaces.amazon.tokens import AccessTokenProvider, TokenRefreshFailed
 from marketplaces.mailbox.errors import MailboxError
 from marketplaces.mailbox.passwords import MailboxPasswordMissing, mailbox_password_read
@@ -236,7 +236,7 @@ class AmazonReplyChannel:
 
     @staticmethod
     def _action_error(action: str, exc: SpApiError) -> ChannelError:
-        if isinstance(exc, SpApiThrottled):  # nothing reached Amazon: later
+        if isinstance(exc, SpApiThrottled | SpApiNotSent):  # nothing reached Amazon: later
             return TemporaryChannelError(f"Amazon messaging: {exc}")
         if isinstance(exc, SpApiUnavailable):
             # A POST that failed on Amazon's side or timed out may have been delivered: never resent blindly.

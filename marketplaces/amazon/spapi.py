@@ -43,9 +43,11 @@ Which error for what (`code`, `retryable`):
   for an action that takes none, or more than 5, or an empty one (also checked before any call).
 - SpApiUnavailable (`spapi_unavailable`, yes): 5xx, timeouts, connection failures, an unusable 2xx body,
   an attachment upload to S3 that failed (any status but 2xx; the message is then not sent).
+  SpApiNotSent, one of them: a message POST for which no connection to Amazon could be made.
 GETs (and createUploadDestinationForResource, which creates nothing a buyer sees) are retried on 5xx and
 network failures; message POSTs are not (Amazon may have sent the message before failing to answer, and
-a buyer must not get it twice). A failed attachment upload to S3 is SpApiUnavailable, raised before the
+a buyer must not get it twice), unless no connection to Amazon was ever made (refused, unresolvable,
+no answer to the connection attempt): then nothing was sent, and they are retried like a GET. A failed attachment upload to S3 is SpApiUnavailable, raised before the
 message is sent.
 
 `str()` of every error is safe to log and to store: Amazon's text is cleaned of the access token
@@ -66,6 +68,7 @@ from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
 import requests
+from urllib3.exceptions import NewConnectionError
 
 import keybuzz
 from keybuzz.http_retry import full_jitter, retry_after_seconds
@@ -94,6 +97,7 @@ ORDER_INCLUDED_DATA = ("FULFILLMENT", "PACKAGES")
 FULFILLMENT_CHANNELS = ("AMAZON", "MERCHANT")
 # Appended when a message POST fails without a clear refusal: Amazon may have sent it all the same.
 MAYBE_SENT = " (the message may have been sent: check before sending it again)"
+NOT_SENT = " (the message was not sent: no connection to Amazon)"
 
 
 # --- Errors ---------------------------------------------------------------------------------------
@@ -160,6 +164,11 @@ class SpApiUnavailable(SpApiError):
 
     code = "spapi_unavailable"
     retryable = True
+
+
+class SpApiNotSent(SpApiUnavailable):
+    """No connection to Amazon could be made (refused, unresolvable, no answer to the connection
+    attempt), after the retries: the request never left, so a message may be sent again later."""
 
 
 # --- Operations -----------------------------------------------------------------------------------
@@ -635,11 +644,17 @@ class SpApiClient:
             except requests.exceptions.RequestException as exc:
                 reason = _network_reason(exc, self.timeout)
                 self._log(operation, None, started, reason)
-                if idempotent and attempts.failed < self.max_retries:
+                # A request that never left (no connection to Amazon) is safe to send again, a message too.
+                safe = idempotent or _never_sent(exc)
+                if safe and attempts.failed < self.max_retries:
                     self.sleep(_backoff(attempts.failed))
                     attempts.failed += 1
                     continue
-                raise SpApiUnavailable(f"{operation.name}: {reason}{'' if idempotent else MAYBE_SENT}") from None
+                if idempotent:
+                    raise SpApiUnavailable(f"{operation.name}: {reason}") from None
+                if safe:
+                    raise SpApiNotSent(f"{operation.name}: {reason}{NOT_SENT}") from None
+                raise SpApiUnavailable(f"{operation.name}: {reason}{MAYBE_SENT}") from None
 
             status = response.status_code
             request_id = response.headers.get("x-amzn-RequestId", "")
@@ -782,6 +797,17 @@ def _scrub_url(text: str, url: str) -> str:
 
 def _backoff(retry: int) -> float:
     return full_jitter(retry, base=BACKOFF_BASE, cap=BACKOFF_CAP)
+
+
+def _never_sent(exc: requests.exceptions.RequestException) -> bool:
+    """Whether the request failed before any connection to Amazon existed: refused, a name that did
+    not resolve, no answer to the connection attempt. requests raises ConnectTimeout for the last, and
+    ConnectionError around urllib3's NewConnectionError for the others; a connection lost after the
+    request was written (reset, closed, no answer in time) is anything else."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(exc, requests.exceptions.ConnectionError) and isinstance(reason, NewConnectionError)
 
 
 def _network_reason(exc: requests.exceptions.RequestException, timeout: float) -> str:

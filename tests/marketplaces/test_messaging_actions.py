@@ -9,9 +9,13 @@ import re
 from datetime import timedelta
 
 import pytest
+import requests
 import responses
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
+from urllib3 import HTTPSConnectionPool
+from urllib3.connection import HTTPSConnection
+from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from marketplaces.models import SpApiDailyUsage
 from tests.factories import api_client, make_member, make_tenant
@@ -198,6 +202,30 @@ def test_a_throttled_action_stays_queued_and_goes_out_on_a_later_run(amazon, tic
 
     amazon.replace(responses.POST, message_url("unexpectedProblem"), status=201, json={})
     assert replies_send_due(now=timezone.now() + timedelta(hours=1)).sent == 1
+
+
+def test_an_action_that_never_reached_amazon_stays_queued_and_goes_out_on_a_later_run(amazon, ticket, client):
+    refused = requests.exceptions.ConnectionError(  # what requests raises when nothing answers the connect
+        MaxRetryError(
+            HTTPSConnectionPool("sellingpartnerapi-eu.amazon.com", 443),
+            "https://sellingpartnerapi-eu.amazon.com/",
+            NewConnectionError(HTTPSConnection("sellingpartnerapi-eu.amazon.com", 443), "Connection refused"),
+        )
+    )
+    post = amazon.post(message_url("unexpectedProblem"), body=refused)
+    queued = client.post(
+        f"/api/v1/tickets/{ticket.id}/amazon/actions/unexpectedProblem", {"text": TEXT}, format="json"
+    ).json()
+
+    first = replies_send_due()
+    message = TicketMessage.objects.get(pk=queued["id"])
+    assert (first.retrying, message.delivery_status) == (1, DeliveryStatus.QUEUED)
+    assert "was not sent" in message.delivery_error
+    assert post.call_count == 4  # the client's own bounded retries, then the send waits for its backoff
+
+    amazon.replace(responses.POST, message_url("unexpectedProblem"), status=201, json={})
+    assert replies_send_due(now=timezone.now() + timedelta(hours=1)).sent == 1
+    assert TicketMessage.objects.get(pk=message.pk).delivery_status == DeliveryStatus.SENT
 
 
 def test_customization_details_carry_the_agents_files_through_amazons_uploads(amazon, ticket, client):

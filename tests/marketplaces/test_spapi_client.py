@@ -16,6 +16,9 @@ import pytest
 import requests
 import responses
 from responses import matchers
+from urllib3 import HTTPSConnectionPool
+from urllib3.connection import HTTPSConnection
+from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
 import keybuzz
 from keybuzz import http_retry
@@ -37,10 +40,12 @@ from marketplaces.amazon.spapi import (
     SpApiForbidden,
     SpApiInvalidInput,
     SpApiNotFound,
+    SpApiNotSent,
     SpApiThrottled,
     SpApiUnavailable,
     Throttle,
 )
+from tests.net import free_port
 
 TOKEN = "Atza|IwEBISpApiTestAccessToken-first-0123456789"
 TOKEN_2 = "Atza|IwEBISpApiTestAccessToken-second-0123456789"
@@ -1044,6 +1049,48 @@ def test_timeout_on_post_is_not_retried(amazon, make, sleeps):
     amazon.post(f"{ACTIONS_URL}/messages/confirmDeliveryDetails", body=requests.exceptions.ReadTimeout("read"))
     with pytest.raises(SpApiUnavailable, match="may have been sent"):
         make().send_message("confirmDeliveryDetails", ORDER_ID, UK, TEXT)
+    assert len(amazon.calls) == 1 and sleeps == []
+
+
+def refused(url: str) -> requests.exceptions.ConnectionError:
+    """What requests raises when nothing listens: its ConnectionError around urllib3's retry error, whose
+    reason is the NewConnectionError of the refused connect (the same chain as a real refusal below)."""
+    host = urlsplit(url).hostname or ""
+    reason = NewConnectionError(
+        HTTPSConnection(host, 443), "Failed to establish a new connection: [Errno 111] Connection refused"
+    )
+    return requests.exceptions.ConnectionError(MaxRetryError(HTTPSConnectionPool(host, 443), url, reason))
+
+
+def test_a_message_post_that_never_reached_amazon_is_sent_again(amazon, make, sleeps):
+    url = f"{ACTIONS_URL}/messages/confirmDeliveryDetails"
+    amazon.post(url, body=refused(url))
+    amazon.post(url, body=requests.exceptions.ConnectTimeout("connect timed out"))
+    amazon.post(url, status=201, body="")
+    make().send_message("confirmDeliveryDetails", ORDER_ID, UK, TEXT)
+    assert len(amazon.calls) == 3 and len(sleeps) == 2
+
+
+def test_a_message_post_with_nothing_listening_ends_not_sent_after_the_retries(make, sleeps):
+    """A real refusal (a loopback port nobody listens on), not a built exception."""
+    client = make(endpoint=f"http://127.0.0.1:{free_port()}", max_retries=2, timeout=3)
+    with pytest.raises(SpApiNotSent) as caught:
+        client.send_message("confirmDeliveryDetails", ORDER_ID, UK, TEXT)
+    assert len(sleeps) == 2
+    error = caught.value
+    assert isinstance(error, SpApiUnavailable) and error.code == "spapi_unavailable" and error.retryable
+    assert str(error) == (
+        "createConfirmDeliveryDetails: SP-API endpoint unreachable (the message was not sent: no connection to Amazon)"
+    )
+
+
+def test_a_connection_lost_after_the_post_was_written_is_not_retried(amazon, make, sleeps):
+    url = f"{ACTIONS_URL}/messages/confirmDeliveryDetails"
+    lost = ProtocolError("Connection aborted.", ConnectionResetError(104, "Connection reset by peer"))
+    amazon.post(url, body=requests.exceptions.ConnectionError(lost))
+    with pytest.raises(SpApiUnavailable, match="may have been sent") as caught:
+        make().send_message("confirmDeliveryDetails", ORDER_ID, UK, TEXT)
+    assert not isinstance(caught.value, SpApiNotSent)
     assert len(amazon.calls) == 1 and sleeps == []
 
 
