@@ -47,8 +47,8 @@ Which error for what (`code`, `retryable`):
 GETs (and createUploadDestinationForResource, which creates nothing a buyer sees) are retried on 5xx and
 network failures; message POSTs are not (Amazon may have sent the message before failing to answer, and
 a buyer must not get it twice), unless no connection to Amazon was ever made (refused, unresolvable,
-no answer to the connection attempt): then nothing was sent, and they are retried like a GET. A failed attachment upload to S3 is SpApiUnavailable, raised before the
-message is sent.
+no answer to the connection attempt): then nothing was sent, and they are retried like a GET. A failed
+attachment upload to S3 is SpApiUnavailable, raised before the message is sent.
 
 `str()` of every error is safe to log and to store: Amazon's text is cleaned of the access token
 (exact match, and anything token-shaped).
