@@ -60,13 +60,17 @@ def _cursor() -> Iterator[CursorWrapper]:
         return
     import psycopg
 
+    _connected(db)
+    # _prepare_cursor is how Django wraps any cursor it makes (private, stable since Django 1.x).
+    with db._prepare_cursor(psycopg.Cursor(db.connection)) as cursor:  # type: ignore[attr-defined]
+        yield cursor
+
+
+def _connected(db: BaseDatabaseWrapper) -> None:
     # What Django's own cursors do first: a persistent connection is checked once per request
     # (CONN_HEALTH_CHECKS), so one the server has closed is replaced instead of failing the request.
     db.close_if_health_check_failed()
     db.ensure_connection()
-    # _prepare_cursor is how Django wraps any cursor it makes (private, stable since Django 1.x).
-    with db._prepare_cursor(psycopg.Cursor(db.connection)) as cursor:  # type: ignore[attr-defined]
-        yield cursor
 
 
 @functools.cache
@@ -95,18 +99,11 @@ def read_cursor() -> Iterator[CursorWrapper]:
     Once prepared, a statement may run one generic plan, made for average values: a statement whose
     best plan depends on its values needs an index that keeps every plan cheap (tickets.rows.rows_fetch)."""
     db = _db()
-    if db.vendor != "postgresql":
-        with db.cursor() as cursor:
-            yield cursor
-        return
-    # What Django's own cursors do first: a persistent connection is checked once per request
-    # (CONN_HEALTH_CHECKS), so one the server has closed is replaced instead of failing the request.
-    db.close_if_health_check_failed()
-    db.ensure_connection()
-    kept = _kept_cursor(db)
-    if kept is None:  # a read inside another (none today): a cursor of its own
+    kept = _kept_cursor(db) if db.vendor == "postgresql" else None
+    if kept is None:  # SQLite, or a read inside another (none today): a cursor of its own
         with _cursor() as cursor:
-            _fast_timestamps(db, cursor.cursor)
+            if db.vendor == "postgresql":
+                _fast_timestamps(db, cursor.cursor)
             yield cursor
         return
     try:
@@ -131,6 +128,7 @@ def _kept_cursor(db: BaseDatabaseWrapper) -> Any:
 
     if getattr(db, "keybuzz_read_cursor_busy", False):
         return None
+    _connected(db)
     kept = getattr(db, "keybuzz_read_cursor", None)
     if kept is None or kept.closed or kept.connection is not db.connection:
         kept = psycopg.Cursor(db.connection)

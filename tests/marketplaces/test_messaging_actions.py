@@ -189,30 +189,25 @@ def test_a_refused_or_unconfirmed_action_ends_failed_and_can_be_retried(amazon, 
     assert replies_send_due().sent == 1
 
 
-def test_a_throttled_action_stays_queued_and_goes_out_on_a_later_run(amazon, ticket, client):
-    post = amazon.post(message_url("unexpectedProblem"), status=429, json=error_body("QuotaExceeded", "Slow down."))
-    queued = client.post(
-        f"/api/v1/tickets/{ticket.id}/amazon/actions/unexpectedProblem", {"text": TEXT}, format="json"
-    ).json()
-
-    first = replies_send_due()
-    message = TicketMessage.objects.get(pk=queued["id"])
-    assert (first.retrying, message.delivery_status) == (1, DeliveryStatus.QUEUED)
-    assert post.call_count == 4  # the client's own bounded retries, then the send waits for its backoff
-
-    amazon.replace(responses.POST, message_url("unexpectedProblem"), status=201, json={})
-    assert replies_send_due(now=timezone.now() + timedelta(hours=1)).sent == 1
-
-
-def test_an_action_that_never_reached_amazon_stays_queued_and_goes_out_on_a_later_run(amazon, ticket, client):
-    refused = requests.exceptions.ConnectionError(  # what requests raises when nothing answers the connect
-        MaxRetryError(
-            HTTPSConnectionPool("sellingpartnerapi-eu.amazon.com", 443),
-            "https://sellingpartnerapi-eu.amazon.com/",
-            NewConnectionError(HTTPSConnection("sellingpartnerapi-eu.amazon.com", 443), "Connection refused"),
-        )
+_REFUSED = requests.exceptions.ConnectionError(  # what requests raises when nothing answers the connect
+    MaxRetryError(
+        HTTPSConnectionPool("sellingpartnerapi-eu.amazon.com", 443),
+        "https://sellingpartnerapi-eu.amazon.com/",
+        NewConnectionError(HTTPSConnection("sellingpartnerapi-eu.amazon.com", 443), "Connection refused"),
     )
-    post = amazon.post(message_url("unexpectedProblem"), body=refused)
+)
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        ({"status": 429, "json": error_body("QuotaExceeded", "Slow down.")}, "QuotaExceeded"),
+        ({"body": _REFUSED}, "the message was not sent"),  # no connection to Amazon: nothing left
+    ],
+    ids=["throttled", "never-reached-amazon"],
+)
+def test_an_action_amazon_did_not_take_stays_queued_and_goes_out_on_a_later_run(amazon, ticket, client, answer, error):
+    post = amazon.post(message_url("unexpectedProblem"), **answer)
     queued = client.post(
         f"/api/v1/tickets/{ticket.id}/amazon/actions/unexpectedProblem", {"text": TEXT}, format="json"
     ).json()
@@ -220,7 +215,7 @@ def test_an_action_that_never_reached_amazon_stays_queued_and_goes_out_on_a_late
     first = replies_send_due()
     message = TicketMessage.objects.get(pk=queued["id"])
     assert (first.retrying, message.delivery_status) == (1, DeliveryStatus.QUEUED)
-    assert "was not sent" in message.delivery_error
+    assert error in message.delivery_error
     assert post.call_count == 4  # the client's own bounded retries, then the send waits for its backoff
 
     amazon.replace(responses.POST, message_url("unexpectedProblem"), status=201, json={})
