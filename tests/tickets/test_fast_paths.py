@@ -467,7 +467,6 @@ def test_a_page_reads_a_page_whatever_plan_postgresql_keeps(requires_postgres, q
             " channel_action, sent_at, created_at) SELECT tenant_id, id, 'INBOUND', 'Buyer', 'Where is my parcel?',"
             " '', '', 0, '', '', '[]', '', '', last_message_at, created_at FROM tickets_ticket"
         )
-    with connection.cursor() as cursor:
         # Every ticket updated once, as the poller and the agents do all day: each index gets a second
         # entry per ticket until VACUUM, and the indexes' sizes no longer decide the plan (migration 0014).
         cursor.execute("UPDATE tickets_ticket SET updated_at = updated_at")
