@@ -14,6 +14,7 @@ connection; per ticket a buyer message, a SENT reply for 2/3 of them and a follo
 them (2.33 messages a ticket; the buyer's are also ExternalMessage rows, which the messages point at), bodies
 of 28-55 words from a small vocabulary (the common word "delivery" is in about half of the buyer messages,
 the rare word "waterproof" in one message of 2,000, "xylophone" in none), order ids ddd-ddddddd-ddddddd,
+each ticket's order context as sync_orders stores it once the order is fetched (about 520 bytes of JSON),
 last_message_at spread over 90 days, mostly RESOLVED/CLOSED with OPEN/PENDING tickets concentrated in the last
 two days and a few older ones left overdue (about 7% of the tickets). The columns the application keeps up to
 date are written consistently (the ticket's last inbound and reply times, the connections' counts); a column
@@ -459,7 +460,6 @@ LEFT_NULL = {
         "spapi_forbidden_at",
         "disconnected_at",
     },
-    "tickets_ticket": {"order_context", "order_context_at"},
     "tickets_ticketmessage": {"next_attempt_at", "send_started_at", "stopped_response_due_at"},
 }
 _noted: set[str] = set()
@@ -602,6 +602,23 @@ def seed_session(cur: Any) -> None:
     cur.execute("ANALYZE bench_map, bench_buyer_a, bench_buyer_b, bench_reply")
 
 
+# What sync_orders stores on every ticket of an order it fetched (about 520 bytes): one item, one package.
+_ISO = '\'YYYY-MM-DD"T"HH24:MI:SS"Z"\''
+ORDER_CONTEXT_SQL = (
+    "jsonb_build_object('orderId', order_id,"
+    " 'status', CASE WHEN roll < 70 THEN 'SHIPPED' WHEN roll < 90 THEN 'UNSHIPPED' ELSE 'PARTIALLY_SHIPPED' END,"
+    f" 'purchaseDate', to_char((first_at - interval '3 days') AT TIME ZONE 'UTC', {_ISO}),"
+    f" 'latestShipDate', to_char((first_at - interval '1 day') AT TIME ZONE 'UTC', {_ISO}),"
+    f" 'latestDeliveryDate', to_char((first_at + interval '4 days') AT TIME ZONE 'UTC', {_ISO}),"
+    " 'marketplaceId', 'A1PA6795UKMFR9', 'fulfillmentChannel', 'MERCHANT',"
+    " 'items', jsonb_build_array(jsonb_build_object('asin', 'B0' || upper(substr(md5(order_id), 1, 8)),"
+    "  'sku', 'KB-' || upper(substr(md5(order_id), 9, 6)), 'title', 'Bamboo wireless keyboard - walnut, DE layout',"
+    "  'quantity', 1 + mod(roll, 3), 'price', '49.99', 'currency', 'EUR')),"
+    " 'packages', jsonb_build_array(jsonb_build_object('carrier', 'DHL',"
+    "  'trackingNumber', '0034043' || lpad(mod(n, 10000000000000)::text, 13, '0'), 'status', 'IN_TRANSIT')))"
+)
+
+
 def seed_batch(cur: Any, lo: int, hi: int, now: datetime) -> None:
     """Tickets lo..hi-1 (global index n: ticket id n+1, messages 3n+1..3n+3, external messages 2n+1..2n+2)."""
     # Tenant 0 gets every fifth ticket; the other four of each five go round the 99 others.
@@ -668,10 +685,13 @@ def seed_batch(cur: Any, lo: int, hi: int, now: datetime) -> None:
         ],
         "SELECT n + 1, tenant_id, 'AMAZON', connection_id, customer_ref || ':' || order_id, subject, customer_name,"
         " customer_ref, order_id, status, assignee_id, last_at, due_at, first_at, last_at /*extra*/ FROM bench_src",
-        # The last buyer message's and the last live reply's times, kept on the ticket by every write.
+        # The last buyer message's and the last live reply's times, kept on the ticket by every write;
+        # and the order as sync_orders stores it once fetched (marketplaces.amazon.spapi.Order.as_dict).
         optional={
             "last_inbound_at": "CASE WHEN shape = 1 THEN first_at ELSE last_at END",
             "last_reply_at": "CASE WHEN shape = 0 THEN NULL ELSE reply_at END",
+            "order_context": ORDER_CONTEXT_SQL,
+            "order_context_at": "last_at",
         },
     )
     # The buyer's messages: the first one, and the follow-up of shapes 0 and 2.

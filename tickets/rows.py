@@ -60,7 +60,28 @@ FIGURES: dict[str, tuple[str, Field[Any, Any]]] = {
     "note_count": (_COUNT_MESSAGES.format("m.direction = 'NOTE'"), IntegerField()),
     "failed_count": (_COUNT_MESSAGES.format("m.delivery_status = 'FAILED'"), IntegerField()),
     "is_overdue": (f"CASE WHEN {OVERDUE_SQL} THEN TRUE ELSE FALSE END", BooleanField()),
+    # The order's status alone, not its whole context (items, packages: about half a kilobyte of JSON
+    # a ticket once sync_orders has fetched the order), which the list sent over and parsed for every
+    # row to show one string: 1.48 instead of 1.30 ms of CPU a list request at 1M tickets.
+    # A non-empty JSON string, else NULL; SQLite's form is in _VENDOR_SQL.
+    "order_status": (
+        f"CASE WHEN jsonb_typeof({_T}.order_context -> 'status') = 'string'"
+        f" THEN NULLIF({_T}.order_context ->> 'status', '') END",
+        CharField(),
+    ),
 }
+# FIGURES whose SQL differs on SQLite (its JSON functions).
+_VENDOR_SQL: dict[tuple[str, str], str] = {
+    ("order_status", "sqlite"): (
+        f"CASE WHEN json_type({_T}.order_context, '$.status') = 'text'"
+        f" THEN NULLIF(json_extract({_T}.order_context, '$.status'), '') END"
+    ),
+}
+
+
+def _figure_sql(name: str, vendor: str) -> tuple[str, Field[Any, Any]]:
+    sql, output = FIGURES[name]
+    return _VENDOR_SQL.get((name, vendor), sql), output
 
 
 # On PostgreSQL the preview and the counts come from two LATERAL joins per ticket rather than seven
@@ -93,7 +114,7 @@ def now_param(now: datetime) -> Any:
 
 def figure(name: str, now: datetime) -> RawSQL:
     """One of FIGURES as an ORM expression (for the querysets that still need one)."""
-    sql, output = FIGURES[name]
+    sql, output = _figure_sql(name, connection.vendor)
     # Only the constant SQL above reaches here; the one value goes as a parameter.
     return RawSQL(sql, [now_param(now)] if "%s" in sql else [], output)  # noqa: S611
 
@@ -127,7 +148,7 @@ def _select(fields: tuple[str, ...], vendor: str) -> _Select:
     columns, expressions, now_params, joins = [], [], 0, []
     for name in fields:
         if name in FIGURES:
-            sql, output = FIGURES[name]
+            sql, output = _figure_sql(name, vendor)
             expression: Any = RawSQL(sql, [], output)  # noqa: S611  (constant SQL)
             if vendor == "postgresql" and name in _LATERAL_COLUMNS:
                 join, column = _LATERAL_COLUMNS[name]

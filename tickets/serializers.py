@@ -176,7 +176,7 @@ class TicketRowSerializer(serializers.ModelSerializer):
     def get_order_status(self, ticket: Ticket) -> str | None:
         context = ticket.order_context if isinstance(ticket.order_context, dict) else {}
         status = context.get("status")
-        return str(status) if status else None
+        return status if isinstance(status, str) and status else None
 
     @extend_schema_field(PreviewSerializer(allow_null=True))
     def get_last_message(self, ticket: Ticket) -> dict[str, Any] | None:
@@ -196,7 +196,7 @@ TICKET_ROW_VALUES = (
     "customer_name",
     "customer_ref",
     "order_id",
-    "order_context",
+    "order_status",  # tickets.rows: the status alone, not the whole order context
     "channel",
     "connection_id",
     "status",
@@ -221,7 +221,7 @@ TICKET_ROW_VALUES = (
 )
 
 
-TICKET_DETAIL_VALUES = (*TICKET_ROW_VALUES, "thread_key", "order_context_at")
+TICKET_DETAIL_VALUES = (*TICKET_ROW_VALUES, "thread_key", "order_context", "order_context_at")
 
 
 def _in_zone(value: datetime | None, zone: tzinfo) -> datetime | None:
@@ -251,8 +251,6 @@ def ticket_rows_data(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _ticket_row_data(row: dict[str, Any], zone: tzinfo) -> dict[str, Any]:
-    context = row["order_context"]
-    order_status = context.get("status") if isinstance(context, dict) else None
     assignee_id = row["assignee_id"]
     connection_id = row["connection_id"]
     direction = row["preview_direction"]
@@ -261,7 +259,7 @@ def _ticket_row_data(row: dict[str, Any], zone: tzinfo) -> dict[str, Any]:
         "subject": row["subject"],
         "customer": {"name": row["customer_name"], "ref": row["customer_ref"]},
         "order_id": row["order_id"],
-        "order_status": str(order_status) if order_status else None,
+        "order_status": row["order_status"],
         "channel": row["channel"],
         "connection": None if connection_id is None else str(connection_id),
         "status": row["status"],

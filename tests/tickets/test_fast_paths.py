@@ -58,7 +58,12 @@ def _varied_tickets(tenant, admin):
         order_context={"orderId": "1", "status": "Shipped", "items": []}, order_context_at=now
     )
     empty = make_ticket(tenant, inbound=None, assignee=admin.user, status=TicketStatus.CLOSED, customer_name="Zoë")
-    return [plain.pk, replied.pk, empty.pk]
+    # Contexts the list shows no status for: not a string, empty, not an object.
+    Ticket.objects.filter(pk=plain.pk).update(order_context={"orderId": "2", "status": 7}, order_context_at=now)
+    Ticket.objects.filter(pk=empty.pk).update(order_context=["status", "Shipped"], order_context_at=now)
+    blank = make_ticket(tenant, at=now - timedelta(hours=2))
+    Ticket.objects.filter(pk=blank.pk).update(order_context={"status": ""}, order_context_at=now)
+    return [plain.pk, replied.pk, empty.pk, blank.pk]
 
 
 def _rendered(data, renderer=JSONRenderer):
@@ -76,6 +81,7 @@ def test_list_rows_are_what_the_row_serializer_gives(admin, zone):
     assert _rendered(fast) == expected
     assert [list(row) for row in fast] == [list(row) for row in expected]  # the same keys in the same order
     assert any(row["assignee"] and row["assignee"]["name"] == "Ana Lopez" for row in fast)
+    assert [row["order_status"] for row in fast] == [None, "Shipped", None, None]
     assert all(row["created_at"].endswith("Z") == (zone == "UTC") for row in expected)  # Paris: +01:00 or +02:00
 
 
@@ -194,7 +200,7 @@ def test_the_written_out_list_query_pages_what_the_orm_pages(admin, ordering):
         tenant=admin.tenant, user_id=admin.user.pk, filters=selectors.TicketFilters(), ordering=ordering,
         cursor_token=None, size=100, fields=TICKET_ROW_VALUES, now=now,
     ).rows  # fmt: skip
-    assert len(all_rows) == Ticket.objects.filter(tenant=admin.tenant).count() == 11
+    assert len(all_rows) == Ticket.objects.filter(tenant=admin.tenant).count() == 12
     assert any(row["is_overdue"] for row in all_rows) and not all(row["is_overdue"] for row in all_rows)
 
 
