@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
@@ -67,6 +69,18 @@ class Ticket(models.Model):
     order_context_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # What the list shows of the ticket's messages: the last buyer message or reply (its start) and
+    # the counts. Kept by the database (triggers of migration tickets 0015) on every insert, change
+    # and delete of a message, whoever writes it; never written by KeyBuzz's code (save() leaves them
+    # out). Reading them from the messages for each row of each page was half of PostgreSQL's work
+    # for a list request (0.15 of 0.24 ms at 1M tickets). NULL previews: no buyer message nor reply.
+    preview_direction = models.CharField(max_length=16, null=True, editable=False)  # noqa: DJ001  (NULL: no message)
+    preview_author_name = models.CharField(max_length=255, null=True, editable=False)  # noqa: DJ001
+    preview_body = models.TextField(null=True, editable=False)  # noqa: DJ001  (its first 160 characters)
+    preview_sent_at = models.DateTimeField(null=True, editable=False)
+    message_count = models.IntegerField(default=0, editable=False)  # buyer messages and replies
+    note_count = models.IntegerField(default=0, editable=False)
+    failed_count = models.IntegerField(default=0, editable=False)  # replies whose delivery FAILED
 
     class Meta:
         constraints = [
@@ -122,6 +136,26 @@ class Ticket(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.subject}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # A full save of a ticket read a moment ago (the admin's, a service's) would write back the
+        # message figures as they were then, over what a message filed meanwhile made them.
+        if not self._state.adding and kwargs.get("update_fields") is None:
+            kwargs["update_fields"] = SAVED_FIELDS
+        super().save(*args, **kwargs)
+
+
+# The message figures above, which only the database's triggers write.
+MESSAGE_FIGURES = (
+    "preview_direction",
+    "preview_author_name",
+    "preview_body",
+    "preview_sent_at",
+    "message_count",
+    "note_count",
+    "failed_count",
+)
+SAVED_FIELDS = [f.name for f in Ticket._meta.concrete_fields if not f.primary_key and f.name not in MESSAGE_FIGURES]
 
 
 class TicketStatusCount(models.Model):

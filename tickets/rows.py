@@ -24,23 +24,17 @@ from typing import Any, TypeVar
 
 from django.contrib.auth.models import User
 from django.db import connection
-from django.db.models import BooleanField, CharField, DateTimeField, Field, IntegerField, TextField
+from django.db.models import BooleanField, CharField, DateTimeField, Field
 from django.db.models.expressions import RawSQL
 
 from keybuzz.db import ConversionPlan, conversion_plan, converted, read_cursor, rows_converted
 from tickets import pagination
 from tickets.models import Ticket
 
-PREVIEW_LENGTH = 160
 ACTIVE_SQL = "('OPEN', 'PENDING')"  # TicketStatus.OPEN, PENDING: literal, so PostgreSQL matches the partial indexes
 
 _T = '"tickets_ticket"'
 _U = '"auth_user"'
-_LAST_OF_CONVERSATION = (
-    f"FROM tickets_ticketmessage m WHERE m.ticket_id = {_T}.id AND m.direction IN ('INBOUND', 'OUTBOUND')"
-    " ORDER BY m.sent_at DESC, m.id DESC LIMIT 1"
-)
-_COUNT_MESSAGES = f"SELECT COUNT(*) FROM tickets_ticketmessage m WHERE m.ticket_id = {_T}.id AND {{}}"  # noqa: S608
 # Unanswered: active, and a buyer message after the last live reply (selectors' module docstring);
 # the same text as the partial index ticket_unanswered_due's condition, so PostgreSQL uses it.
 UNANSWERED_SQL = (
@@ -49,16 +43,10 @@ UNANSWERED_SQL = (
 )
 OVERDUE_SQL = f"{UNANSWERED_SQL} AND {_T}.response_due_at < %s"  # one parameter: now
 
-# The list's per-ticket figures: name → (SQL of a scalar subquery or expression, output field).
-# `is_overdue` takes one parameter, now.
+# The list's per-ticket figures computed as it reads: name → (SQL expression, output field).
+# `is_overdue` takes one parameter, now. The preview and the counts of the ticket's messages are
+# columns of the ticket, kept by the database (Ticket.MESSAGE_FIGURES, migration tickets 0015).
 FIGURES: dict[str, tuple[str, Field[Any, Any]]] = {
-    "preview_body": (f"SELECT SUBSTR(m.body, 1, {PREVIEW_LENGTH}) {_LAST_OF_CONVERSATION}", TextField()),
-    "preview_direction": (f"SELECT m.direction {_LAST_OF_CONVERSATION}", CharField()),
-    "preview_author_name": (f"SELECT m.author_name {_LAST_OF_CONVERSATION}", CharField()),
-    "preview_sent_at": (f"SELECT m.sent_at {_LAST_OF_CONVERSATION}", DateTimeField()),
-    "message_count": (_COUNT_MESSAGES.format("m.direction IN ('INBOUND', 'OUTBOUND')"), IntegerField()),
-    "note_count": (_COUNT_MESSAGES.format("m.direction = 'NOTE'"), IntegerField()),
-    "failed_count": (_COUNT_MESSAGES.format("m.delivery_status = 'FAILED'"), IntegerField()),
     "is_overdue": (f"CASE WHEN {OVERDUE_SQL} THEN TRUE ELSE FALSE END", BooleanField()),
     # The order's status alone, not its whole context (items, packages: about half a kilobyte of JSON
     # a ticket once sync_orders has fetched the order), which the list sent over and parsed for every
@@ -82,29 +70,6 @@ _VENDOR_SQL: dict[tuple[str, str], str] = {
 def _figure_sql(name: str, vendor: str) -> tuple[str, Field[Any, Any]]:
     sql, output = FIGURES[name]
     return _VENDOR_SQL.get((name, vendor), sql), output
-
-
-# On PostgreSQL the preview and the counts come from two LATERAL joins per ticket rather than seven
-# scalar subqueries (SQLite has no LATERAL): 0.35 against 0.65 ms for a 26-row page at 1M tickets,
-# prepared, and a third of the planning time. The same values: the test pages both ways.
-_LATERAL_PREVIEW = (
-    f"LEFT JOIN LATERAL (SELECT m.direction, m.author_name, SUBSTR(m.body, 1, {PREVIEW_LENGTH}) AS body, m.sent_at"
-    f" {_LAST_OF_CONVERSATION}) p ON TRUE"
-)
-_LATERAL_COUNTS = (
-    "LEFT JOIN LATERAL (SELECT COUNT(*) FILTER (WHERE m.direction IN ('INBOUND', 'OUTBOUND')) AS messages,"  # noqa: S608
-    " COUNT(*) FILTER (WHERE m.direction = 'NOTE') AS notes, COUNT(*) FILTER (WHERE m.delivery_status = 'FAILED')"
-    f" AS failed FROM tickets_ticketmessage m WHERE m.ticket_id = {_T}.id) c ON TRUE"
-)
-_LATERAL_COLUMNS = {
-    "preview_direction": (_LATERAL_PREVIEW, "p.direction"),
-    "preview_author_name": (_LATERAL_PREVIEW, "p.author_name"),
-    "preview_body": (_LATERAL_PREVIEW, "p.body"),
-    "preview_sent_at": (_LATERAL_PREVIEW, "p.sent_at"),
-    "message_count": (_LATERAL_COUNTS, "c.messages"),
-    "note_count": (_LATERAL_COUNTS, "c.notes"),
-    "failed_count": (_LATERAL_COUNTS, "c.failed"),
-}
 
 
 def now_param(now: datetime) -> Any:
@@ -132,7 +97,7 @@ def datetime_from_db(value: Any) -> datetime | None:
 @dataclass(frozen=True)
 class _Select:
     columns: str  # SELECT …, `now` parameters first
-    joins: str  # LEFT OUTER JOIN auth_user … and the LATERAL joins, after tickets_ticket
+    joins: str  # LEFT OUTER JOIN auth_user …, after tickets_ticket
     now_params: int  # how many times `now` is a parameter of the SELECT list
     names: tuple[str, ...]
     converters: ConversionPlan
@@ -145,18 +110,13 @@ class _Select:
 @functools.cache
 def _select(fields: tuple[str, ...], vendor: str) -> _Select:
     ops = connection.ops
-    columns, expressions, now_params, joins = [], [], 0, []
+    columns, expressions, now_params = [], [], 0
     for name in fields:
         if name in FIGURES:
             sql, output = _figure_sql(name, vendor)
             expression: Any = RawSQL(sql, [], output)  # noqa: S611  (constant SQL)
-            if vendor == "postgresql" and name in _LATERAL_COLUMNS:
-                join, column = _LATERAL_COLUMNS[name]
-                joins += [] if join in joins else [join]
-                columns.append(f"{column} AS {ops.quote_name(name)}")
-            else:
-                now_params += sql.count("%s")
-                columns.append(f"({sql}) AS {ops.quote_name(name)}")
+            now_params += sql.count("%s")
+            columns.append(f"({sql}) AS {ops.quote_name(name)}")
         else:
             model, table, attname = (User, _U, name.split("__", 1)[1]) if "__" in name else (Ticket, _T, name)
             field = model._meta.get_field(attname)  # by attribute name too ("assignee_id")
@@ -167,7 +127,7 @@ def _select(fields: tuple[str, ...], vendor: str) -> _Select:
     # Names from the models' meta and the constant SQL above only: every value is a parameter.
     return _Select(
         columns=f"SELECT {', '.join(columns)}",
-        joins=" ".join([f"LEFT OUTER JOIN {_U} ON ({_T}.assignee_id = {_U}.id)", *joins]),
+        joins=f"LEFT OUTER JOIN {_U} ON ({_T}.assignee_id = {_U}.id)",
         now_params=now_params,
         names=fields,
         converters=conversion_plan(expressions),
@@ -381,10 +341,11 @@ def rows_fetch(
     else:
         # The page's ids first, then their rows. Only the ids' query walks the tenant's tickets, through
         # an index that holds every column it reads (tickets.models, migration 0013): whatever plan
-        # PostgreSQL settles on for it, the joins and the LATERAL figures run for the page's rows alone.
-        # In one statement, the prepared plan once followed the average tenant: with 20,000 one-ticket
-        # tenants beside the benchmark's it became a scan of the whole tenant with both LATERAL joins
-        # for every ticket, then a sort (127 to 174 ms for a tenant of 20,000 tickets, 0.7 now).
+        # PostgreSQL settles on for it, the assignee's join and the figures run for the page's rows
+        # alone. In one statement, the prepared plan once followed the average tenant: with 20,000
+        # one-ticket tenants beside the benchmark's it became a scan of the whole tenant with the
+        # figures (then two LATERAL joins on the messages) for every ticket, then a sort (127 to 174
+        # ms for a tenant of 20,000 tickets, 0.7 now).
         page = f"SELECT {_T}.id FROM {_T} WHERE {condition} ORDER BY {order_by} LIMIT {int(limit)}"  # noqa: S608
         sql = f"{select.sql(f'({page}) page JOIN {_T} ON ({_T}.id = page.id)')} ORDER BY {order_by}"
     params = [now_param(now)] * select.now_params + where.params
