@@ -4,6 +4,8 @@ against the database in DATABASE_URL:
     python -m tests.migration_upgrade seed     # with tests.legacy_settings: rows in the old schema
     python -m tests.migration_upgrade links    # with the real settings: every link, read back
     python -m tests.migration_upgrade schema   # the tables as the database describes them
+    python -m tests.migration_upgrade figures_seed   # at tickets 0014: tickets and messages, no figures
+    python -m tests.migration_upgrade figures        # every ticket's message figures
 
 Each prints one JSON document on stdout.
 """
@@ -147,10 +149,48 @@ def schema() -> dict[str, Any]:
     return described
 
 
+def figures_seed() -> dict[str, Any]:
+    """Tickets with messages as they were before the message figures (tickets 0014), and the figures
+    they should get: {ticket id: [messages, notes, failed, last message's body or None]}."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    apps = MigrationExecutor(connection).loader.project_state([("tickets", "0014_ticket_tenant_statistics")]).apps
+    Tenant = apps.get_model("keybuzz", "Tenant")
+    Ticket = apps.get_model("tickets", "Ticket")
+    TicketMessage = apps.get_model("tickets", "TicketMessage")
+    tenant = Tenant.objects.create(slug="figures", name="Figures")
+    expected: dict[str, Any] = {}
+    for n in range(4):
+        ticket = Ticket.objects.create(tenant=tenant, thread_key=f"figures-{n}", subject=f"Ticket {n}")
+        for k in range(n):  # buyer messages, the newest first in id order: the preview goes by time
+            TicketMessage.objects.create(
+                tenant=tenant, ticket=ticket, direction="INBOUND", body=f"Message {k} " + "x" * 200,
+                sent_at=SEEDED_AT - timedelta(hours=k),
+            )  # fmt: skip
+        if n == 3:
+            TicketMessage.objects.create(tenant=tenant, ticket=ticket, direction="NOTE", body="Note", sent_at=SEEDED_AT)
+            TicketMessage.objects.create(
+                tenant=tenant, ticket=ticket, direction="OUTBOUND", body="Lost", delivery_status="FAILED",
+                sent_at=SEEDED_AT - timedelta(hours=9),
+            )  # fmt: skip
+        last = ("Message 0 " + "x" * 200)[:160] if n else None
+        expected[str(ticket.pk)] = [n + (n == 3), int(n == 3), int(n == 3), last]
+    return expected
+
+
+def figures() -> dict[str, Any]:
+    from tickets.models import Ticket
+
+    rows = Ticket.objects.values_list("pk", "message_count", "note_count", "failed_count", "preview_body")
+    return {str(pk): list(values) for pk, *values in rows}
+
+
 def main() -> None:
     _setup()
     step = sys.argv[1]
-    result = {"seed": seed, "links": links, "schema": schema}[step]()
+    steps = {"seed": seed, "links": links, "schema": schema, "figures_seed": figures_seed, "figures": figures}
+    result = steps[step]()
     json.dump(result, sys.stdout, sort_keys=True, default=str)
 
 

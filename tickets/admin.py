@@ -75,6 +75,10 @@ class TicketAdmin(admin.ModelAdmin[Ticket]):
         "response_due_at",
         "created_at",
         "updated_at",
+        # Kept by the database from the messages (migration tickets 0015): shown, never edited.
+        "message_count",
+        "note_count",
+        "failed_count",
     ]
     raw_id_fields = ["assignee"]
     inlines = [TicketMessageInline, AttachmentInline]

@@ -1,8 +1,9 @@
 """Read-only ticket queries. Each takes the tenant explicitly; none writes.
 
-The list's per-ticket figures (message counts, last-message preview, last inbound / last reply
-times, the overdue flag) are correlated subqueries of one SELECT, so a page costs one query
-whatever its size.
+A list row's figures are columns of the ticket (the last inbound and last reply times, kept by the
+writes; the last message's preview and the message counts, kept by the database's triggers) or
+expressions of the page's one SELECT (the overdue flag, the order's status), so a page costs one
+query whatever its size.
 
 "Unanswered": an OPEN or PENDING ticket whose last buyer (INBOUND) message has no agent reply
 (OUTBOUND, not FAILED) at or after it; both times are columns of the ticket, kept by the writes

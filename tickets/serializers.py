@@ -180,7 +180,7 @@ class TicketRowSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(PreviewSerializer(allow_null=True))
     def get_last_message(self, ticket: Ticket) -> dict[str, Any] | None:
-        # preview_* are annotations of selectors.ticket_queryset.
+        # preview_* are columns of the ticket, NULL while it has no buyer message nor reply.
         if getattr(ticket, "preview_direction", None) is None:
             return None
         return dict(PreviewSerializer(ticket).data)

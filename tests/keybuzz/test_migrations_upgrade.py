@@ -116,3 +116,17 @@ def test_the_list_indexes_are_swapped_even_after_an_interrupted_run(requires_pos
     assert sorted(before) == sorted(after)
     assert not [definition for definition in before.values() if "INCLUDE" in definition]
     assert "(tenant_id, last_message_at DESC NULLS LAST, id DESC)" in before["ticket_tenant_last_msg"]
+
+
+def test_existing_tickets_get_their_message_figures(database_url):
+    """tickets 0015 adds the list's message figures as columns (kept by triggers from then on);
+    0016 (PostgreSQL, in batches) or 0015 itself (SQLite) counts them for the tickets already there.
+    Back to 0014 and forward again gives the same."""
+    url = database_url()
+    run(url, "manage.py", "migrate", "tickets", "0014", "--no-input", "-v0")
+    expected = json.loads(run(url, "-m", "tests.migration_upgrade", "figures_seed"))
+    run(url, "manage.py", "migrate", "--no-input", "-v0")
+    assert json.loads(run(url, "-m", "tests.migration_upgrade", "figures")) == expected
+    run(url, "manage.py", "migrate", "tickets", "0014", "--no-input", "-v0")
+    run(url, "manage.py", "migrate", "--no-input", "-v0")
+    assert json.loads(run(url, "-m", "tests.migration_upgrade", "figures")) == expected
