@@ -18,8 +18,8 @@ each ticket's order context as sync_orders stores it once the order is fetched (
 last_message_at spread over 90 days, mostly RESOLVED/CLOSED with OPEN/PENDING tickets concentrated in the last
 two days and a few older ones left overdue (about 7% of the tickets). The columns the application keeps up to
 date are written consistently (the ticket's last inbound and reply times and message figures, the
-connections' counts); a column the seeder does not know is named in a note. Sizes grow in one database (--sizes 10000,100000: seed 10k,
-measure, add 90k, measure), then VACUUM ANALYZE.
+connections' counts); a column the seeder does not know is named in a note. Sizes grow in one database
+(--sizes 10000,100000: seed 10k, measure, add 90k, measure), then VACUUM ANALYZE.
 
 Serving: gunicorn exactly as deployed (`gunicorn --config deploy/gunicorn.conf.py`: its worker count, sync
 workers, access log, DEBUG off), on a free loopback port. The baseline is the same command with the same
@@ -787,10 +787,10 @@ FIGURES_BATCH = 100_000
 
 def figures_fill_disable(cur: Any) -> bool:
     """Where the schema keeps each ticket's message figures by triggers on the messages (migration
-    tickets 0015), turns those triggers off for the seeding transaction and says so: each batch then
-    counts the new tickets' figures once, with the triggers' own function, after the message inserts
-    and the index builds (the triggers would recount a batch's tickets after each of its inserts,
-    without the messages' index, which the bulk load drops)."""
+    tickets 0015), turns those triggers off for the seeding transaction and says so: the new tickets'
+    figures are then counted once, with the triggers' own function, after the message inserts and the
+    index builds (the triggers would recount a batch's tickets after each of its inserts, without the
+    messages' index, which the bulk load drops)."""
     found = cur.execute("SELECT to_regprocedure('tickets_ticket_figures(bigint[])') IS NOT NULL").fetchone()
     if not (found and found[0]):
         return False

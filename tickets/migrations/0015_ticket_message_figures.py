@@ -25,11 +25,12 @@ The columns are added empty (0 and NULL: instant on PostgreSQL, ALTER TABLE … 
 SQLite, whose copy of a table would drop its triggers); on PostgreSQL migration 0016 fills them
 (here on SQLite).
 tickets_ticket's fillfactor goes to 90: a recount updates only these unindexed columns, which
-PostgreSQL can then do in place (a HOT update, no new index entries) where the page has room."""
+PostgreSQL can then do in place (a HOT update, no new index entries) where the page has room (a
+ticket with an order context is often larger than the tenth of a page kept free)."""
 
 from django.db import migrations, models
 
-PREVIEW_LENGTH = 160  # tickets.rows.PREVIEW_LENGTH when this was written: the migration keeps its own
+PREVIEW_LENGTH = 160  # characters of the last message the list shows (tickets-api.md: `last_message`)
 
 COLUMNS = {  # name: (PostgreSQL type, SQLite type), all NULL or 0 until a message says otherwise
     "preview_direction": ("varchar(16) NULL", "varchar(16) NULL"),
