@@ -13,7 +13,16 @@ from rest_framework import serializers
 
 from keybuzz.serializers import QuerySerializer
 from tickets.assist import LANGUAGES
-from tickets.models import Attachment, Channel, DeliveryStatus, Direction, Ticket, TicketMessage, TicketStatus
+from tickets.models import (
+    MESSAGE_FIGURES,
+    Attachment,
+    Channel,
+    DeliveryStatus,
+    Direction,
+    Ticket,
+    TicketMessage,
+    TicketStatus,
+)
 from tickets.pagination import ORDERINGS
 from tickets.services import MessageKind
 
@@ -204,13 +213,7 @@ TICKET_ROW_VALUES = (
     "assignee__username",
     "assignee__first_name",
     "assignee__last_name",
-    "preview_direction",
-    "preview_author_name",
-    "preview_body",
-    "preview_sent_at",
-    "message_count",
-    "note_count",
-    "failed_count",
+    *MESSAGE_FIGURES,  # preview_direction, _author_name, _body, _sent_at; message_, note_, failed_count
     "last_message_at",
     "last_inbound_at",
     "last_reply_at",
