@@ -190,7 +190,7 @@ class TicketRowSerializer(serializers.ModelSerializer):
     @extend_schema_field(PreviewSerializer(allow_null=True))
     def get_last_message(self, ticket: Ticket) -> dict[str, Any] | None:
         # preview_* are columns of the ticket, NULL while it has no buyer message nor reply.
-        if getattr(ticket, "preview_direction", None) is None:
+        if ticket.preview_direction is None:
             return None
         return dict(PreviewSerializer(ticket).data)
 

@@ -15,18 +15,18 @@ too, whatever their order. NO KEY UPDATE and not UPDATE: a message insert holds 
 on its ticket (the foreign key), which UPDATE would wait for (a deadlock between two of them).
 Inserts and deletes fire once per statement (the poller files a batch of messages in one INSERT);
 an update fires per row, only when a column the figures read changes (the delivery worker's
-bookkeeping does not). A recount that changes nothing writes nothing. The recount reads tickets by id and
-messages by ticket, through their indexes, and says so (`enable_seqscan = off` for the function):
-its plans are made once per database session, and one made while the tables were nearly empty (a
-new deployment, the benchmarks) chose sequential scans that every later call repeated, over tables
-that had grown meanwhile (5 ms instead of 0.3 per recount after 20,000 messages).
+bookkeeping does not). A recount that changes nothing writes nothing. The recount reads tickets by
+id and messages by ticket, through their indexes, and says so (`enable_seqscan = off` for the
+function): its plans are made once per database session, and one made while the tables were nearly
+empty (a new deployment, the benchmarks) chose sequential scans that every later call repeated,
+over tables that had grown meanwhile (about 5 ms instead of 0.3 per recount after 20,000 messages).
 
 The columns are added empty (0 and NULL: instant on PostgreSQL, ALTER TABLE … ADD COLUMN on
-SQLite, whose copy of a table would drop its triggers); on PostgreSQL migration 0016 fills them
-(here on SQLite).
-tickets_ticket's fillfactor goes to 90: a recount updates only these unindexed columns, which
-PostgreSQL can then do in place (a HOT update, no new index entries) where the page has room (a
-ticket with an order context is often larger than the tenth of a page kept free)."""
+SQLite, whose copy of a table would drop its triggers); on PostgreSQL migration 0016 fills them,
+on SQLite this one does. tickets_ticket's fillfactor goes to 90: a recount updates only these
+unindexed columns, which PostgreSQL can then do in place (a HOT update, no new index entries) where
+the page has room (a ticket with an order context is often larger than the tenth of a page kept
+free)."""
 
 from django.db import migrations, models
 
