@@ -1,6 +1,8 @@
 """What the OpenAPI schema says beyond what drf-spectacular infers (SPECTACULAR_SETTINGS hooks).
 
 - Path ids use the `<id:…>` converter: an integer from 1 to 2^63-1 (a bigint), nothing else.
+- Request bodies take only the fields they list (keybuzz.serializers.InputSerializer refuses the
+  others): `additionalProperties: false` on every request component.
 - Strings sent to the API may not hold NUL characters (PostgreSQL text cannot store them; DRF
   refuses them with 400 invalid_input): every request string without a stricter rule says so.
 """
@@ -26,6 +28,8 @@ def document_constraints(result: dict[str, Any], generator: Any, request: Any, p
     for name, component in result.get("components", {}).get("schemas", {}).items():
         if name.endswith("Request"):  # COMPONENT_SPLIT_REQUEST: what clients send
             _strings(component)
+            if component.get("type") == "object":
+                component["additionalProperties"] = False
     for path in result.get("paths", {}).values():
         for operation in path.values():
             for parameter in operation.get("parameters", []):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from rest_framework import serializers
@@ -27,7 +28,28 @@ class QuerySerializer(serializers.Serializer):
         return built
 
 
-class TokenObtainInputSerializer(serializers.Serializer):
+class InputSerializer(serializers.Serializer):
+    """A request body's serializer that refuses the fields it does not know.
+
+    DRF drops unknown keys silently, so a misspelt field was a silent default: `{"kind": "note"}` for
+    `{"type": "note"}` queued a reply to the buyer instead of an internal note. A write that names a
+    field the endpoint does not take is refused (400 `invalid_input`, each unknown field named in
+    `details`) before anything is done. Nested input serializers check their own keys the same way.
+    Query strings stay lenient (GET lists, OAuth callbacks): caches and Amazon add parameters there."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            known = [name for name, field in self.fields.items() if not field.read_only]
+            unknown = sorted(str(key) for key in data if key not in known)
+            if unknown:
+                expected = ", ".join(known)
+                raise serializers.ValidationError(
+                    {key: [f"Unknown field; this takes {expected}."] for key in unknown}, code="unknown_field"
+                )
+        return super().to_internal_value(data)
+
+
+class TokenObtainInputSerializer(InputSerializer):
     username = serializers.CharField(max_length=150)
     password = serializers.CharField(max_length=4096, trim_whitespace=False, style={"input_type": "password"})
     tenant = serializers.SlugField(max_length=63, required=False, help_text="Tenant slug, when the user has several.")
@@ -38,7 +60,7 @@ class TokenPairSerializer(serializers.Serializer):
     refresh = serializers.CharField()
 
 
-class TokenRefreshInputSerializer(serializers.Serializer):
+class TokenRefreshInputSerializer(InputSerializer):
     refresh = serializers.CharField(max_length=4096)
 
 
@@ -97,7 +119,7 @@ class TenantSettingsSerializer(serializers.Serializer):
     )
 
 
-class TenantSettingsUpdateSerializer(TenantSettingsSerializer):
+class TenantSettingsUpdateSerializer(InputSerializer, TenantSettingsSerializer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("partial", True)
         super().__init__(*args, **kwargs)

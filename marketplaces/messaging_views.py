@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from keybuzz.api import TenantAPIView
-from keybuzz.serializers import ErrorSerializer
+from keybuzz.serializers import ErrorSerializer, InputSerializer
 from marketplaces.services import messaging
 from tickets.serializers import TicketMessageSerializer
 
@@ -47,7 +47,7 @@ class OrderActionsSerializer(serializers.Serializer):
     actions = ActionChoiceSerializer(many=True)
 
 
-class ActionInputSerializer(serializers.Serializer):
+class ActionInputSerializer(InputSerializer):
     text = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=10_000)
     attachments = serializers.ListField(
         child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),

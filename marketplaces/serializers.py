@@ -9,6 +9,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from keybuzz.serializers import InputSerializer
 from marketplaces.models import ConnectionStatus, MarketplaceConnection
 from marketplaces.selectors import connection_mailbox_state
 
@@ -32,7 +33,7 @@ class RegionField(serializers.CharField):
     pass
 
 
-class OAuthStartInputSerializer(serializers.Serializer):
+class OAuthStartInputSerializer(InputSerializer):
     marketplace = MarketplaceField(
         max_length=32,
         required=False,
@@ -128,7 +129,7 @@ class StatusSerializer(serializers.Serializer):
     connections = ConnectionSerializer(many=True)
 
 
-class DisconnectInputSerializer(serializers.Serializer):
+class DisconnectInputSerializer(InputSerializer):
     sellingPartnerId = serializers.RegexField(
         SELLER_ID_PATTERN,
         required=False,
@@ -174,7 +175,7 @@ def _host(value: str) -> str:
     return host
 
 
-class _MailServerInputSerializer(serializers.Serializer):
+class _MailServerInputSerializer(InputSerializer):
     """What IMAP and SMTP settings share: a server, a login, a password kept in the secret store."""
 
     TLS_PORT, OTHER_PORT = 0, 0  # the default port with implicit TLS, and with STARTTLS or none
@@ -234,7 +235,7 @@ class SmtpInputSerializer(_MailServerInputSerializer):
     )
 
 
-class MailboxInputSerializer(serializers.Serializer):
+class MailboxInputSerializer(InputSerializer):
     imap = ImapInputSerializer()
     smtp = SmtpInputSerializer(
         required=False,

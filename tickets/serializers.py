@@ -11,7 +11,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from keybuzz.serializers import QuerySerializer
+from keybuzz.serializers import InputSerializer, QuerySerializer
 from tickets.assist import LANGUAGES
 from tickets.models import (
     MESSAGE_FIGURES,
@@ -73,7 +73,7 @@ class TicketListQuerySerializer(QuerySerializer):
     )
 
 
-class TicketUpdateSerializer(serializers.Serializer):
+class TicketUpdateSerializer(InputSerializer):
     status = serializers.ChoiceField(choices=TicketStatus.choices, required=False)
     assignee = serializers.IntegerField(
         required=False, allow_null=True, min_value=1, help_text="A member's user id; null unassigns."
@@ -85,7 +85,7 @@ class TicketUpdateSerializer(serializers.Serializer):
         return attrs
 
 
-class TicketMessageCreateSerializer(serializers.Serializer):
+class TicketMessageCreateSerializer(InputSerializer):
     # Emptiness and length are checked by the service (codes body_empty, body_too_long).
     body = serializers.CharField(allow_blank=True, trim_whitespace=False)
     type = serializers.ChoiceField(
@@ -108,7 +108,7 @@ class TicketMessageCreateSerializer(serializers.Serializer):
     )
 
 
-class AttachmentUploadSerializer(serializers.Serializer):
+class AttachmentUploadSerializer(InputSerializer):
     file = serializers.FileField(
         allow_empty_file=True, help_text="One file: an image (JPEG, PNG, GIF), a PDF or plain text, at most 10 MB."
     )
@@ -489,7 +489,7 @@ class TicketStatsSerializer(serializers.Serializer):
 # --- AI help (tickets.assist) -------------------------------------------------------------------
 
 
-class TranslateInputSerializer(serializers.Serializer):
+class TranslateInputSerializer(InputSerializer):
     # The service checks the code against its list (case-insensitively); the schema lists them.
     to = serializers.CharField(
         max_length=16,

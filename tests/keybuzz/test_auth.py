@@ -83,6 +83,15 @@ def test_several_tenants_need_the_tenant_slug():
     assert response.json()["code"] == "not_a_member"
 
 
+def test_an_unknown_field_is_named_and_no_token_is_given():
+    member = make_member(make_tenant("alpha"))
+    response = obtain(username=member.user.username, password=PASSWORD, tenantSlug="alpha")
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "invalid_input" and list(body["details"]) == ["tenantSlug"]
+    assert "access" not in body and PASSWORD not in response.content.decode()
+
+
 def test_refresh_gives_a_new_access_token_with_the_current_role():
     member = make_member(role=Role.AGENT)
     refresh = obtain(username=member.user.username, password=PASSWORD).json()["refresh"]

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from tests.factories import api_client, make_member
+from tests.factories import api_client, make_connection, make_member
 from tests.tickets.factories import make_ticket
 
 pytestmark = pytest.mark.django_db
@@ -59,6 +59,37 @@ def test_json_nested_deeper_than_python_recurses_is_a_400(client, member, method
     response = getattr(caller, method)(url, data=DEEP, content_type="application/json")
     assert response.status_code == 400
     assert shape(response)["code"] == "invalid_input"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "authenticated"),
+    [
+        ("post", "/api/v1/auth/token", False),
+        ("post", "/api/v1/auth/token/refresh", False),
+        ("post", "/api/v1/auth/logout", False),
+        ("post", "/api/v1/marketplaces/amazon/oauth/start", True),
+        ("post", "/api/v1/marketplaces/amazon/disconnect", True),
+        ("put", "/api/v1/marketplaces/amazon/connections/{connection}/mailbox", True),
+        ("post", "/api/v1/tickets/{ticket}/messages/", True),
+        ("post", "/api/v1/tickets/{ticket}/attachments/", True),
+        ("post", "/api/v1/tickets/{ticket}/amazon/actions/unexpectedProblem", True),
+        ("patch", "/api/v1/tickets/{ticket}/", True),
+        ("post", "/api/v1/tickets/{ticket}/messages/{message}/translate", True),
+        ("patch", "/api/v1/tenant/settings", True),
+    ],
+)
+def test_every_write_names_a_field_it_does_not_take(client, member, method, path, authenticated):
+    """DRF would drop the field and carry on with the defaults; every write endpoint refuses it."""
+    ticket = make_ticket(member.tenant, connection_id=make_connection(member.tenant).id, order_id="302-1-2")
+    caller = client if authenticated else APIClient()
+    url = path.format(ticket=ticket.id, message=ticket.messages.get().id, connection=ticket.connection_id)
+    body_format = "multipart" if path.endswith("/attachments/") else "json"  # uploads are multipart only
+    response = getattr(caller, method)(url, data={"bodyy": "x"}, format=body_format)
+    assert response.status_code == 400, response.content
+    body = shape(response)
+    assert body["code"] == "invalid_input"
+    assert body["message"].startswith("bodyy: Unknown field; this takes ")
+    assert list(body["details"]) == ["bodyy"]
 
 
 def cursor(value, last_id=5, ordering="-last_message_at") -> str:

@@ -83,3 +83,15 @@ def test_invalid_input_is_a_400_in_the_apis_shape(tenant, payload):
 
 def test_without_a_token():
     assert api_client().get(URL).status_code == 401
+
+
+def test_a_misspelt_setting_is_refused_and_nothing_changes(tenant):
+    client = client_for(tenant, Role.OWNER)
+    response = client.patch(URL, {"aiEnabled": False, "signatur": "Team Demo"}, format="json")
+    assert response.status_code == 400, response.content
+    body = response.json()
+    assert body["code"] == "invalid_input"
+    assert body["message"].startswith("signatur: Unknown field") and "signature" in body["message"]
+    assert list(body["details"]) == ["signatur"]
+    # The valid half of the request was not applied either.
+    assert client.get(URL).json() == {"replyTone": "neutral", "signature": "", "aiEnabled": True}

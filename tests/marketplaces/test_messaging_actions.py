@@ -130,6 +130,19 @@ def test_text_outside_the_actions_limits_is_refused_before_anything_is_queued(am
     assert not TicketMessage.objects.filter(channel_action__gt="").exists()
 
 
+def test_a_misspelt_field_is_refused_before_anything_is_queued(amazon, ticket, client):
+    response = client.post(
+        f"/api/v1/tickets/{ticket.id}/amazon/actions/unexpectedProblem",
+        {"text": TEXT, "acknowledgeViolation": True},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_input"
+    assert list(response.json()["details"]) == ["acknowledgeViolation"]
+    assert not TicketMessage.objects.filter(channel_action__gt="").exists()
+
+
 def test_the_replies_content_rules_apply_to_actions(amazon, ticket, client):
     url = f"/api/v1/tickets/{ticket.id}/amazon/actions/unexpectedProblem"
 

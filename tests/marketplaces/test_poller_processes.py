@@ -74,6 +74,22 @@ def make_connections(count: int) -> list[MarketplaceConnection]:
     )
 
 
+def wait_for_its_sessions_to_end(timeout: float = 30.0) -> None:
+    """A killed client's PostgreSQL sessions outlive it until they notice: a COMMIT sent just before
+    the kill still lands after it. Counting what the dead worker left before then undercounts."""
+    deadline = time.monotonic() + timeout
+    with db_connection.cursor() as cursor:
+        while True:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+            )
+            if cursor.fetchone()[0] == 0:
+                return
+            assert time.monotonic() < deadline, "the killed poller's database sessions did not end"
+            time.sleep(0.05)
+
+
 def assert_each_message_filed_once(connections: int, per_connection: int) -> None:
     total = connections * per_connection
     assert ExternalMessage.objects.count() == total
@@ -120,6 +136,7 @@ def test_poller_killed_mid_run_then_rerun_loses_and_doubles_nothing(requires_pos
         completed += "Poll completed" in line
     victim.send_signal(signal.SIGKILL)
     victim.communicate(timeout=30)
+    wait_for_its_sessions_to_end()
     assert completed == 25, "the poller was killed in the middle of its run (of a claimed batch, too)"
 
     # What the killed worker committed is whole: a connection has all its messages or none.

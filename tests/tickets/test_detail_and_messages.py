@@ -131,6 +131,24 @@ def test_unknown_message_type_is_refused(admin, admin_client):
     assert response.json()["code"] == "invalid_input"
 
 
+def test_a_misspelt_field_is_refused_and_nothing_reaches_the_buyer(agent, agent_client):
+    """`kind` for `type`: without the check the note was silently a reply queued for the buyer."""
+    ticket = make_ticket(agent.tenant, at=timezone.now() - timedelta(hours=30))
+    before = set(TicketMessage.objects.filter(ticket=ticket).values_list("pk", flat=True))
+
+    response = agent_client.post(
+        messages_url(ticket), {"kind": "note", "body": "Refund approved", "attachment": [1]}, format="json"
+    )
+
+    assert response.status_code == 400, response.content
+    body = response.json()
+    assert body["code"] == "invalid_input"
+    assert body["message"] == "attachment: Unknown field; this takes body, type, attachments, acknowledgeViolations."
+    assert sorted(body["details"]) == ["attachment", "kind"]
+    assert set(TicketMessage.objects.filter(ticket=ticket).values_list("pk", flat=True)) == before
+    assert overdue_ids(agent_client) == {ticket.id}  # the response clock still runs
+
+
 def test_closed_ticket_takes_no_message(admin, admin_client):
     ticket = make_ticket(admin.tenant, status=TicketStatus.CLOSED)
     for payload in ({"body": "hello"}, {"type": "note", "body": "hello"}):

@@ -107,6 +107,19 @@ def test_an_upload_without_a_file_field_is_a_400(admin_client, admin):
     assert response.json()["code"] == "invalid_input"
 
 
+def test_an_upload_with_an_unknown_field_is_refused_and_nothing_is_stored(admin_client, admin):
+    ticket = make_ticket(admin.tenant)
+    file = SimpleUploadedFile("photo.png", PNG, content_type="image/png")
+
+    response = admin_client.post(
+        f"/api/v1/tickets/{ticket.id}/attachments/", {"file": file, "caption": "the parcel"}, format="multipart"
+    )
+
+    assert response.status_code == 400
+    assert list(response.json()["details"]) == ["caption"]
+    assert not Attachment.objects.exists()
+
+
 def test_uploading_to_another_tenants_ticket_is_a_404(admin_client):
     other = make_ticket(make_tenant())
 

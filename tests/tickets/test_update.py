@@ -55,6 +55,16 @@ def test_same_status_is_a_no_op(admin, admin_client):
     assert patch(admin_client, ticket, {"status": RESOLVED}).status_code == 200
 
 
+def test_a_misspelt_field_is_refused_and_the_ticket_is_unchanged(admin, admin_client):
+    ticket = make_ticket(admin.tenant)
+    response = patch(admin_client, ticket, {"status": RESOLVED, "asignee": admin.user.id})
+    assert response.status_code == 400, response.content
+    assert response.json()["code"] == "invalid_input"
+    assert list(response.json()["details"]) == ["asignee"]
+    ticket.refresh_from_db()
+    assert (ticket.status, ticket.assignee_id) == (OPEN, None)
+
+
 def test_unknown_status_and_empty_patch_are_invalid_input(admin, admin_client):
     ticket = make_ticket(admin.tenant)
     for payload in ({"status": "DONE"}, {}):

@@ -169,6 +169,27 @@ def test_put_defaults_folder_security_and_port(owner_client, connection):
     assert (mailbox.imap_port, mailbox.imap_security, mailbox.imap_folder) == (143, "none", "INBOX")
 
 
+def test_a_misspelt_key_is_refused_and_the_saved_settings_stay(owner_client, connection):
+    """`passwd` for `password` would otherwise save the settings and keep the old password."""
+    mailbox = make_mailbox(connection)
+    typo = "New-Mailbox-Pw-5d2f"
+    response = put(owner_client, connection.id, host="imap.example.com", username="seller", passwd=typo)
+
+    body = assert_error(response, 400, "invalid_input")
+    assert body["message"].startswith("imap: passwd: Unknown field; this takes host, port, username, password")
+    assert list(body["details"]) == ["imap"] and list(body["details"]["imap"]) == ["passwd"]
+    assert typo not in response.content.decode()  # the key is named, never the value
+    mailbox.refresh_from_db()
+    assert mailbox.imap_host == "127.0.0.1"
+    assert stored_password(mailbox.imap_secret_ref) == STORED_PASSWORD
+
+    imap = {"host": "imap.example.com", "username": "seller"}
+    unknown_top = owner_client.put(
+        url(connection.id), {"imap": imap, "smpt": {"host": "smtp.example.com"}}, format="json"
+    )
+    assert list(assert_error(unknown_top, 400, "invalid_input")["details"]) == ["smpt"]
+
+
 def test_a_wrong_password_is_saved_with_a_failed_check(owner_client, connection, mailbox_user, caplog):
     caplog.set_level(logging.DEBUG)
     wrong = "Not-The-Password-42"
