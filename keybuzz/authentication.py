@@ -18,7 +18,7 @@ from rest_framework_simplejwt.tokens import Token
 from keybuzz.errors import AuthenticationError
 from keybuzz.logging import log_context_bind
 from keybuzz.models import Membership
-from keybuzz.tokens import PASSWORD_CLAIM, TENANT_CLAIM, membership_check
+from keybuzz.tokens import PASSWORD_CLAIM, SESSION_CLAIM, TENANT_CLAIM, membership_check
 
 
 def membership_of(request: HttpRequest | Request) -> Membership:
@@ -68,7 +68,10 @@ class TenantJWTAuthentication(JWTAuthentication):
         if user_id is None or TENANT_CLAIM not in token:
             raise InvalidToken({"detail": "Token is missing its user or tenant claim.", "code": "token_not_valid"})
         membership = membership_check(
-            user_id=user_id, tenant_id=token[TENANT_CLAIM], password_version=token.get(PASSWORD_CLAIM)
+            user_id=user_id,
+            tenant_id=token[TENANT_CLAIM],
+            password_version=token.get(PASSWORD_CLAIM),
+            session_id=token.get(SESSION_CLAIM),
         )
         # Read back with membership_of(); on the Django request, so Django-level code sees it too
         # (DRF's Request reads unknown attributes through to it).

@@ -84,3 +84,19 @@ class AiUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant_id} {self.day}: {self.calls}"
+
+
+class LoggedOutSession(models.Model):
+    """A login session ended by `POST /api/v1/auth/logout`: its access tokens are refused from then on.
+
+    A session is what one login starts: its id is a claim of the refresh token, kept through every
+    rotation and copied into each access token. Access tokens are not stored anywhere, so revoking
+    the refresh token alone left them valid until they expired (up to JWT_ACCESS_TOKEN_MINUTES);
+    the membership query every request already makes also looks here (keybuzz.tokens). A row is
+    useless once every token of its session has expired: logging out deletes those rows."""
+
+    session_id = models.UUIDField(primary_key=True)
+    logged_out_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.session_id} (logged out {self.logged_out_at:%Y-%m-%d %H:%M})"

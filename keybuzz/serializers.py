@@ -43,9 +43,7 @@ class InputSerializer(serializers.Serializer):
             unknown = sorted(str(key) for key in data if key not in known)
             if unknown:
                 expected = ", ".join(known)
-                raise serializers.ValidationError(
-                    {key: [f"Unknown field; this takes {expected}."] for key in unknown}, code="unknown_field"
-                )
+                raise serializers.ValidationError({key: [f"Unknown field; this takes {expected}."] for key in unknown})
         return super().to_internal_value(data)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from django.contrib.auth import authenticate
@@ -9,17 +10,22 @@ from django.contrib.auth.models import User
 from django.contrib.auth.signals import user_logged_in
 from django.db import transaction
 from django.http import HttpRequest
-from rest_framework_simplejwt.exceptions import TokenError
+from django.utils import timezone
+from rest_framework_simplejwt.exceptions import TokenBackendError, TokenBackendExpiredToken, TokenError
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.state import token_backend
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from keybuzz.errors import ApplicationError, AuthenticationError, ForbiddenError
-from keybuzz.models import SIGNATURE_MAX_LENGTH, Membership, ReplyTone, Role, Tenant
+from keybuzz.models import SIGNATURE_MAX_LENGTH, LoggedOutSession, Membership, ReplyTone, Role, Tenant
 from keybuzz.tokens import (
     PASSWORD_CLAIM,
     ROLE_CLAIM,
+    SESSION_CLAIM,
     TENANT_CLAIM,
     membership_check,
     password_version_of,
+    session_id_claim,
     user_id_claim,
 )
 
@@ -75,8 +81,10 @@ def superadmin_ensure(*, username: str, email: str, password: str) -> bool:
     return created
 
 
-def _token_pair(*, membership: Membership) -> TokenPair:
+def _token_pair(*, membership: Membership, session_id: uuid.UUID | None = None) -> TokenPair:
+    """A refresh token and its first access token; a new login session unless `session_id` goes on."""
     refresh = RefreshToken.for_user(membership.user)  # recorded as outstanding (the blacklist app)
+    refresh[SESSION_CLAIM] = str(session_id or uuid.uuid4())  # copied into the access tokens
     refresh[TENANT_CLAIM] = str(membership.tenant_id)
     refresh[ROLE_CLAIM] = membership.role
     refresh[PASSWORD_CLAIM] = password_version_of(membership.user)
@@ -132,27 +140,55 @@ def token_refresh(*, refresh: str) -> TokenPair:
     password version), takes the role from the database, and revokes the token it was given, so
     the same refresh token never works twice."""
     token = _refresh_token(refresh)
+    session = session_id_claim(token.get(SESSION_CLAIM))
     membership = membership_check(
-        user_id=token.get("user_id"), tenant_id=token.get(TENANT_CLAIM), password_version=token.get(PASSWORD_CLAIM)
+        user_id=token.get("user_id"),
+        tenant_id=token.get(TENANT_CLAIM),
+        password_version=token.get(PASSWORD_CLAIM),
+        session_id=session,
     )
     # Of two refreshes racing with one token, only the one that blacklists it first goes on
     # (the blacklist row is unique per token).
     outcome: tuple[object, bool] = token.blacklist()  # type: ignore[assignment]  # get_or_create's pair, annotated as one value
     if not outcome[1]:
         raise AuthenticationError("Token is blacklisted", code="token_not_valid")
-    return _token_pair(membership=membership)
+    return _token_pair(membership=membership, session_id=session)  # the same session goes on
 
 
+@transaction.atomic
 def token_revoke(*, refresh: str) -> None:
-    """Log out: the refresh token can no longer be used. Revoking a revoked or expired one is fine;
-    a token this server did not sign is refused (401)."""
+    """Log out: the refresh token can no longer be used, nor any access token of its session (they
+    are refused from the next request on). Revoking a revoked or expired one is fine; a revoked one
+    still ends its session (a refresh may have used it just before the logout: the tokens it got
+    belong to the session too). A token this server did not sign is refused (401)."""
     try:
-        token = _refresh_token(refresh)
+        # Signature and expiry, not the blacklist. (simplejwt annotates a Token; it decodes a str.)
+        claims = token_backend.decode(refresh, verify=True)  # type: ignore[arg-type]
+    except TokenBackendExpiredToken:
+        return  # as before: nothing to revoke (a client logging out holds its session's latest token)
+    except TokenBackendError:
+        raise AuthenticationError("Token is invalid", code="token_not_valid") from None
+    if claims.get(jwt_settings.TOKEN_TYPE_CLAIM) != RefreshToken.token_type:
+        raise AuthenticationError("Token has wrong type", code="token_not_valid")
+    session = session_id_claim(claims.get(SESSION_CLAIM))
+    if session is not None:
+        _session_end(session_id=session)
+    try:
+        _refresh_token(refresh).blacklist()
     except AuthenticationError as exc:
-        if exc.message in ("Token is blacklisted", "Token is expired"):
-            return
-        raise
-    token.blacklist()
+        if exc.message != "Token is blacklisted":
+            raise
+
+
+def _session_end(*, session_id: uuid.UUID) -> None:
+    now = timezone.now()
+    LoggedOutSession.objects.bulk_create(
+        [LoggedOutSession(session_id=session_id, logged_out_at=now)], ignore_conflicts=True
+    )
+    # A row is kept while a token of its session may still be valid: a refresh token issued by a
+    # refresh that raced the logout (its whole lifetime), then an access token it was refreshed into.
+    kept = jwt_settings.REFRESH_TOKEN_LIFETIME + jwt_settings.ACCESS_TOKEN_LIFETIME
+    LoggedOutSession.objects.filter(logged_out_at__lt=now - kept).delete()
 
 
 @transaction.atomic

@@ -130,6 +130,8 @@ class StatusSerializer(serializers.Serializer):
 
 
 class DisconnectInputSerializer(InputSerializer):
+    SELLER_KEYS = ("sellingPartnerId", "selling_partner_id")
+
     sellingPartnerId = serializers.RegexField(
         SELLER_ID_PATTERN,
         required=False,

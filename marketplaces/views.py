@@ -234,7 +234,9 @@ class AmazonDisconnectView(TenantAPIView):
     )
     def post(self, request: Request) -> Response:
         body = request.data if isinstance(request.data, dict) else {}
-        data = DisconnectInputSerializer(data={**request.query_params.dict(), **body})
+        # The seller may come in the query string too; other query parameters are ignored, as everywhere.
+        query = {k: v for k, v in request.query_params.items() if k in DisconnectInputSerializer.SELLER_KEYS}
+        data = DisconnectInputSerializer(data={**query, **body})
         data.is_valid(raise_exception=True)
         seller = data.validated_data.get("sellingPartnerId") or data.validated_data.get("selling_partner_id", "")
         targets = oauth.amazon_disconnect(tenant=self.tenant, selling_partner_id=seller)

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from keybuzz.tokens import password_version_of
 from tests.factories import api_client, make_connection, make_member
 from tests.tickets.factories import make_ticket
 
@@ -159,6 +160,27 @@ def test_a_signed_token_with_a_nonsense_user_id_is_a_401(member, user_id):
         format="json",
     )
     assert answer.status_code == 401
+
+
+@pytest.mark.parametrize("session_id", ["abc", 5, True, [1], {"id": 1}, "0" * 33, "\x00"])
+def test_a_signed_token_with_a_nonsense_session_is_a_401_and_logout_ends_nothing(member, session_id):
+    now = timezone.now()
+    claims = {
+        "exp": int((now + timedelta(minutes=5)).timestamp()),
+        "iat": int(now.timestamp()),
+        "jti": "y" * 32,
+        "user_id": member.user_id,
+        "tenant_id": str(member.tenant_id),
+        "pwv": password_version_of(member.user),
+        "sid": session_id,
+    }
+    access = jwt.encode(dict(claims, token_type="access"), settings.JWT_SECRET, algorithm="HS256")
+    response = APIClient().get("/api/v1/me", HTTP_AUTHORIZATION=f"Bearer {access}")
+    assert (response.status_code, shape(response)["code"]) == (401, "token_not_valid")
+    refresh = jwt.encode(dict(claims, token_type="refresh"), settings.JWT_SECRET, algorithm="HS256")
+    for path in ("/api/v1/auth/token/refresh", "/api/v1/auth/logout"):
+        answer = APIClient().post(path, {"refresh": refresh}, format="json")
+        assert (answer.status_code, shape(answer)["code"]) == (401, "token_not_valid")
 
 
 def test_a_body_over_the_limit_is_a_json_413(client):

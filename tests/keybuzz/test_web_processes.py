@@ -148,15 +148,21 @@ def test_two_web_processes_share_tokens_logins_lockouts_and_files(two_webs, s3_s
     member = make_member()
     ticket = make_ticket(member.tenant)
 
-    # A token from A is accepted by B; a logout on B revokes the refresh token on A.
-    status, _, raw = a.call("POST", "/api/v1/auth/token", body={"username": member.user.username, "password": PASSWORD})
+    # A token from A is accepted by B; a logout on B revokes the refresh token and the session's
+    # access token on A (which had already checked that token once).
+    login = {"username": member.user.username, "password": PASSWORD}
+    status, _, raw = a.call("POST", "/api/v1/auth/token", body=login)
     assert status == 200, raw
     tokens = json.loads(raw)
+    assert a.call("GET", "/api/v1/me", token=tokens["access"])[0] == 200
     status, _, raw = b.call("GET", "/api/v1/me", token=tokens["access"])
     assert status == 200, raw
     assert b.call("POST", "/api/v1/auth/logout", token=tokens["access"], body={"refresh": tokens["refresh"]})[0] == 204
     status, _, raw = a.call("POST", "/api/v1/auth/token/refresh", body={"refresh": tokens["refresh"]})
     assert status == 401, raw
+    assert a.call("GET", "/api/v1/me", token=tokens["access"])[0] == 401
+    status, _, raw = b.call("POST", "/api/v1/auth/token", body=login)
+    tokens = json.loads(raw)
 
     # An agent's file uploaded through A is in the bucket and downloads through B.
     body, headers = multipart("label.png", PNG)

@@ -138,8 +138,11 @@ def test_disconnect_needs_the_seller_when_there_are_several(owner, owner_client)
     statuses = dict(MarketplaceConnection.objects.values_list("selling_partner_id", "status"))
     assert statuses == {"SELLERONE": "CONNECTED", "SELLERTWO": "DISCONNECTED"}
     # The query string works too (curl -X POST '...disconnect?sellingPartnerId=…').
-    response = owner_client.post(f"{DISCONNECT_URL}?sellingPartnerId=SELLERONE", format="json")
+    # (another query parameter is ignored, as on every endpoint; an unknown body field is not).
+    response = owner_client.post(f"{DISCONNECT_URL}?sellingPartnerId=SELLERONE&_=1733300000", format="json")
     assert response.status_code == 200
+    response = owner_client.post(DISCONNECT_URL, {"sellingPartnerID": "SELLERONE"}, format="json")
+    assert (response.status_code, list(response.json()["details"])) == (400, ["sellingPartnerID"])
 
 
 def test_disconnect_rejects_a_malformed_seller(owner_client):
