@@ -39,52 +39,43 @@ def client(member):
     return api_client(member)
 
 
-@pytest.mark.parametrize(
-    ("method", "path", "authenticated"),
-    [
-        ("post", "/api/v1/auth/token", False),
-        ("post", "/api/v1/auth/token/refresh", False),
-        ("post", "/api/v1/auth/logout", False),
-        ("post", "/api/v1/marketplaces/amazon/oauth/start", True),
-        ("post", "/api/v1/marketplaces/amazon/disconnect", True),
-        ("post", "/api/v1/tickets/{ticket}/messages/", True),
-        ("patch", "/api/v1/tickets/{ticket}/", True),
-        ("post", "/api/v1/tickets/{ticket}/messages/{message}/translate", True),
-        ("patch", "/api/v1/tenant/settings", True),
-    ],
-)
+# Every endpoint that takes a body: (method, path, authenticated). The uploads take multipart only.
+JSON_WRITES = [
+    ("post", "/api/v1/auth/token", False),
+    ("post", "/api/v1/auth/token/refresh", False),
+    ("post", "/api/v1/auth/logout", False),
+    ("post", "/api/v1/marketplaces/amazon/oauth/start", True),
+    ("post", "/api/v1/marketplaces/amazon/disconnect", True),
+    ("put", "/api/v1/marketplaces/amazon/connections/{connection}/mailbox", True),
+    ("post", "/api/v1/tickets/{ticket}/messages/", True),
+    ("post", "/api/v1/tickets/{ticket}/amazon/actions/unexpectedProblem", True),
+    ("patch", "/api/v1/tickets/{ticket}/", True),
+    ("post", "/api/v1/tickets/{ticket}/messages/{message}/translate", True),
+    ("patch", "/api/v1/tenant/settings", True),
+]
+UPLOAD = ("post", "/api/v1/tickets/{ticket}/attachments/", True)
+
+
+def write_target(client, member, path: str, authenticated: bool) -> tuple[APIClient, str]:
+    """The caller and the URL for one of the writes, on a ticket of an Amazon order of the member's tenant."""
+    ticket = make_ticket(member.tenant, connection_id=make_connection(member.tenant).id, order_id="302-1-2")
+    url = path.format(ticket=ticket.id, message=ticket.messages.get().id, connection=ticket.connection_id)
+    return (client if authenticated else APIClient()), url
+
+
+@pytest.mark.parametrize(("method", "path", "authenticated"), JSON_WRITES)
 def test_json_nested_deeper_than_python_recurses_is_a_400(client, member, method, path, authenticated):
-    ticket = make_ticket(member.tenant)
-    caller = client if authenticated else APIClient()
-    url = path.format(ticket=ticket.id, message=ticket.messages.get().id)
+    caller, url = write_target(client, member, path, authenticated)
     response = getattr(caller, method)(url, data=DEEP, content_type="application/json")
     assert response.status_code == 400
     assert shape(response)["code"] == "invalid_input"
 
 
-@pytest.mark.parametrize(
-    ("method", "path", "authenticated"),
-    [
-        ("post", "/api/v1/auth/token", False),
-        ("post", "/api/v1/auth/token/refresh", False),
-        ("post", "/api/v1/auth/logout", False),
-        ("post", "/api/v1/marketplaces/amazon/oauth/start", True),
-        ("post", "/api/v1/marketplaces/amazon/disconnect", True),
-        ("put", "/api/v1/marketplaces/amazon/connections/{connection}/mailbox", True),
-        ("post", "/api/v1/tickets/{ticket}/messages/", True),
-        ("post", "/api/v1/tickets/{ticket}/attachments/", True),
-        ("post", "/api/v1/tickets/{ticket}/amazon/actions/unexpectedProblem", True),
-        ("patch", "/api/v1/tickets/{ticket}/", True),
-        ("post", "/api/v1/tickets/{ticket}/messages/{message}/translate", True),
-        ("patch", "/api/v1/tenant/settings", True),
-    ],
-)
+@pytest.mark.parametrize(("method", "path", "authenticated"), [*JSON_WRITES, UPLOAD])
 def test_every_write_names_a_field_it_does_not_take(client, member, method, path, authenticated):
     """DRF would drop the field and carry on with the defaults; every write endpoint refuses it."""
-    ticket = make_ticket(member.tenant, connection_id=make_connection(member.tenant).id, order_id="302-1-2")
-    caller = client if authenticated else APIClient()
-    url = path.format(ticket=ticket.id, message=ticket.messages.get().id, connection=ticket.connection_id)
-    body_format = "multipart" if path.endswith("/attachments/") else "json"  # uploads are multipart only
+    caller, url = write_target(client, member, path, authenticated)
+    body_format = "multipart" if (method, path, authenticated) == UPLOAD else "json"
     response = getattr(caller, method)(url, data={"bodyy": "x"}, format=body_format)
     assert response.status_code == 400, response.content
     body = shape(response)
